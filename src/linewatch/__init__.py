@@ -1,0 +1,3 @@
+"""linewatch: streaming quality monitoring for production lines."""
+
+__version__ = "0.1.0"

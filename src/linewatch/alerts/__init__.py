@@ -1,0 +1,1 @@
+"""Alerts: lifecycle and deduplication, the SQL store, and publishers."""

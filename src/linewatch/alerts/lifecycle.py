@@ -1,0 +1,78 @@
+"""Alert lifecycle and deduplication.
+
+One open alert per (kind, machine, sensor): repeats of a condition update it, a worsening condition
+escalates it, and a condition that has been clear long enough resolves it. A new episode after
+resolution is a new alert. Alert ids are derived from the episode (kind, line, machine, sensor, start
+time), so a batch replayed after a crash updates the same alert instead of creating a duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from copy import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
+
+_NAMESPACE = uuid.UUID("5b0c1f0e-8f53-4c55-a7d4-4c1a1b6e2f10")
+_RANK = {Severity.WARNING: 0, Severity.CRITICAL: 1}
+AlertKey = tuple[AlertKind, str, str | None, str | None]  # kind, line, machine, sensor
+
+
+def alert_id(kind: AlertKind, line: str, machine: str | None, sensor: str | None, started_at: datetime) -> str:
+    """Deterministic id of one alert episode."""
+    name = f"{kind.value}|{line}|{machine or ''}|{sensor or ''}|{started_at.isoformat()}"
+    return str(uuid.uuid5(_NAMESPACE, name))
+
+
+class AlertBook:
+    """The open alerts, and the rules that turn conditions into alert events."""
+
+    def __init__(self, open_alerts: Iterable[Alert] = ()):
+        self.open: dict[AlertKey, Alert] = {}
+        for a in open_alerts:
+            self.open[(a.kind, a.line, a.machine, a.sensor)] = a
+
+    def raise_(self, kind: AlertKind, line: str, machine: str | None, sensor: str | None, ts: datetime,
+               severity: Severity, summary: str, details: dict[str, Any]) -> AlertEvent:
+        """The condition holds at ``ts``: fire a new alert or update the open one."""
+        key = (kind, line, machine, sensor)
+        alert = self.open.get(key)
+        if alert is None:
+            alert = Alert(id=alert_id(kind, line, machine, sensor, ts), kind=kind, severity=severity, line=line,
+                          machine=machine, sensor=sensor, status=AlertStatus.FIRING, started_at=ts,
+                          last_seen_at=ts, summary=summary, details=details)
+            self.open[key] = alert
+            return AlertEvent(AlertEventType.FIRED, copy(alert))
+        escalated = _RANK[severity] > _RANK[alert.severity]
+        if escalated:
+            alert.severity = severity
+        alert.last_seen_at = max(alert.last_seen_at, ts)
+        alert.summary = summary
+        alert.details = details
+        return AlertEvent(AlertEventType.ESCALATED if escalated else AlertEventType.UPDATED, copy(alert))
+
+    def clear(self, kind: AlertKind, line: str, machine: str | None, sensor: str | None, ts: datetime,
+              clear_after: timedelta) -> AlertEvent | None:
+        """The condition does not hold at ``ts``: resolve the open alert once it has been clear long enough."""
+        key = (kind, line, machine, sensor)
+        alert = self.open.get(key)
+        if alert is None or ts - alert.last_seen_at < clear_after:
+            return None
+        return self.resolve(key, ts)
+
+    def resolve(self, key: AlertKey, ts: datetime) -> AlertEvent | None:
+        alert = self.open.pop(key, None)
+        if alert is None:
+            return None
+        alert.status = AlertStatus.RESOLVED
+        alert.ended_at = ts
+        return AlertEvent(AlertEventType.RESOLVED, copy(alert))
+
+    def acknowledged(self, alert_id_: str, by: str, at: datetime, note: str | None) -> None:
+        """Mirror an acknowledgement made through the API, so later updates keep it."""
+        for a in self.open.values():
+            if a.id == alert_id_:
+                a.status, a.acked_by, a.acked_at, a.ack_note = AlertStatus.ACKNOWLEDGED, by, at, note

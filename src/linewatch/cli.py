@@ -1,0 +1,327 @@
+"""`linewatch ...`: the command line.
+
+    linewatch demo            the main job on embedded defaults (simulated line, SQLite, HTTP on :8000)
+    linewatch run             the worker: consume Kafka, score, alert, serve HTTP
+    linewatch simulate        the simulated line's payloads, to Kafka or stdout
+    linewatch normalize       JSON lines of raw messages on stdin -> canonical readings or rejections
+    linewatch check-config    validate configs/ and name file, line and problem for each error
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from linewatch import __version__
+from linewatch.config import ConfigError, PlantConfig, load_config
+
+UTC = timezone.utc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\nstopped", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="linewatch", description="Streaming quality monitoring for production lines.")
+    p.add_argument("--version", action="version", version=f"linewatch {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the worker does")
+    sub = p.add_subparsers(dest="command")
+
+    d = sub.add_parser("demo", help="run the main job on embedded defaults with a simulated line")
+    d.add_argument("--duration", type=float, help="stop after this many seconds and print a summary")
+    d.add_argument("--port", type=int, help="HTTP port (default 8000, or LINEWATCH_HTTP_PORT)")
+    d.add_argument("--speed", type=float, default=60.0, help="how much faster than real time the line runs "
+                   "until it catches up with now (default 60)")
+    d.add_argument("--backfill", type=float, default=7200.0, help="line seconds simulated before now (default 7200)")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--config-dir", type=Path)
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="run the worker against Kafka (LINEWATCH_KAFKA_BOOTSTRAP)")
+    r.add_argument("--duration", type=float)
+    r.add_argument("--port", type=int)
+    r.add_argument("--config-dir", type=Path)
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("simulate", help="publish the simulated line's payloads")
+    s.add_argument("--to", choices=["stdout", "kafka"], default="stdout")
+    s.add_argument("--seconds", type=float, default=3600.0, help="line seconds to simulate (default 3600)")
+    s.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
+    s.add_argument("--start", help="line time of the first reading (ISO-8601, default: --seconds before now)")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--no-faults", action="store_true", help="a healthy line, no injected faults")
+    s.add_argument("--bootstrap", help="Kafka bootstrap (default LINEWATCH_KAFKA_BOOTSTRAP)")
+    s.set_defaults(func=cmd_simulate)
+
+    n = sub.add_parser("normalize", help="normalise JSON lines {topic,key,value} from stdin, one result line each")
+    n.add_argument("--config-dir", type=Path)
+    n.set_defaults(func=cmd_normalize)
+
+    c = sub.add_parser("check-config", help="validate plant, catalogue and manufacturer profiles")
+    c.add_argument("--config-dir", type=Path)
+    c.set_defaults(func=cmd_check_config)
+    return p
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _settings(args: argparse.Namespace):
+    from linewatch.settings import Settings
+
+    settings = Settings()
+    if getattr(args, "port", None) is not None:
+        settings.http_port = args.port
+    if getattr(args, "config_dir", None):
+        settings.config_dir = args.config_dir
+    return settings
+
+
+def _config(directory: Path | None) -> PlantConfig | None:
+    try:
+        return load_config(directory)
+    except ConfigError as exc:
+        print(f"linewatch: the configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _summary(stats, wall: float) -> str:
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.alerts_fired_by_kind.items())) or "none"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats.rejected_by_reason.items()))
+    rejected = f"{stats.rejected}" + (f" ({reasons})" if reasons else "")
+    return (f"summary: {wall:.0f} s, {stats.messages} messages: {stats.readings} readings processed, "
+            f"{stats.qc_results} QC results, {rejected} rejected; alerts fired by kind: {kinds}")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args.config_dir)
+    if config is None:
+        return 2
+    print(f"{config.directory}: ok — site {config.site}, {len(config.lines)} line(s), {len(config.machines)} machine(s), "
+          f"{len(config.catalogue.sensors)} canonical sensors, {len(config.profiles)} manufacturer profile(s)")
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    from linewatch.domain import QcResult, RawMessage, Reading
+    from linewatch.normalize.normalizer import Normalizer
+
+    config = _config(args.config_dir)
+    if config is None:
+        return 2
+    normalizer = Normalizer(config)
+    out = sys.stdout
+    for n, raw_line in enumerate(sys.stdin.buffer, start=1):
+        try:
+            envelope = json.loads(raw_line)
+            msg = RawMessage(topic=str(envelope["topic"]), value=str(envelope["value"]).encode("utf-8", "surrogateescape"),
+                             key=None if envelope.get("key") is None else str(envelope["key"]).encode(), offset=n)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            out.write(json.dumps({"line": n, "rejected": {"reason": "bad_envelope",
+                                  "detail": f"input line {n} is not a JSON object with topic, key, value ({exc})"}}) + "\n")
+            continue
+        result = normalizer.normalize(msg)
+        if isinstance(result, Reading):
+            body = {"line": n, "reading": {"machine": result.machine, "line": result.line,
+                                           "ts": result.ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                                           "values": result.values, "manufacturer": result.source.manufacturer}}
+        elif isinstance(result, QcResult):
+            body = {"line": n, "qc": {"machine": result.machine, "line": result.line,
+                                      "ts": result.ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                                      "passed": result.passed, "test": result.test, "unit_id": result.unit_id,
+                                      "batch_id": result.batch_id, "defect": result.defect}}
+        else:
+            body = {"line": n, "rejected": {"reason": result.reason, "detail": result.detail, "topic": msg.topic}}
+        out.write(json.dumps(body) + "\n")
+    out.flush()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from linewatch.sources.simulator import LineSimulator, SimulatorSettings
+
+    settings = SimulatorSettings(seed=args.seed)
+    if args.no_faults:
+        settings.faults = ()
+    start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC) - timedelta(seconds=args.seconds)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    sim = LineSimulator(start, settings)
+    producer = None
+    if args.to == "kafka":
+        bootstrap = args.bootstrap or os.environ.get("LINEWATCH_KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            print("linewatch simulate --to kafka needs --bootstrap or LINEWATCH_KAFKA_BOOTSTRAP "
+                  "(scripts/kafka-local start prints one)", file=sys.stderr)
+            return 2
+        from linewatch.sources.kafka import ensure_topics, raw_producer
+
+        ensure_topics(bootstrap, [f"linewatch.raw.{m}" for m in settings.vendor_ids] + ["linewatch.qc"])
+        producer = raw_producer(bootstrap)
+    wall0 = time.monotonic()
+    count = 0
+    for sm in sim.messages(seconds=args.seconds):
+        if args.speed > 0:
+            wait = (sm.ts - start).total_seconds() / args.speed - (time.monotonic() - wall0)
+            if wait > 0:
+                time.sleep(wait)
+        m = sm.message
+        if producer is not None:
+            producer.send(m.topic, key=m.key, value=m.value)
+        else:
+            sys.stdout.write(json.dumps({"topic": m.topic, "key": m.key.decode() if m.key else None,
+                                         "value": m.value.decode()}) + "\n")
+        count += 1
+    if producer is not None:
+        producer.flush()
+        producer.close()
+        print(f"simulate: produced {count} messages to {bootstrap}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from linewatch.alerts.publish import TerminalPrinter
+    from linewatch.service import build_service, install_stop_signals
+    from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics
+
+    settings = _settings(args)
+    config = _config(settings.config_dir)
+    if config is None:
+        return 2
+    if not settings.kafka_bootstrap:
+        print("linewatch run needs LINEWATCH_KAFKA_BOOTSTRAP (host:port of the broker); "
+              "`linewatch demo` runs without Kafka", file=sys.stderr)
+        return 2
+    ensure_topics(settings.kafka_bootstrap, [settings.qc_topic, settings.dlq_topic, settings.alerts_topic],
+                  settings.topic_partitions)
+    source = KafkaSource(settings)
+    sink = KafkaSink(settings)
+    service = build_service(settings, config, source, [sink], TerminalPrinter())
+    install_stop_signals(service)
+    assert service.http is not None
+    service.http.start()
+    print(f"linewatch worker: consuming {settings.kafka_bootstrap} as group {settings.consumer_group}; "
+          f"API on http://{settings.http_host}:{service.http.port}", file=sys.stderr)
+    wall = time.monotonic()
+    try:
+        stats = service.runner.run(duration=args.duration)
+    finally:
+        service.http.stop()
+        source.close()
+        sink.close()
+        service.store.close()
+    print(_summary(stats, time.monotonic() - wall), file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from linewatch.alerts.publish import FileDeadLetters, TerminalPrinter
+    from linewatch.service import build_service, install_stop_signals
+    from linewatch.sources.inprocess import PacedSimulation
+    from linewatch.sources.simulator import SimulatorSettings
+
+    settings = _settings(args)
+    config = _config(settings.config_dir)
+    if config is None:
+        return 2
+    if "LINEWATCH_DATABASE_URL" not in os.environ:
+        # each demo replays the same line from scratch, so it starts from an empty alert history
+        demo_db = Path("var/demo.db")
+        for stale in (demo_db, demo_db.with_suffix(".db-wal"), demo_db.with_suffix(".db-shm")):
+            stale.unlink(missing_ok=True)
+        settings.database_url = f"sqlite:///{demo_db}"
+    sim_settings = SimulatorSettings(seed=args.seed)
+    simulation = PacedSimulation(sim_settings, backfill=args.backfill, speed=args.speed)
+    producer_thread = None
+    closers = []
+    if settings.kafka_bootstrap:
+        from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics, raw_producer
+
+        ensure_topics(settings.kafka_bootstrap, [f"linewatch.raw.{m}" for m in config.machines]
+                      + [settings.qc_topic, settings.dlq_topic, settings.alerts_topic], settings.topic_partitions)
+        source = KafkaSource(settings)
+        sink = KafkaSink(settings)
+        closers += [source.close, sink.close]
+        producer_thread = _SimulatorToKafka(simulation, settings.kafka_bootstrap)
+        where = f"through Kafka at {settings.kafka_bootstrap}"
+    else:
+        source = simulation
+        sink = FileDeadLetters(settings.dlq_file)
+        where = "in-process (set LINEWATCH_KAFKA_BOOTSTRAP to go through a broker)"
+    service = build_service(settings, config, source, [sink], TerminalPrinter())
+    install_stop_signals(service)
+    assert service.http is not None
+    service.http.start()
+    url = f"http://{settings.http_host}:{service.http.port}"
+    print(f"linewatch demo — simulated {', '.join(config.lines)} with {len(config.machines)} machines from "
+          f"{len(config.profiles)} manufacturers, {where}.\n"
+          f"  line time starts {args.backfill / 3600:.1f} h ago and runs {args.speed:g}x until it reaches now\n"
+          f"  alerts: {settings.database_url}   API: {url}/api/v1/alerts  {url}/api/v1/machines  {url}/metrics\n"
+          f"  injected faults: " + "; ".join(f.describe() for f in sim_settings.faults) + "\n"
+          f"  Ctrl-C stops.", flush=True)
+    if producer_thread:
+        producer_thread.start()
+    wall = time.monotonic()
+    try:
+        stats = service.runner.run(duration=args.duration)
+    finally:
+        if producer_thread:
+            producer_thread.stop()
+        service.http.stop()
+        for close in closers:
+            close()
+        service.store.close()
+    print(_summary(stats, time.monotonic() - wall), flush=True)
+    return 0
+
+
+class _SimulatorToKafka(threading.Thread):
+    """Feeds the paced simulation into the broker, as the machines would."""
+
+    def __init__(self, simulation, bootstrap: str):
+        super().__init__(name="simulator", daemon=True)
+        from linewatch.sources.kafka import raw_producer
+
+        self.simulation = simulation
+        self.producer = raw_producer(bootstrap)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            for m in self.simulation.next_batch():
+                self.producer.send(m.topic, key=m.key, value=m.value)
+            self.producer.flush()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+        self.producer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

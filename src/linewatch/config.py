@@ -1,0 +1,384 @@
+"""The plant's configuration files: hierarchy, sensor catalogue and manufacturer profiles.
+
+Every problem is reported with the file, the line and what is wrong, because the person reading it
+is standing next to a line with a text editor, not a debugger.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigProblem(BaseModel):
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in the configuration; str() lists them one per line."""
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# ---------------------------------------------------------------- models
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SensorSpec(_Strict):
+    unit: str
+    range: tuple[float, float]
+    description: str = ""
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] >= v[1]:
+            raise ValueError(f"range must be [low, high] with low < high, got {list(v)}")
+        return v
+
+
+class Catalogue(_Strict):
+    sensors: dict[str, SensorSpec]
+
+
+class MachineSpec(_Strict):
+    id: str
+    kind: str
+    manufacturer: str
+    vendor_ids: list[str] = Field(default_factory=list)
+
+
+class LineSpec(_Strict):
+    name: str
+    description: str = ""
+    machines: list[MachineSpec]
+
+
+class AreaSpec(_Strict):
+    name: str
+    lines: list[LineSpec]
+
+
+class AnomalySettings(_Strict):
+    warmup_readings: int = Field(400, ge=50)
+    calibration_readings: int = Field(300, ge=50)
+    threshold_quantile: float = Field(0.995, gt=0.5, lt=1.0)
+    threshold_margin: float = Field(1.05, ge=1.0)
+    debounce_k: int = Field(3, ge=1)
+    debounce_n: int = Field(5, ge=1)
+    clear_after_seconds: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> "AnomalySettings":
+        if self.debounce_k > self.debounce_n:
+            raise ValueError(f"debounce_k ({self.debounce_k}) must not exceed debounce_n ({self.debounce_n})")
+        return self
+
+
+class FailureRateSettings(_Strict):
+    baseline_units: int = Field(1000, ge=100)
+    baseline_rate: float | None = Field(None, gt=0, lt=1)
+    target_arl0_units: int = Field(10000, ge=100)
+    shift_ratio: float = Field(3.0, gt=1.0)
+    clear_after_units: int = Field(300, ge=10)
+
+
+class DetectionSettings(_Strict):
+    anomaly: AnomalySettings = AnomalySettings()
+    failure_rate: FailureRateSettings = FailureRateSettings()
+
+
+class PlantSpec(_Strict):
+    site: str
+    areas: list[AreaSpec]
+    detection: DetectionSettings = DetectionSettings()
+
+
+class MachineIdSpec(_Strict):
+    from_: Literal["key", "topic", "field"] = Field(alias="from")
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_field(self) -> "MachineIdSpec":
+        if self.from_ == "field" and not self.path:
+            raise ValueError("machine_id from: field needs a path")
+        return self
+
+
+class TimestampSpec(_Strict):
+    path: str
+    format: Literal["epoch_s", "epoch_ms", "epoch_us", "iso", "iso_local"]
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _tz_for_local(self) -> "TimestampSpec":
+        if self.format == "iso_local" and not self.timezone:
+            raise ValueError("timestamp format iso_local needs a timezone (e.g. Europe/Berlin)")
+        if self.timezone:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+
+class SensorMapping(_Strict):
+    sensor: str
+    path: str | None = None
+    tag: str | None = None
+    unit: str | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class QcSpec(_Strict):
+    unit_id_path: str | None = None
+    batch_id_path: str | None = None
+    verdict_path: str
+    pass_values: list[str | bool | int]
+    fail_values: list[str | bool | int]
+    defect_path: str | None = None
+    test: str
+
+
+class ProfileSpec(_Strict):
+    manufacturer: str
+    payload: Literal["flat", "nested", "tags"]
+    machine_id: MachineIdSpec
+    timestamp: TimestampSpec
+    sensors: list[SensorMapping]
+    tags_path: str | None = None
+    qc: QcSpec | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ProfileSpec":
+        for i, m in enumerate(self.sensors):
+            if self.payload == "tags" and not m.tag:
+                raise ValueError(f"sensors[{i}] ({m.sensor}): a tag-list profile maps by 'tag'")
+            if self.payload != "tags" and not m.path:
+                raise ValueError(f"sensors[{i}] ({m.sensor}): a {self.payload} profile maps by 'path'")
+        if self.payload == "tags" and not self.tags_path:
+            raise ValueError("a tag-list profile needs tags_path (where the list of tags is)")
+        return self
+
+
+# ---------------------------------------------------------------- the loaded whole
+
+
+@dataclass(frozen=True)
+class Machine:
+    id: str
+    line: str
+    area: str
+    kind: str
+    manufacturer: str
+    vendor_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PlantConfig:
+    """Everything in configs/: validated, cross-checked, ready for the pipeline."""
+
+    directory: Path
+    site: str
+    machines: dict[str, Machine]
+    catalogue: Catalogue
+    profiles: dict[str, ProfileSpec]
+    detection: DetectionSettings
+
+    @property
+    def lines(self) -> list[str]:
+        return sorted({m.line for m in self.machines.values()})
+
+    def machines_on(self, line: str) -> list[Machine]:
+        return [m for m in self.machines.values() if m.line == line]
+
+
+def default_config_dir() -> Path:
+    """configs/ beside the checkout, else the copy bundled in the installed package."""
+    env = os.environ.get("LINEWATCH_CONFIG_DIR")
+    if env:
+        return Path(env)
+    cwd = Path.cwd() / "configs"
+    if (cwd / "plant.yaml").exists():
+        return cwd
+    repo = Path(__file__).resolve().parents[2] / "configs"
+    if (repo / "plant.yaml").exists():
+        return repo
+    return Path(str(resources.files("linewatch") / "_configs"))
+
+
+def load_config(directory: Path | None = None) -> PlantConfig:
+    """Load and cross-check plant.yaml, catalogue.yaml and manufacturers/*.yaml.
+
+    Raises ConfigError listing every problem found, each with file and line.
+    """
+    directory = Path(directory) if directory else default_config_dir()
+    problems: list[ConfigProblem] = []
+
+    plant = _load_model(directory / "plant.yaml", PlantSpec, problems)
+    catalogue = _load_model(directory / "catalogue.yaml", Catalogue, problems)
+    profiles: dict[str, ProfileSpec] = {}
+    profile_files: dict[str, Path] = {}
+    manu_dir = directory / "manufacturers"
+    files = sorted(manu_dir.glob("*.yaml")) + sorted(manu_dir.glob("*.yml")) if manu_dir.is_dir() else []
+    if not files:
+        problems.append(ConfigProblem(file=str(manu_dir), line=None, message="no manufacturer profiles (*.yaml) found"))
+    for path in files:
+        profile = _load_model(path, ProfileSpec, problems)
+        if profile is None:
+            continue
+        if profile.manufacturer in profiles:
+            problems.append(ConfigProblem(file=str(path), line=_line_of(path, ["manufacturer"]),
+                                          message=f"manufacturer {profile.manufacturer!r} is already defined in {profile_files[profile.manufacturer]}"))
+            continue
+        profiles[profile.manufacturer] = profile
+        profile_files[profile.manufacturer] = path
+
+    if catalogue is not None:
+        from linewatch.normalize.units import check_unit
+
+        for name, spec in catalogue.sensors.items():
+            err = check_unit(spec.unit)
+            if err:
+                problems.append(ConfigProblem(file=str(directory / "catalogue.yaml"),
+                                              line=_line_of(directory / "catalogue.yaml", ["sensors", name, "unit"]),
+                                              message=f"sensors.{name}.unit: {err}"))
+        for manufacturer, profile in profiles.items():
+            path = profile_files[manufacturer]
+            for i, mapping in enumerate(profile.sensors):
+                where = _line_of(path, ["sensors", i])
+                spec = catalogue.sensors.get(mapping.sensor)
+                if spec is None:
+                    problems.append(ConfigProblem(file=str(path), line=where,
+                                                  message=f"sensors[{i}]: {mapping.sensor!r} is not in the catalogue (catalogue.yaml)"))
+                    continue
+                if mapping.unit:
+                    from linewatch.normalize.units import conversion
+
+                    try:
+                        conversion(mapping.unit, spec.unit)
+                    except ValueError as exc:
+                        problems.append(ConfigProblem(file=str(path), line=where,
+                                                      message=f"sensors[{i}] ({mapping.sensor}): {exc}"))
+
+    machines: dict[str, Machine] = {}
+    if plant is not None:
+        plant_file = directory / "plant.yaml"
+        seen_vendor: dict[str, str] = {}
+        for ai, area in enumerate(plant.areas):
+            for li, line in enumerate(area.lines):
+                for mi, m in enumerate(line.machines):
+                    loc = ["areas", ai, "lines", li, "machines", mi]
+                    if m.id in machines:
+                        problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, loc + ["id"]),
+                                                      message=f"machine id {m.id!r} appears twice"))
+                    if m.manufacturer not in profiles:
+                        problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, loc + ["manufacturer"]),
+                                                      message=f"machine {m.id!r}: no profile for manufacturer {m.manufacturer!r} "
+                                                              f"(known: {', '.join(sorted(profiles)) or 'none'})"))
+                    for vid in m.vendor_ids:
+                        if vid in seen_vendor and seen_vendor[vid] != m.id:
+                            problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, loc + ["vendor_ids"]),
+                                                          message=f"vendor id {vid!r} is used by {seen_vendor[vid]!r} and {m.id!r}"))
+                        seen_vendor[vid] = m.id
+                    machines[m.id] = Machine(id=m.id, line=line.name, area=area.name, kind=m.kind,
+                                             manufacturer=m.manufacturer, vendor_ids=tuple(m.vendor_ids))
+
+    if problems:
+        raise ConfigError(problems)
+    assert plant is not None and catalogue is not None
+    return PlantConfig(directory=directory, site=plant.site, machines=machines, catalogue=catalogue,
+                       profiles=profiles, detection=plant.detection)
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+
+def _load_model(path: Path, model: type[BaseModel], problems: list[ConfigProblem]) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(ConfigProblem(file=str(path), line=None, message="file not found"))
+        return None
+    except UnicodeDecodeError as exc:
+        problems.append(ConfigProblem(file=str(path), line=None, message=f"not UTF-8 text ({exc.reason})"))
+        return None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problems.append(ConfigProblem(file=str(path), line=line, message=f"invalid YAML: {getattr(exc, 'problem', exc)}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(ConfigProblem(file=str(path), line=1, message="expected a mapping at the top level"))
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = list(err["loc"])
+            dotted = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(ConfigProblem(file=str(path), line=_locate(node, loc),
+                                          message=f"{dotted}: {_plain(err)}"))
+        return None
+
+
+def _plain(err: dict[str, Any]) -> str:
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown setting (check the spelling)"
+    if err["type"] == "missing":
+        return "required setting is missing"
+    return msg.removeprefix("Value error, ")
+
+
+def _locate(node: yaml.Node | None, loc: list[Any]) -> int | None:
+    """Line (1-based) of the deepest YAML node that a pydantic error location reaches."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    child = v if not isinstance(v, yaml.ScalarNode) else k
+                    if isinstance(v, yaml.ScalarNode):
+                        return k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            return line
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+def _line_of(path: Path, loc: list[Any]) -> int | None:
+    try:
+        return _locate(yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader), loc)
+    except (OSError, yaml.YAMLError):
+        return None

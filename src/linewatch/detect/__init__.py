@@ -1,0 +1,1 @@
+"""Detectors: per-machine anomaly models and the line's failure-rate monitor."""

@@ -1,0 +1,158 @@
+"""One online anomaly model per machine, built from river.
+
+Two river views of each reading: Half-Space Trees over the standard-scaled sensors (joint behaviour
+that no single sensor shows) and the largest per-sensor deviation from the scaler's running mean, in
+standard deviations (one sensor far out, which Half-Space Trees dilute across dimensions). The model
+learns the machine's normal behaviour during a warm-up, then sets a threshold for each view from the
+scores it sees during calibration (a quantile, not a magic number). The machine's score is the larger
+of the two scores divided by its threshold, so 1.0 is the line between normal and anomalous on every
+machine. A reading only counts as anomalous when k of the last n readings were, so one
+noisy sample on a vibrating cutter does not flap an alert, and anomalous readings are not learned as
+normal. Explanations come from the scaler's running mean and variance: which sensors are furthest
+from their normal range, in the sensor's own unit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from river import anomaly, compose, preprocessing
+
+from linewatch.config import AnomalySettings
+
+Phase = Literal["warming_up", "calibrating", "monitoring"]
+HST_LIMIT = 4.0  # scaled sensors beyond +-4 sigma all fall in the outermost half-space
+# Slowly wandering (autocorrelated) sensors cross 3 sigma in runs that debouncing cannot break up;
+# below this many standard deviations a single sensor never makes a reading anomalous on its own.
+MIN_DEVIATION_THRESHOLD = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """How far one sensor is from normal, for the alert sentence and the details."""
+
+    sensor: str
+    value: float
+    z: float
+    normal_low: float
+    normal_high: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    score: float  # max(tree score / its threshold, deviation / its threshold); 0 before calibration
+    threshold: float | None  # 1.0 once calibrated
+    tree_score: float
+    deviation: float  # largest |z| over the sensors
+    phase: Phase
+    outlier: bool  # this reading alone is beyond the threshold
+    anomalous: bool  # debounced: k of the last n readings were outliers
+    contributions: tuple[Contribution, ...] = field(default=())
+
+
+class MachineModel:
+    """The anomaly model of one machine."""
+
+    def __init__(self, machine: str, settings: AnomalySettings, seed: int = 42):
+        self.machine = machine
+        self.settings = settings
+        self.scaler = preprocessing.StandardScaler()
+        self.trees = anomaly.HalfSpaceTrees(n_trees=25, height=8, window_size=250, seed=seed)
+        self.model = compose.Pipeline(self.scaler, self.trees)
+        self.sensors: tuple[str, ...] | None = None
+        self.last: dict[str, float] = {}
+        self.seen = 0
+        self.calibration: list[tuple[float, float]] = []
+        self.tree_threshold: float | None = None
+        self.deviation_threshold: float | None = None
+        self.recent: deque[bool] = deque(maxlen=settings.debounce_n)
+
+    @property
+    def phase(self) -> Phase:
+        if self.seen < self.settings.warmup_readings:
+            return "warming_up"
+        if self.tree_threshold is None:
+            return "calibrating"
+        return "monitoring"
+
+    def score_one(self, values: dict[str, float]) -> Verdict:
+        """Score one reading, learn it if it looks normal, and say how anomalous it is."""
+        x = self._features(values)
+        if self.sensors is None:
+            self.sensors = tuple(sorted(values))
+            self.trees.limits.update({s: (-HST_LIMIT, HST_LIMIT) for s in self.sensors})
+            x = self._features(values)
+        phase = self.phase
+        tree = float(self.model.score_one(x)) if self.seen >= self.trees.window_size else 0.0
+        deviation = self._deviation(x) if self.seen >= 2 else 0.0
+        self.seen += 1
+        if phase == "warming_up":
+            self.model.learn_one(x)
+            return Verdict(0.0, None, tree, deviation, phase, False, False)
+        if phase == "calibrating":
+            self.model.learn_one(x)
+            self.calibration.append((tree, deviation))
+            if len(self.calibration) >= self.settings.calibration_readings:
+                q, margin = self.settings.threshold_quantile, self.settings.threshold_margin
+                self.tree_threshold = _quantile([c[0] for c in self.calibration], q) * margin
+                self.deviation_threshold = max(_quantile([c[1] for c in self.calibration], q) * margin, MIN_DEVIATION_THRESHOLD)
+                self.calibration = []
+            return Verdict(0.0, None, tree, deviation, phase, False, False)
+        assert self.tree_threshold is not None and self.deviation_threshold is not None
+        score = max(tree / self.tree_threshold, deviation / self.deviation_threshold)
+        outlier = score > 1.0
+        self.recent.append(outlier)
+        anomalous = sum(self.recent) >= self.settings.debounce_k
+        contributions = self.explain(x) if (outlier or anomalous) else ()
+        if not outlier:
+            self.model.learn_one(x)
+        return Verdict(score, 1.0, tree, deviation, phase, outlier, anomalous, contributions)
+
+    def _deviation(self, x: dict[str, float]) -> float:
+        means, vars_ = self.scaler.means, self.scaler.vars
+        worst = 0.0
+        for s, v in x.items():
+            var = vars_.get(s, 0.0)
+            if var > 0.0:
+                z = abs(v - means[s]) / math.sqrt(var)
+                if z > worst:
+                    worst = z
+        return worst
+
+    def _features(self, values: dict[str, float]) -> dict[str, float]:
+        """The model's fixed feature set: a sensor missing from one reading keeps its last value."""
+        if self.sensors is None:
+            return dict(values)
+        x = {}
+        for s in self.sensors:
+            v = values.get(s)
+            if v is None:
+                v = self.last.get(s, 0.0)
+            x[s] = v
+        self.last = x
+        return x
+
+    def explain(self, x: dict[str, float]) -> tuple[Contribution, ...]:
+        """Sensors ordered by how far they are from their learned mean, in standard deviations."""
+        out = []
+        for s, v in x.items():
+            mean = self.scaler.means.get(s, 0.0)
+            sd = math.sqrt(self.scaler.vars.get(s, 0.0)) or 1e-9
+            out.append(Contribution(s, v, (v - mean) / sd, mean - 3 * sd, mean + 3 * sd))
+        out.sort(key=lambda c: abs(c.z), reverse=True)
+        return tuple(out)
+
+    def accept_as_normal(self, values: dict[str, float]) -> None:
+        """Operator feedback ("new normal"): learn this reading even though it scored high."""
+        self.model.learn_one(self._features(values))
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)

@@ -1,0 +1,150 @@
+"""The canonical model: what every stage after normalisation sees.
+
+Plain dataclasses with slots: they are created once per reading on the hot path, so they stay
+small, and they carry the plant's words (machine, line, reading) rather than Kafka's.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from, so any decision can be traced back to the original bytes."""
+
+    manufacturer: str
+    topic: str
+    partition: int = -1
+    offset: int = -1
+
+
+@dataclass(slots=True)
+class Reading:
+    """One sample of a machine's sensors, in canonical names and units."""
+
+    machine: str
+    line: str
+    ts: datetime  # UTC, millisecond precision
+    values: dict[str, float]
+    source: Source
+    unit_id: str | None = None
+    batch_id: str | None = None
+
+
+@dataclass(slots=True)
+class QcResult:
+    """One pass/fail verdict on a unit (part, bag) or batch."""
+
+    ts: datetime
+    line: str
+    passed: bool
+    test: str
+    source: Source
+    machine: str | None = None
+    unit_id: str | None = None
+    batch_id: str | None = None
+    defect: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that could not be normalised: a reason code for counting and a sentence for people."""
+
+    reason: str
+    detail: str
+    source: Source
+    raw: bytes
+    key: bytes | None = None
+
+
+class AlertKind(str, enum.Enum):
+    ANOMALY = "anomaly"
+    FAILURE_RATE = "failure_rate"
+    DATA_QUALITY = "data_quality"
+    STALE_STREAM = "stale_stream"
+
+
+class Severity(str, enum.Enum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertStatus(str, enum.Enum):
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+@dataclass(slots=True)
+class Alert:
+    """An episode of abnormal behaviour, one open per (kind, machine[, sensor])."""
+
+    id: str
+    kind: AlertKind
+    severity: Severity
+    line: str
+    machine: str | None
+    sensor: str | None
+    status: AlertStatus
+    started_at: datetime
+    last_seen_at: datetime
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    ended_at: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    ack_note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form used by the API, the alerts topic and the terminal."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "severity": self.severity.value,
+            "status": self.status.value,
+            "line": self.line,
+            "machine": self.machine,
+            "sensor": self.sensor,
+            "started_at": _iso(self.started_at),
+            "last_seen_at": _iso(self.last_seen_at),
+            "ended_at": _iso(self.ended_at),
+            "summary": self.summary,
+            "details": self.details,
+            "acked_by": self.acked_by,
+            "acked_at": _iso(self.acked_at),
+            "ack_note": self.ack_note,
+        }
+
+
+class AlertEventType(str, enum.Enum):
+    FIRED = "fired"
+    UPDATED = "updated"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A change to an alert; what the store persists and what publishers announce."""
+
+    type: AlertEventType
+    alert: Alert
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message as it arrived, before anything was understood of it."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    partition: int = -1
+    offset: int = -1

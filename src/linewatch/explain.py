@@ -1,0 +1,61 @@
+"""Sentences a person can read from a distance: what an alert is about, in the plant's words."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from linewatch.config import SensorSpec
+from linewatch.detect.anomaly import Contribution
+
+UNIT_SYMBOLS = {"degC": "°C", "percent": "%", "mm/s": "mm/s", "m/min": "m/min"}
+OUT_Z = 3.0  # a sensor further than this from its mean (in standard deviations) is "out of normal"
+
+
+def sensor_label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def unit_symbol(unit: str) -> str:
+    return UNIT_SYMBOLS.get(unit, unit)
+
+
+def _fmt(value: float) -> str:
+    mag = abs(value)
+    return f"{value:.0f}" if mag >= 100 else f"{value:.1f}" if mag >= 10 else f"{value:.2f}"
+
+
+def anomaly_summary(machine: str, contributions: Sequence[Contribution], catalogue: Mapping[str, SensorSpec]) -> str:
+    """E.g. "extruder-1: die pressure 215 bar, normal 181–189; melt temperature normal".
+
+    >>> from linewatch.config import SensorSpec
+    >>> cat = {"die_pressure": SensorSpec(unit="bar", range=(0, 400)), "screw_speed": SensorSpec(unit="rpm", range=(0, 300))}
+    >>> c = [Contribution("die_pressure", 215.2, 20.0, 180.6, 189.4), Contribution("screw_speed", 90.1, 0.2, 87.0, 93.0)]
+    >>> anomaly_summary("extruder-1", c, cat)
+    'extruder-1: die pressure 215 bar, normal 181–189; screw speed normal'
+    """
+    out = [c for c in contributions if abs(c.z) >= OUT_Z][:3] or list(contributions[:1])
+    parts = []
+    for c in out:
+        unit = unit_symbol(catalogue[c.sensor].unit) if c.sensor in catalogue else ""
+        parts.append(f"{sensor_label(c.sensor)} {_fmt(c.value)} {unit}, normal {_fmt(c.normal_low)}–{_fmt(c.normal_high)}")
+    normal = [c for c in contributions if c not in out][:2]
+    if normal:
+        parts.append(" and ".join(sensor_label(c.sensor) for c in normal) + " normal")
+    return f"{machine}: " + "; ".join(parts)
+
+
+def failure_rate_summary(line: str, rate: float, baseline: float, since: datetime | None, first_unit: str | None) -> str:
+    """E.g. "Failure rate 19.8% (baseline 5.1%) since 10:42 on line-1, first flagged unit B-0001234".
+
+    >>> from datetime import datetime, timezone
+    >>> failure_rate_summary("line-1", 0.198, 0.051, datetime(2026, 1, 5, 10, 42, tzinfo=timezone.utc), "U-1234")
+    'Failure rate 19.8% (baseline 5.1%) since 10:42 UTC on line-1, first flagged unit U-1234'
+    """
+    text = f"Failure rate {rate:.1%} (baseline {baseline:.1%})"
+    if since is not None:
+        text += f" since {since:%H:%M} UTC"
+    text += f" on {line}"
+    if first_unit:
+        text += f", first flagged unit {first_unit}"
+    return text

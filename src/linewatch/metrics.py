@@ -1,0 +1,44 @@
+"""Every Prometheus metric linewatch exports, defined once.
+
+Names follow Prometheus conventions: ``linewatch_`` prefix, ``_total`` for counters, base units
+(seconds, ratio 0-1) and bounded labels (line, machine, kind, severity, reason; never unit ids or
+timestamps). One ``Metrics`` per registry, so each test can use a fresh ``CollectorRegistry``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.readings = Counter("linewatch_readings_total", "Sensor readings normalised and scored.",
+                                ["line", "machine"], registry=r)
+        self.qc_results = Counter("linewatch_qc_results_total", "QC pass/fail results received.",
+                                  ["line", "result"], registry=r)
+        self.rejected = Counter("linewatch_rejected_total", "Messages rejected to the dead-letter topic, by reason.",
+                                ["reason"], registry=r)
+        self.anomaly_score = Gauge("linewatch_anomaly_score", "Latest anomaly score of a machine (0-1).",
+                                   ["line", "machine"], registry=r)
+        self.anomaly_threshold = Gauge("linewatch_anomaly_threshold", "Calibrated anomaly threshold of a machine.",
+                                       ["line", "machine"], registry=r)
+        self.failure_rate = Gauge("linewatch_failure_rate_ratio", "Failure rate of a line's recent units (0-1).",
+                                  ["line"], registry=r)
+        self.failure_rate_baseline = Gauge("linewatch_failure_rate_baseline_ratio",
+                                           "Baseline failure rate of a line learned in phase I (0-1).",
+                                           ["line"], registry=r)
+        self.failure_rate_statistic = Gauge("linewatch_failure_rate_cusum", "CUSUM statistic of a line's failure rate.",
+                                            ["line"], registry=r)
+        self.alerts_fired = Counter("linewatch_alerts_fired_total", "Alerts fired.", ["kind", "severity"], registry=r)
+        self.alerts_open = Gauge("linewatch_alerts_open", "Alerts currently open (firing or acknowledged).",
+                                 ["kind", "severity"], registry=r)
+        self.batch_seconds = Histogram("linewatch_batch_processing_seconds",
+                                       "Time to normalise, score and store one consumed batch.", registry=r,
+                                       buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.batch_size = Histogram("linewatch_batch_messages", "Messages in one consumed batch.", registry=r,
+                                    buckets=(1, 10, 50, 100, 500, 1000, 5000))
+        self.last_reading = Gauge("linewatch_last_reading_timestamp_seconds",
+                                  "Line time of the latest reading of a machine (Unix seconds).",
+                                  ["line", "machine"], registry=r)

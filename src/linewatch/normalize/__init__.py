@@ -1,0 +1,1 @@
+"""Normalisation: vendor payloads in, canonical readings (or rejections with reasons) out."""

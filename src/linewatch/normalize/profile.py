@@ -1,0 +1,162 @@
+"""A manufacturer profile compiled for the hot path.
+
+The YAML profile says where each value is and in which unit; compiling turns paths into key tuples
+and units into (scale, offset) pairs once, so normalising a reading does no parsing of the profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from linewatch.config import Catalogue, ProfileSpec, QcSpec
+from linewatch.normalize.units import Conversion, conversion
+
+UTC = timezone.utc
+
+
+class PayloadError(ValueError):
+    """A payload that does not fit its profile; ``reason`` is the code counted in metrics."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMapping:
+    sensor: str
+    keys: tuple[str, ...]  # path into the payload (flat: one key)
+    tag: str | None
+    unit: str | None
+    conv: Conversion  # vendor unit -> canonical unit, then calibration
+    cal: Conversion  # calibration alone, for tags that name their own unit
+
+
+def _keys(path: str | None) -> tuple[str, ...]:
+    return tuple(path.split(".")) if path else ()
+
+
+def dig(payload: Any, keys: tuple[str, ...]) -> Any:
+    """Follow ``keys`` into nested dicts; None when any step is missing."""
+    for k in keys:
+        if not isinstance(payload, dict):
+            return None
+        payload = payload.get(k)
+        if payload is None:
+            return None
+    return payload
+
+
+class CompiledProfile:
+    """One manufacturer's payload layout, ready to read payloads."""
+
+    def __init__(self, spec: ProfileSpec, catalogue: Catalogue):
+        self.spec = spec
+        self.manufacturer = spec.manufacturer
+        self.payload = spec.payload
+        self.machine_from = spec.machine_id.from_
+        self.machine_keys = _keys(spec.machine_id.path)
+        self.ts_keys = _keys(spec.timestamp.path)
+        self.ts_format = spec.timestamp.format
+        self.tz = ZoneInfo(spec.timestamp.timezone) if spec.timestamp.timezone else None
+        self.tags_keys = _keys(spec.tags_path)
+        self.canonical_units = {name: s.unit for name, s in catalogue.sensors.items()}
+        self.fields: list[FieldMapping] = []
+        self.by_tag: dict[str, FieldMapping] = {}
+        for m in spec.sensors:
+            target = self.canonical_units[m.sensor]
+            base = conversion(m.unit, target) if m.unit else Conversion(1.0, 0.0)
+            conv = Conversion(base.scale * m.scale, base.offset * m.scale + m.offset)
+            fm = FieldMapping(sensor=m.sensor, keys=_keys(m.path), tag=m.tag, unit=m.unit, conv=conv,
+                              cal=Conversion(m.scale, m.offset))
+            self.fields.append(fm)
+            if m.tag:
+                self.by_tag[m.tag] = fm
+        self.qc: QcSpec | None = spec.qc
+        if spec.qc:
+            self.qc_unit_keys = _keys(spec.qc.unit_id_path)
+            self.qc_batch_keys = _keys(spec.qc.batch_id_path)
+            self.qc_verdict_keys = _keys(spec.qc.verdict_path)
+            self.qc_defect_keys = _keys(spec.qc.defect_path)
+            self.qc_pass = {str(v).upper() for v in spec.qc.pass_values}
+            self.qc_fail = {str(v).upper() for v in spec.qc.fail_values}
+
+    # ------------------------------------------------------------ timestamps
+
+    def timestamp(self, payload: dict[str, Any]) -> datetime:
+        raw = dig(payload, self.ts_keys)
+        if raw is None:
+            raise PayloadError("missing_field", f"timestamp field {'.'.join(self.ts_keys)!r} is missing")
+        fmt = self.ts_format
+        try:
+            if fmt.startswith("epoch"):
+                if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                    raise PayloadError("bad_timestamp", f"timestamp {raw!r} is not a number ({fmt})")
+                seconds = raw if fmt == "epoch_s" else raw / 1000.0 if fmt == "epoch_ms" else raw / 1_000_000.0
+                ts = datetime.fromtimestamp(round(seconds, 3), tz=UTC)
+            else:
+                if not isinstance(raw, str):
+                    raise PayloadError("bad_timestamp", f"timestamp {raw!r} is not an ISO-8601 string")
+                ts = datetime.fromisoformat(raw)
+                if ts.tzinfo is None:
+                    if self.tz is None:
+                        raise PayloadError("bad_timestamp", f"timestamp {raw!r} has no UTC offset and the profile names no time zone")
+                    ts = ts.replace(tzinfo=self.tz)
+                ts = ts.astimezone(UTC)
+                ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+        except (ValueError, OverflowError, OSError) as exc:
+            if isinstance(exc, PayloadError):
+                raise
+            raise PayloadError("bad_timestamp", f"timestamp {raw!r} cannot be read as {fmt}: {exc}") from None
+        return ts
+
+    # ------------------------------------------------------------ sensor values
+
+    def values(self, payload: dict[str, Any]) -> dict[str, float]:
+        if self.payload == "tags":
+            return self._tag_values(payload)
+        out: dict[str, float] = {}
+        for fm in self.fields:
+            raw = dig(payload, fm.keys)
+            if raw is None:
+                continue  # a sensor missing from one reading is a gap, not a bad message
+            out[fm.sensor] = _number(raw, fm.sensor, ".".join(fm.keys)) * fm.conv.scale + fm.conv.offset
+        return out
+
+    def _tag_values(self, payload: dict[str, Any]) -> dict[str, float]:
+        tags = dig(payload, self.tags_keys)
+        if not isinstance(tags, list):
+            raise PayloadError("missing_field", f"tag list {'.'.join(self.tags_keys)!r} is missing or not a list")
+        out: dict[str, float] = {}
+        for item in tags:
+            if not isinstance(item, dict):
+                raise PayloadError("bad_value", f"tag entry {item!r} is not an object")
+            fm = self.by_tag.get(item.get("tag"))  # type: ignore[arg-type]
+            if fm is None:
+                continue
+            value = _number(item.get("value"), fm.sensor, fm.tag or "")
+            unit = item.get("unit")
+            if unit is None or unit == fm.unit:
+                out[fm.sensor] = value * fm.conv.scale + fm.conv.offset
+                continue
+            if not isinstance(unit, str):
+                raise PayloadError("bad_unit", f"tag {fm.tag!r}: unit {unit!r} is not a string")
+            try:
+                conv = conversion(unit, self.canonical_units[fm.sensor])  # cached per unit string
+            except ValueError as exc:
+                raise PayloadError("bad_unit", f"tag {fm.tag!r}: {exc}") from None
+            out[fm.sensor] = (value * conv.scale + conv.offset) * fm.cal.scale + fm.cal.offset
+        return out
+
+
+def _number(raw: Any, sensor: str, where: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise PayloadError("non_numeric", f"{sensor} ({where}) is {raw!r}, not a number")
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise PayloadError("not_finite", f"{sensor} ({where}) is {raw!r}")
+    return value

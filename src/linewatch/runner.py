@@ -1,0 +1,106 @@
+"""The consumer loop: take a batch, run it through the pipeline, make its results durable, commit.
+
+Order matters for at-least-once: alerts are stored and DLQ/alert records acknowledged before the
+source's offsets are committed. If making a batch durable fails, the loop retries that step (the
+writes are idempotent) rather than moving on, so nothing a batch produced is ever skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from linewatch.alerts.store import AlertStore
+from linewatch.domain import AlertEvent, AlertEventType, RawMessage, Rejection
+from linewatch.pipeline import BatchOutcome, Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    def next_batch(self) -> list[RawMessage]: ...
+
+    def commit(self) -> None: ...
+
+
+class Sink(Protocol):
+    def write(self, rejections: Sequence[Rejection], events: Sequence[AlertEvent]) -> None: ...
+
+
+@dataclass
+class RunStats:
+    messages: int = 0
+    readings: int = 0
+    qc_results: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+    alerts_fired_by_kind: Counter = field(default_factory=Counter)
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Runner:
+    def __init__(self, source: Source, pipeline: Pipeline, store: AlertStore, sinks: Sequence[Sink] = (),
+                 on_events: Callable[[Sequence[AlertEvent]], None] | None = None):
+        self.source = source
+        self.pipeline = pipeline
+        self.store = store
+        self.sinks = list(sinks)
+        self.on_events = on_events
+        self.stop_requested = threading.Event()
+        self.ready = threading.Event()
+        self.stats = RunStats()
+
+    def run(self, duration: float | None = None) -> RunStats:
+        """Process batches until stopped (or for ``duration`` seconds)."""
+        deadline = None if duration is None else time.monotonic() + duration
+        self.ready.set()
+        while not self.stop_requested.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.step()
+        return self.stats
+
+    def step(self) -> BatchOutcome | None:
+        batch = self.source.next_batch()
+        if not batch:
+            return None
+        outcome = self.pipeline.process(batch)
+        self._make_durable(outcome)
+        self.source.commit()
+        self._count(outcome)
+        if self.on_events and outcome.events:
+            self.on_events(outcome.events)
+        return outcome
+
+    def _make_durable(self, outcome: BatchOutcome) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self.store.save(outcome.events)
+                for sink in self.sinks:
+                    sink.write(outcome.rejections, outcome.events)
+                self.ready.set()
+                return
+            except Exception as exc:  # store or broker unavailable: hold the batch, retry, never skip it
+                if self.stop_requested.is_set():
+                    raise
+                log.error("could not make a batch durable (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+                self.ready.clear()
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _count(self, outcome: BatchOutcome) -> None:
+        s = self.stats
+        s.batches += 1
+        s.messages += outcome.messages
+        s.readings += outcome.readings
+        s.qc_results += outcome.qc_results
+        s.rejected += len(outcome.rejections)
+        s.rejected_by_reason.update(r.reason for r in outcome.rejections)
+        s.alerts_fired_by_kind.update(ev.alert.kind.value for ev in outcome.events if ev.type is AlertEventType.FIRED)

@@ -1,0 +1,94 @@
+"""Assembles a running linewatch: pipeline, store, sinks, HTTP server, and the runner between them."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+
+from linewatch.alerts.lifecycle import AlertBook
+from linewatch.alerts.store import AlertStore
+from linewatch.api.app import create_app
+from linewatch.config import PlantConfig
+from linewatch.metrics import Metrics
+from linewatch.pipeline import Pipeline
+from linewatch.runner import Runner, Sink, Source
+from linewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class HttpServer:
+    """uvicorn in a background thread, so the consumer loop keeps the main thread (and Ctrl-C)."""
+
+    def __init__(self, app: object, host: str, port: int):
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                   access_log=False, lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        self.host = host
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the HTTP server could not start on {self.host}:{self.port} "
+                                   "(is the port in use? choose another with --port)")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the HTTP server did not start within 15 s")
+            time.sleep(0.05)
+
+    @property
+    def port(self) -> int:
+        if self.server.started and self.server.servers:
+            return self.server.servers[0].sockets[0].getsockname()[1]
+        return self.server.config.port
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    config: PlantConfig
+    metrics: Metrics
+    store: AlertStore
+    pipeline: Pipeline
+    runner: Runner
+    http: HttpServer | None
+
+    def stop(self) -> None:
+        self.runner.stop_requested.set()
+
+
+def build_service(settings: Settings, config: PlantConfig, source: Source, sinks: Sequence[Sink],
+                  on_events=None, with_http: bool = True) -> Service:
+    metrics = Metrics()
+    store = AlertStore(settings.database_url)
+    pipeline = Pipeline(config, metrics, AlertBook(store.open_alerts()))
+    runner = Runner(source, pipeline, store, sinks, on_events)
+    http = None
+    if with_http:
+        app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set)
+        http = HttpServer(app, settings.http_host, settings.http_port)
+    return Service(settings, config, metrics, store, pipeline, runner, http)
+
+
+def install_stop_signals(service: Service) -> None:
+    """SIGINT/SIGTERM finish the current batch, then stop; a second Ctrl-C stops at once."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if service.runner.stop_requested.is_set():
+            raise KeyboardInterrupt
+        service.stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

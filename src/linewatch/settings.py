@@ -1,0 +1,31 @@
+"""Runtime settings: LINEWATCH_* environment variables with typed defaults.
+
+The plant itself (machines, sensors, manufacturers) lives in configs/ and is loaded by
+``linewatch.config``; these settings say where things run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LINEWATCH_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(None, description="host:port[,host:port]; unset: the demo runs in-process")
+    consumer_group: str = "linewatch"
+    raw_topic_pattern: str = r"^linewatch\.raw\..+$"
+    qc_topic: str = "linewatch.qc"
+    dlq_topic: str = "linewatch.dlq"
+    alerts_topic: str = "linewatch.alerts"
+    topic_partitions: int = Field(8, ge=1, description="partitions for topics linewatch creates")
+    max_poll_records: int = Field(2000, ge=1)
+    metadata_max_age_ms: int = Field(10_000, ge=500, description="how soon new linewatch.raw.* topics are noticed")
+    database_url: str = "sqlite:///var/linewatch.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    config_dir: Path | None = None
+    dlq_file: Path = Path("var/dlq.jsonl")  # in-process demo only: where rejections go without Kafka

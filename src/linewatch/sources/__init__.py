@@ -1,0 +1,1 @@
+"""Where messages come from: the Kafka consumer loop, the line simulator, file replay."""

@@ -1,0 +1,113 @@
+"""Kafka: the consumer the worker reads from, and the producer it writes DLQ and alert records with.
+
+kafka-python 3.x: the producer is idempotent with acks=all by default; we keep that. The consumer
+never auto-commits: the runner commits after everything a batch produced is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from linewatch.domain import AlertEvent, RawMessage, Rejection
+from linewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 8) -> None:
+    """Create topics that do not exist yet (one replica: a single broker beside the line)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="linewatch-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(name=n, num_partitions=partitions, replication_factor=1)
+                   for n in names if n not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+    finally:
+        admin.close()
+
+
+class KafkaSource:
+    """Batches of raw messages from ``linewatch.raw.*`` and ``linewatch.qc``."""
+
+    def __init__(self, settings: Settings, poll_timeout_ms: int = 500):
+        assert settings.kafka_bootstrap, "KafkaSource needs LINEWATCH_KAFKA_BOOTSTRAP"
+        self.settings = settings
+        self.poll_timeout_ms = poll_timeout_ms
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            client_id="linewatch-worker",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.max_poll_records,
+            metadata_max_age_ms=settings.metadata_max_age_ms,
+        )
+        raw = settings.raw_topic_pattern.strip("^$")
+        self.consumer.subscribe(pattern=f"^(?:{raw}|{re.escape(settings.qc_topic)})$")
+
+    def next_batch(self) -> list[RawMessage]:
+        records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+        batch: list[RawMessage] = []
+        for tp, msgs in records.items():
+            for m in msgs:
+                batch.append(RawMessage(topic=tp.topic, value=m.value if m.value is not None else b"",
+                                        key=m.key, partition=tp.partition, offset=m.offset))
+        return batch
+
+    def commit(self) -> None:
+        """Commit the positions of everything polled so far (the runner calls this after durability)."""
+        self.consumer.commit()
+
+    def assignment(self) -> set:
+        return self.consumer.assignment()
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+class KafkaSink:
+    """Writes rejections to the dead-letter topic and alert events to the alerts topic, and waits for acks."""
+
+    def __init__(self, settings: Settings):
+        assert settings.kafka_bootstrap
+        self.settings = settings
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, client_id="linewatch-worker",
+                                      linger_ms=5)
+
+    def write(self, rejections: Sequence[Rejection], events: Sequence[AlertEvent]) -> None:
+        """Send and block until the broker has acknowledged every record; raises if any failed."""
+        futures = []
+        for r in rejections:
+            headers = [("reason", r.reason.encode()), ("detail", r.detail.encode("utf-8", "replace")[:1000]),
+                       ("source_topic", r.source.topic.encode()),
+                       ("source_partition", str(r.source.partition).encode()),
+                       ("source_offset", str(r.source.offset).encode())]
+            futures.append(self.producer.send(self.settings.dlq_topic, key=r.key, value=r.raw, headers=headers))
+        for ev in events:
+            body = {"event": ev.type.value, "alert": ev.alert.to_dict()}
+            futures.append(self.producer.send(self.settings.alerts_topic, key=ev.alert.id.encode(),
+                                              value=json.dumps(body).encode()))
+        if futures:
+            self.producer.flush()
+            for f in futures:
+                f.get(timeout=30)  # re-raises the send's error, so the batch is not committed
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def raw_producer(bootstrap: str) -> KafkaProducer:
+    """A producer for raw readings as machines and gateways would publish them."""
+    return KafkaProducer(bootstrap_servers=bootstrap, client_id="linewatch-simulator", linger_ms=10,
+                         batch_size=65536)
