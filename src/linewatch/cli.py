@@ -256,13 +256,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stale.unlink(missing_ok=True)
         settings.database_url = f"sqlite:///{demo_db}"
     sim_settings = SimulatorSettings(seed=args.seed)
-    simulation = PacedSimulation(sim_settings, backfill=args.backfill, speed=args.speed)
+    simulation = PacedSimulation(sim_settings, backfill=args.backfill, speed=args.speed,
+                                 raw_prefix=settings.raw_topic_prefix, qc_topic=settings.qc_topic)
     producer_thread = None
     closers = []
     if settings.kafka_bootstrap:
         from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics, raw_producer
 
-        ensure_topics(settings.kafka_bootstrap, [f"linewatch.raw.{m}" for m in config.machines]
+        ensure_topics(settings.kafka_bootstrap, [f"{settings.raw_topic_prefix}{m}" for m in config.machines]
                       + [settings.qc_topic, settings.dlq_topic, settings.alerts_topic], settings.topic_partitions)
         source = KafkaSource(settings)
         sink = KafkaSink(settings)

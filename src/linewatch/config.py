@@ -243,9 +243,11 @@ def load_config(directory: Path | None = None) -> PlantConfig:
     files = sorted(manu_dir.glob("*.yaml")) + sorted(manu_dir.glob("*.yml")) if manu_dir.is_dir() else []
     if not files:
         problems.append(ConfigProblem(file=str(manu_dir), line=None, message="no manufacturer profiles (*.yaml) found"))
+    broken: set[str] = set()  # manufacturers whose profile failed: do not also report them as missing
     for path in files:
         profile = _load_model(path, ProfileSpec, problems)
         if profile is None:
+            broken.add(_raw_manufacturer(path))
             continue
         if profile.manufacturer in profiles:
             problems.append(ConfigProblem(file=str(path), line=_line_of(path, ["manufacturer"]),
@@ -292,7 +294,7 @@ def load_config(directory: Path | None = None) -> PlantConfig:
                     if m.id in machines:
                         problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, loc + ["id"]),
                                                       message=f"machine id {m.id!r} appears twice"))
-                    if m.manufacturer not in profiles:
+                    if m.manufacturer not in profiles and m.manufacturer not in broken:
                         problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, loc + ["manufacturer"]),
                                                       message=f"machine {m.id!r}: no profile for manufacturer {m.manufacturer!r} "
                                                               f"(known: {', '.join(sorted(profiles)) or 'none'})"))
@@ -343,6 +345,14 @@ def _load_model(path: Path, model: type[BaseModel], problems: list[ConfigProblem
             problems.append(ConfigProblem(file=str(path), line=_locate(node, loc),
                                           message=f"{dotted}: {_plain(err)}"))
         return None
+
+
+def _raw_manufacturer(path: Path) -> str:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return str(data.get("manufacturer", "")) if isinstance(data, dict) else ""
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return ""
 
 
 def _plain(err: dict[str, Any]) -> str:

@@ -69,10 +69,11 @@ class LineStatus:
 class Pipeline:
     """Normalisation, per-machine anomaly models and per-line failure-rate monitors."""
 
-    def __init__(self, config: PlantConfig, metrics: Metrics, book: AlertBook | None = None):
+    def __init__(self, config: PlantConfig, metrics: Metrics, book: AlertBook | None = None,
+                 normalizer: Normalizer | None = None):
         self.config = config
         self.metrics = metrics
-        self.normalizer = Normalizer(config)
+        self.normalizer = normalizer or Normalizer(config)
         self.book = book or AlertBook()
         settings = config.detection
         self.models = {m: MachineModel(m, settings.anomaly, seed=i + 1) for i, m in enumerate(sorted(config.machines))}

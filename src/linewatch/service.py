@@ -17,6 +17,7 @@ from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
 from linewatch.config import PlantConfig
 from linewatch.metrics import Metrics
+from linewatch.normalize.normalizer import Normalizer
 from linewatch.pipeline import Pipeline
 from linewatch.runner import Runner, Sink, Source
 from linewatch.settings import Settings
@@ -73,7 +74,8 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
                   on_events=None, with_http: bool = True) -> Service:
     metrics = Metrics()
     store = AlertStore(settings.database_url)
-    pipeline = Pipeline(config, metrics, AlertBook(store.open_alerts()))
+    normalizer = Normalizer(config, raw_prefix=settings.raw_topic_prefix, qc_topic=settings.qc_topic)
+    pipeline = Pipeline(config, metrics, AlertBook(store.open_alerts()), normalizer)
     runner = Runner(source, pipeline, store, sinks, on_events)
     http = None
     if with_http:

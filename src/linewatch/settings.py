@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str | None = Field(None, description="host:port[,host:port]; unset: the demo runs in-process")
     consumer_group: str = "linewatch"
-    raw_topic_pattern: str = r"^linewatch\.raw\..+$"
+    raw_topic_prefix: str = "linewatch.raw."  # one topic per machine: <prefix><machine>
     qc_topic: str = "linewatch.qc"
     dlq_topic: str = "linewatch.dlq"
     alerts_topic: str = "linewatch.alerts"

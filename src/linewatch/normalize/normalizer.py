@@ -28,9 +28,12 @@ REASONS = (
 class Normalizer:
     """Applies the plant's manufacturer profiles to raw messages."""
 
-    def __init__(self, config: PlantConfig, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, config: PlantConfig, max_bytes: int = DEFAULT_MAX_BYTES, raw_prefix: str = RAW_TOPIC_PREFIX,
+                 qc_topic: str = QC_TOPIC):
         self.config = config
         self.max_bytes = max_bytes
+        self.raw_prefix = raw_prefix
+        self.qc_topic = qc_topic
         self.profiles = {name: CompiledProfile(spec, config.catalogue) for name, spec in config.profiles.items()}
         # every name a machine goes by (plant id and vendor ids) -> plant machine id
         self.aliases: dict[str, str] = {}
@@ -49,9 +52,9 @@ class Normalizer:
             return self._reject(msg, "bad_value", f"unexpected {type(exc).__name__}: {exc}")
 
     def _normalize(self, msg: RawMessage) -> Reading | QcResult | Rejection:
-        is_qc = msg.topic == QC_TOPIC
-        if not is_qc and not msg.topic.startswith(RAW_TOPIC_PREFIX):
-            raise PayloadError("unknown_topic", f"topic {msg.topic!r} is neither {RAW_TOPIC_PREFIX}* nor {QC_TOPIC}")
+        is_qc = msg.topic == self.qc_topic
+        if not is_qc and not msg.topic.startswith(self.raw_prefix):
+            raise PayloadError("unknown_topic", f"topic {msg.topic!r} is neither {self.raw_prefix}* nor {self.qc_topic}")
         if len(msg.value) > self.max_bytes:
             raise PayloadError("oversized", f"payload is {len(msg.value)} bytes, the limit is {self.max_bytes}")
         try:
@@ -73,6 +76,8 @@ class Normalizer:
             raise PayloadError("unknown_machine", f"no configured machine matches key {key!r} or topic {msg.topic!r}")
         machine = self.config.machines[machine_id]
         profile = self.profiles[machine.manufacturer]
+        if is_qc and profile.qc is None:
+            raise PayloadError("qc_not_configured", f"{machine.id}'s profile ({profile.manufacturer}) has no qc section")
         if profile.machine_from == "field":
             named = dig(payload, profile.machine_keys)
             if named is None:
@@ -96,8 +101,8 @@ class Normalizer:
             found = self.aliases.get(msg.key.decode("utf-8", "replace"))
             if found:
                 return found
-        if msg.topic.startswith(RAW_TOPIC_PREFIX):
-            return self.aliases.get(msg.topic[len(RAW_TOPIC_PREFIX):])
+        if msg.topic.startswith(self.raw_prefix):
+            return self.aliases.get(msg.topic[len(self.raw_prefix):])
         return None
 
     def _qc(self, profile: CompiledProfile, payload: dict[str, Any], machine: str, line: str, ts: Any,

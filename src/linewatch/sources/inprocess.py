@@ -21,13 +21,13 @@ class PacedSimulation:
     """Messages of the simulated line, released no faster than the paced clock allows."""
 
     def __init__(self, settings: SimulatorSettings | None = None, backfill: float = 7200.0, speed: float = 60.0,
-                 now: datetime | None = None):
+                 now: datetime | None = None, raw_prefix: str = "linewatch.raw.", qc_topic: str = "linewatch.qc"):
         self.wall_start = time.monotonic()
         now = now or datetime.now(UTC)
         self.sim_start = now - timedelta(seconds=backfill)
         self.speed = speed
         self.catch_up = backfill / speed if speed > 0 else 0.0  # wall seconds until line time reaches now
-        self.simulator = LineSimulator(self.sim_start, settings)
+        self.simulator = LineSimulator(self.sim_start, settings, raw_prefix, qc_topic)
         self._messages: Iterator[SimulatedMessage] = self.simulator.messages()
         self._pending: SimulatedMessage | None = None
 

@@ -53,8 +53,8 @@ class KafkaSource:
             max_poll_records=settings.max_poll_records,
             metadata_max_age_ms=settings.metadata_max_age_ms,
         )
-        raw = settings.raw_topic_pattern.strip("^$")
-        self.consumer.subscribe(pattern=f"^(?:{raw}|{re.escape(settings.qc_topic)})$")
+        raw = re.escape(settings.raw_topic_prefix)
+        self.consumer.subscribe(pattern=f"^(?:{raw}.+|{re.escape(settings.qc_topic)})$")
 
     def next_batch(self) -> list[RawMessage]:
         records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)

@@ -92,8 +92,10 @@ class _AR1:
 class LineSimulator:
     """Yields the line's messages in time order, starting at ``start`` (UTC)."""
 
-    def __init__(self, start: datetime, settings: SimulatorSettings | None = None):
+    def __init__(self, start: datetime, settings: SimulatorSettings | None = None,
+                 raw_prefix: str = "linewatch.raw.", qc_topic: str = QC_TOPIC):
         self.settings = settings or SimulatorSettings()
+        self.raw_prefix, self.qc_topic = raw_prefix, qc_topic
         self.start = start.astimezone(UTC)
         self.rng = np.random.default_rng(self.settings.seed)
         r = self.rng
@@ -144,7 +146,7 @@ class LineSimulator:
 
     def _payload(self, machine: str, ts: datetime, v: dict[str, float]) -> tuple[str, bytes]:
         vid = self.settings.vendor_ids[machine]
-        topic = f"linewatch.raw.{machine}"
+        topic = f"{self.raw_prefix}{machine}"
         if machine == "extruder-1":  # Extrutec: flat JSON, epoch ms, imperial units
             body = {"machineId": vid, "tsMs": int(ts.timestamp() * 1000),
                     "barrelTempF": round(v["barrel_temperature"] * 9 / 5 + 32, 2),
@@ -199,7 +201,7 @@ class LineSimulator:
                 if machine == "checkweigher-1":
                     p = next((f.magnitude for f in active if f.kind == "failure_rate"),
                              self.settings.baseline_failure_rate)
-                    yield SimulatedMessage(ts, RawMessage(topic=QC_TOPIC, key=machine.encode(), value=self._qc(ts, p)))
+                    yield SimulatedMessage(ts, RawMessage(topic=self.qc_topic, key=machine.encode(), value=self._qc(ts, p)))
             step += 1
 
     def _apply_faults(self, machine: str, t: float, values: dict[str, float], active: list[Fault]) -> None:

@@ -1,0 +1,53 @@
+from datetime import datetime, timedelta, timezone
+
+from linewatch.alerts.lifecycle import AlertBook, alert_id
+from linewatch.domain import AlertEventType, AlertKind, AlertStatus, Severity
+
+T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+CLEAR = timedelta(seconds=120)
+
+
+def fire(book, t, severity=Severity.WARNING, machine="extruder-1"):
+    return book.raise_(AlertKind.ANOMALY, "line-1", machine, None, t, severity, f"summary at {t:%T}", {"score": 1})
+
+
+def test_repeats_update_one_open_alert():
+    book = AlertBook()
+    events = [fire(book, T0 + timedelta(seconds=i)) for i in range(50)]
+    assert events[0].type is AlertEventType.FIRED
+    assert {e.type for e in events[1:]} == {AlertEventType.UPDATED}
+    assert len({e.alert.id for e in events}) == 1
+    assert events[-1].alert.last_seen_at == T0 + timedelta(seconds=49)
+    assert events[0].alert.last_seen_at == T0  # events are snapshots, not live references
+
+
+def test_worsening_escalates():
+    book = AlertBook()
+    fire(book, T0)
+    ev = fire(book, T0 + timedelta(seconds=5), Severity.CRITICAL)
+    assert ev.type is AlertEventType.ESCALATED and ev.alert.severity is Severity.CRITICAL
+    ev = fire(book, T0 + timedelta(seconds=6), Severity.WARNING)
+    assert ev.alert.severity is Severity.CRITICAL  # never de-escalates within an episode
+
+
+def test_resolves_only_after_clear_time_and_next_episode_is_new():
+    book = AlertBook()
+    first = fire(book, T0).alert
+    assert book.clear(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + timedelta(seconds=60), CLEAR) is None
+    ev = book.clear(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + timedelta(seconds=121), CLEAR)
+    assert ev is not None and ev.type is AlertEventType.RESOLVED and ev.alert.status is AlertStatus.RESOLVED
+    assert ev.alert.ended_at == T0 + timedelta(seconds=121)
+    second = fire(book, T0 + timedelta(seconds=300))
+    assert second.type is AlertEventType.FIRED and second.alert.id != first.id
+
+
+def test_ids_are_deterministic_per_episode():
+    assert alert_id(AlertKind.ANOMALY, "line-1", "m", None, T0) == alert_id(AlertKind.ANOMALY, "line-1", "m", None, T0)
+    assert alert_id(AlertKind.ANOMALY, "line-1", "m", None, T0) != alert_id(AlertKind.ANOMALY, "line-1", "n", None, T0)
+
+
+def test_machines_are_independent():
+    book = AlertBook()
+    a = fire(book, T0, machine="extruder-1")
+    b = fire(book, T0, machine="cutter-1")
+    assert a.type is b.type is AlertEventType.FIRED and a.alert.id != b.alert.id

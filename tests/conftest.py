@@ -1,0 +1,54 @@
+"""Shared fixtures: the plant's default configuration and a real Kafka broker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+from linewatch.config import PlantConfig, load_config
+from linewatch.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def config() -> PlantConfig:
+    return load_config()
+
+
+def _broker_answers(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The broker scripts/test started (or LINEWATCH_KAFKA_BOOTSTRAP named).
+
+    Without one the test is skipped, unless LINEWATCH_REQUIRE_KAFKA=1 (set by scripts/test): then it
+    fails, so a broken broker can never turn the integration tests into silent skips.
+    """
+    bootstrap = os.environ.get("LINEWATCH_KAFKA_BOOTSTRAP")
+    required = os.environ.get("LINEWATCH_REQUIRE_KAFKA") == "1"
+    if bootstrap and _broker_answers(bootstrap):
+        return bootstrap
+    reason = (f"no Kafka broker answers at {bootstrap}" if bootstrap else "LINEWATCH_KAFKA_BOOTSTRAP is not set") + \
+        " (start one with scripts/kafka-local start, or run scripts/test)"
+    if required:
+        pytest.fail(reason + "; LINEWATCH_REQUIRE_KAFKA=1 makes this a failure")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, tmp_path) -> Settings:
+    """Settings with topics and a consumer group of this test's own, on the shared broker."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"linewatch-test-{tag}",
+                    raw_topic_prefix=f"t{tag}.raw.", qc_topic=f"t{tag}.qc", dlq_topic=f"t{tag}.dlq",
+                    alerts_topic=f"t{tag}.alerts", topic_partitions=4, metadata_max_age_ms=1000,
+                    database_url=f"sqlite:///{tmp_path / 'alerts.db'}", http_port=0)

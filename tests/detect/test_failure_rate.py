@@ -1,0 +1,70 @@
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from linewatch.config import FailureRateSettings
+from linewatch.detect.failure_rate import FailureRateMonitor, cusum_arl, cusum_limit
+
+T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+
+
+def test_limit_meets_the_target_arl():
+    h = cusum_limit(0.05, 0.15, 10_000)
+    a, b = np.log(3.0), np.log(0.85 / 0.95)
+    assert cusum_arl(0.05, a, b, h) >= 10_000
+    assert cusum_arl(0.05, a, b, h - 0.1) < 10_000  # and is the smallest such limit (within its step)
+    assert cusum_arl(0.20, a, b, h) < 60  # a 5% -> 20% step is found within tens of units on average
+
+
+def test_markov_chain_arl_agrees_with_simulation():
+    p0, a, b, h = 0.05, np.log(3.0), np.log(0.85 / 0.95), 3.0
+    rng = np.random.default_rng(3)
+    runs, s, t = 4000, np.zeros(4000), np.zeros(4000, dtype=int)
+    alive = np.ones(4000, dtype=bool)
+    step = 0
+    while alive.any():
+        step += 1
+        fail = rng.random(runs) < p0
+        s = np.where(alive, np.maximum(0.0, s + np.where(fail, a, b)), s)
+        crossed = alive & (s > h)
+        t[crossed] = step
+        alive &= ~crossed
+    assert cusum_arl(p0, a, b, h) == pytest.approx(t.mean(), rel=0.08)
+
+
+def feed(monitor: FailureRateMonitor, rates: list[tuple[int, float]], seed: int = 0):
+    rng = np.random.default_rng(seed)
+    verdicts, n = [], 0
+    for units, p in rates:
+        for _ in range(units):
+            n += 1
+            verdicts.append(monitor.observe(rng.random() >= p, T0 + timedelta(seconds=n), f"U-{n}"))
+    return verdicts
+
+
+def test_baseline_is_learned_in_phase_one():
+    monitor = FailureRateMonitor("line-1", FailureRateSettings(baseline_units=2000))
+    verdicts = feed(monitor, [(2000, 0.05)])
+    assert verdicts[0].phase == "baseline" and not any(v.alarm for v in verdicts)
+    assert monitor.baseline == pytest.approx(0.05, abs=0.015)
+
+
+def test_step_from_5_to_20_percent_is_flagged_quickly_and_explained():
+    monitor = FailureRateMonitor("line-1", FailureRateSettings(baseline_units=2000))
+    verdicts = feed(monitor, [(2000, 0.05), (1000, 0.20)], seed=11)
+    first = next(i for i, v in enumerate(verdicts) if v.alarm)
+    assert 2000 <= first < 2000 + 150
+    v = verdicts[first]
+    assert v.rate_since is not None and v.rate_since > 0.1
+    assert v.since is not None and v.since >= T0 + timedelta(seconds=1800)
+    assert v.first_unit is not None
+
+
+def test_stable_process_stays_quiet_and_alarm_clears():
+    monitor = FailureRateMonitor("line-1", FailureRateSettings(baseline_units=1000, clear_after_units=200))
+    quiet = feed(monitor, [(1000, 0.05), (3000, 0.05)], seed=5)
+    assert not any(v.alarm for v in quiet)
+    after = feed(monitor, [(400, 0.30), (1500, 0.05)], seed=6)
+    assert any(v.alarm for v in after[:400])
+    assert not after[-1].alarm
