@@ -54,3 +54,24 @@ def test_demo_shows_both_alert_kinds_and_a_summary(tmp_path):
     summary = re.search(r"summary: .* (\d+) readings processed, (\d+) QC results, (\d+) rejected", out)
     assert summary and int(summary.group(1)) > 5000 and summary.group(3) == "0", out
     assert (tmp_path / "var" / "demo.db").exists()
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")}
+    proc = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "demo", "--port", "0", "--speed", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        seen = b""
+        while b"FIRED" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.readline()
+        assert b"FIRED" in seen, seen
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert b"summary:" in out and b"Traceback" not in err
