@@ -167,6 +167,8 @@ class ProfileSpec(_Strict):
     timestamp: TimestampSpec
     sensors: list[SensorMapping]
     tags_path: str | None = None
+    unit_id_path: str | None = None  # part/bag id carried by a reading (genealogy)
+    batch_id_path: str | None = None  # lot id carried by a reading
     qc: QcSpec | None = None
 
     @model_validator(mode="after")

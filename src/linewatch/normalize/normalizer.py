@@ -93,7 +93,11 @@ class Normalizer:
         values = profile.values(payload)
         if not values:
             raise PayloadError("no_sensor_values", f"none of {profile.manufacturer}'s mapped sensors is in the payload")
-        return Reading(machine=machine.id, line=machine.line, ts=ts, values=values, source=source)
+        unit_id = dig(payload, profile.unit_id_keys) if profile.unit_id_keys else None
+        batch_id = dig(payload, profile.batch_id_keys) if profile.batch_id_keys else None
+        return Reading(machine=machine.id, line=machine.line, ts=ts, values=values, source=source,
+                       unit_id=None if unit_id is None else str(unit_id),
+                       batch_id=None if batch_id is None else str(batch_id))
 
     def _machine_hint(self, msg: RawMessage) -> str | None:
         """The machine a message is about, from its key or else its topic name."""

@@ -64,6 +64,8 @@ class CompiledProfile:
         self.ts_format = spec.timestamp.format
         self.tz = ZoneInfo(spec.timestamp.timezone) if spec.timestamp.timezone else None
         self.tags_keys = _keys(spec.tags_path)
+        self.unit_id_keys = _keys(spec.unit_id_path)
+        self.batch_id_keys = _keys(spec.batch_id_path)
         self.canonical_units = {name: s.unit for name, s in catalogue.sensors.items()}
         self.fields: list[FieldMapping] = []
         self.by_tag: dict[str, FieldMapping] = {}
