@@ -27,7 +27,7 @@ from linewatch.domain import Reading
 from linewatch.normalize.normalizer import Normalizer
 from linewatch.sources.simulator import LineSimulator, SimulatorSettings
 
-T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
 def median_rate(fn, repeat: int) -> float:

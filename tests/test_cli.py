@@ -16,7 +16,7 @@ def linewatch(*args: str, stdin: bytes | None = None, timeout: float = 120, cwd:
 
 
 def test_simulate_then_normalize_keeps_every_message():
-    sim = linewatch("simulate", "--to", "stdout", "--seconds", "60", "--start", "2026-11-22T06:00:00Z")
+    sim = linewatch("simulate", "--to", "stdout", "--seconds", "60", "--start", "2026-01-05T06:00:00Z")
     assert sim.returncode == 0, sim.stderr
     lines = sim.stdout.splitlines()
     assert len(lines) == 60 * 5  # four machines and one QC verdict per second

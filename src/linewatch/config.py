@@ -7,7 +7,7 @@ is standing next to a line with a text editor, not a debugger.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +45,8 @@ class SensorSpec(_Strict):
     unit: str
     range: tuple[float, float]
     description: str = ""
+    quantity: str | None = None  # e.g. temperature: the same quantity ...
+    position: str | None = None  # ... at different positions is a different canonical sensor
 
     @field_validator("range")
     @classmethod
@@ -58,11 +60,27 @@ class Catalogue(_Strict):
     sensors: dict[str, SensorSpec]
 
 
+class Calibration(_Strict):
+    """Per-machine correction applied after unit conversion: canonical = value * scale + offset."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class RunningWhen(_Strict):
+    """The machine counts as running while this sensor is above this value (gates stuck-sensor checks)."""
+
+    sensor: str
+    above: float
+
+
 class MachineSpec(_Strict):
     id: str
     kind: str
     manufacturer: str
     vendor_ids: list[str] = Field(default_factory=list)
+    calibration: dict[str, Calibration] = Field(default_factory=dict)
+    running_when: RunningWhen | None = None
 
 
 class LineSpec(_Strict):
@@ -100,15 +118,39 @@ class FailureRateSettings(_Strict):
     clear_after_units: int = Field(300, ge=10)
 
 
+class DataQualitySettings(_Strict):
+    stale_after_seconds: float = Field(60.0, gt=0)  # no reading for this long (line clock): stale_stream
+    flatline_readings: int = Field(60, ge=3)  # identical values this many times while running: stuck sensor
+    missing_readings: int = Field(10, ge=1)  # an expected sensor absent this many readings in a row
+    max_future_seconds: float | None = Field(300.0, gt=0)  # readings further ahead of the wall clock are rejected
+    clear_after_seconds: float = Field(60.0, gt=0)
+
+
 class DetectionSettings(_Strict):
     anomaly: AnomalySettings = AnomalySettings()
     failure_rate: FailureRateSettings = FailureRateSettings()
+    data_quality: DataQualitySettings = DataQualitySettings()
+
+
+class UnknownMachines(_Strict):
+    """What to do with messages from machines plant.yaml does not list."""
+
+    policy: Literal["reject", "accept"] = "reject"
+    profile: str | None = None  # with accept: the manufacturer profile to read them with
+    line: str | None = None  # with accept: the line they are counted on
+
+    @model_validator(mode="after")
+    def _accept_needs_profile(self) -> "UnknownMachines":
+        if self.policy == "accept" and not (self.profile and self.line):
+            raise ValueError("policy accept needs a profile (manufacturer) and a line")
+        return self
 
 
 class PlantSpec(_Strict):
     site: str
     areas: list[AreaSpec]
     detection: DetectionSettings = DetectionSettings()
+    unknown_machines: UnknownMachines = UnknownMachines()
 
 
 class MachineIdSpec(_Strict):
@@ -160,6 +202,17 @@ class QcSpec(_Strict):
     test: str
 
 
+Aggregation = Literal["mean", "max", "min", "rms", "last"]
+
+
+class AggregateSpec(_Strict):
+    """Fold a fast stream (e.g. 10 Hz vibration) into one canonical reading per period."""
+
+    period_seconds: float = Field(gt=0)
+    default: Aggregation = "mean"
+    sensors: dict[str, Aggregation] = Field(default_factory=dict)
+
+
 class ProfileSpec(_Strict):
     manufacturer: str
     payload: Literal["flat", "nested", "tags"]
@@ -169,6 +222,7 @@ class ProfileSpec(_Strict):
     tags_path: str | None = None
     unit_id_path: str | None = None  # part/bag id carried by a reading (genealogy)
     batch_id_path: str | None = None  # lot id carried by a reading
+    aggregate: AggregateSpec | None = None
     qc: QcSpec | None = None
 
     @model_validator(mode="after")
@@ -180,6 +234,14 @@ class ProfileSpec(_Strict):
                 raise ValueError(f"sensors[{i}] ({m.sensor}): a {self.payload} profile maps by 'path'")
         if self.payload == "tags" and not self.tags_path:
             raise ValueError("a tag-list profile needs tags_path (where the list of tags is)")
+        mapped = [m.sensor for m in self.sensors]
+        twice = sorted({s for s in mapped if mapped.count(s) > 1})
+        if twice:
+            raise ValueError(f"sensors map more than one field onto {', '.join(twice)}")
+        if self.aggregate:
+            extra = sorted(set(self.aggregate.sensors) - set(mapped))
+            if extra:
+                raise ValueError(f"aggregate names sensors this profile does not map: {', '.join(extra)}")
         return self
 
 
@@ -194,6 +256,8 @@ class Machine:
     kind: str
     manufacturer: str
     vendor_ids: tuple[str, ...]
+    calibration: dict[str, Calibration] = field(default_factory=dict)
+    running_when: RunningWhen | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +270,7 @@ class PlantConfig:
     catalogue: Catalogue
     profiles: dict[str, ProfileSpec]
     detection: DetectionSettings
+    unknown_machines: UnknownMachines = UnknownMachines()
 
     @property
     def lines(self) -> list[str]:
@@ -305,14 +370,32 @@ def load_config(directory: Path | None = None) -> PlantConfig:
                             problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, loc + ["vendor_ids"]),
                                                           message=f"vendor id {vid!r} is used by {seen_vendor[vid]!r} and {m.id!r}"))
                         seen_vendor[vid] = m.id
+                    if catalogue is not None:
+                        named = [(s, loc + ["calibration", s]) for s in m.calibration]
+                        if m.running_when:
+                            named.append((m.running_when.sensor, loc + ["running_when", "sensor"]))
+                        for sensor, where in named:
+                            if sensor not in catalogue.sensors:
+                                problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, where),
+                                                              message=f"machine {m.id!r}: {sensor!r} is not in the catalogue"))
                     machines[m.id] = Machine(id=m.id, line=line.name, area=area.name, kind=m.kind,
-                                             manufacturer=m.manufacturer, vendor_ids=tuple(m.vendor_ids))
+                                             manufacturer=m.manufacturer, vendor_ids=tuple(m.vendor_ids),
+                                             calibration=dict(m.calibration), running_when=m.running_when)
+        unknown = plant.unknown_machines
+        if unknown.policy == "accept":
+            lines = {ln.name for a in plant.areas for ln in a.lines}
+            if unknown.profile not in profiles and unknown.profile not in broken:
+                problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, ["unknown_machines", "profile"]),
+                                              message=f"unknown_machines.profile: no profile for manufacturer {unknown.profile!r}"))
+            if unknown.line not in lines:
+                problems.append(ConfigProblem(file=str(plant_file), line=_line_of(plant_file, ["unknown_machines", "line"]),
+                                              message=f"unknown_machines.line: no line {unknown.line!r} in plant.yaml"))
 
     if problems:
         raise ConfigError(problems)
     assert plant is not None and catalogue is not None
     return PlantConfig(directory=directory, site=plant.site, machines=machines, catalogue=catalogue,
-                       profiles=profiles, detection=plant.detection)
+                       profiles=profiles, detection=plant.detection, unknown_machines=plant.unknown_machines)
 
 
 # ---------------------------------------------------------------- YAML with line numbers

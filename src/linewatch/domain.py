@@ -59,6 +59,7 @@ class Rejection:
     source: Source
     raw: bytes
     key: bytes | None = None
+    machine: str | None = None  # when the message got far enough to say which machine sent it
 
 
 class AlertKind(str, enum.Enum):

@@ -20,6 +20,13 @@ class Metrics:
                                   ["line", "result"], registry=r)
         self.rejected = Counter("linewatch_rejected_total", "Messages rejected to the dead-letter topic, by reason.",
                                 ["reason"], registry=r)
+        self.skipped = Counter("linewatch_readings_skipped_total",
+                               "Readings not scored: duplicate, out_of_order, or late for their aggregation period.",
+                               ["reason"], registry=r)
+        self.data_quality = Counter("linewatch_data_quality_issues_total",
+                                    "Readings with a data-quality problem, by check "
+                                    "(out_of_range, stuck, missing, clock, schema).",
+                                    ["line", "machine", "check"], registry=r)
         self.anomaly_score = Gauge("linewatch_anomaly_score", "Latest anomaly score of a machine (0-1).",
                                    ["line", "machine"], registry=r)
         self.anomaly_threshold = Gauge("linewatch_anomaly_threshold", "Calibrated anomaly threshold of a machine.",

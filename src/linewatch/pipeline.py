@@ -1,4 +1,4 @@
-"""The one path every message takes: normalise, score, turn conditions into alert events.
+"""The one path every message takes: normalise, check data quality, score, turn conditions into alert events.
 
 The pipeline is pure computation over a batch; it writes nothing durable. The runner takes the
 batch's outcome (rejections and alert events) to the store and the topics, and only then commits
@@ -10,21 +10,25 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from linewatch.alerts.lifecycle import AlertBook
-from linewatch.config import PlantConfig
+from linewatch.config import Machine, PlantConfig
 from linewatch.detect.anomaly import MachineModel, Verdict
 from linewatch.detect.failure_rate import FailureRateMonitor, RateVerdict
-from linewatch.domain import (AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage, Reading,
-                              Rejection, Severity)
+from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
+                              Reading, Rejection, Severity)
 from linewatch.explain import anomaly_summary, failure_rate_summary
 from linewatch.metrics import Metrics
+from linewatch.normalize.aggregate import Aggregator
 from linewatch.normalize.normalizer import Normalizer
+from linewatch.normalize.quality import DataQuality
 
 CRITICAL_Z = 6.0  # a sensor this many standard deviations out makes an anomaly critical
+CLOCK, SCHEMA = "clock", "schema"  # data-quality alerts about a machine's clock and payload, not one sensor
 
 
 @dataclass
@@ -34,6 +38,7 @@ class BatchOutcome:
     messages: int = 0
     readings: int = 0
     qc_results: int = 0
+    skipped: int = 0  # duplicates, out of order, late for aggregation: counted, not scored
     rejections: list[Rejection] = field(default_factory=list)
     events: list[AlertEvent] = field(default_factory=list)
 
@@ -67,29 +72,42 @@ class LineStatus:
 
 
 class Pipeline:
-    """Normalisation, per-machine anomaly models and per-line failure-rate monitors."""
+    """Normalisation, data quality, per-machine anomaly models and per-line failure-rate monitors."""
 
     def __init__(self, config: PlantConfig, metrics: Metrics, book: AlertBook | None = None,
-                 normalizer: Normalizer | None = None):
+                 normalizer: Normalizer | None = None, wall_clock: Any = time.monotonic):
         self.config = config
         self.metrics = metrics
         self.normalizer = normalizer or Normalizer(config)
+        self.quality = DataQuality(config)
         self.book = book or AlertBook()
         settings = config.detection
-        self.models = {m: MachineModel(m, settings.anomaly, seed=i + 1) for i, m in enumerate(sorted(config.machines))}
+        self.models: dict[str, MachineModel] = {}
+        self.aggregators = {name: spec.aggregate for name, spec in config.profiles.items() if spec.aggregate}
+        self.machine_aggregators: dict[str, Aggregator] = {}
         self.monitors = {line: FailureRateMonitor(line, settings.failure_rate) for line in config.lines}
         self.anomaly_clear = timedelta(seconds=settings.anomaly.clear_after_seconds)
+        self.dq_clear = timedelta(seconds=settings.data_quality.clear_after_seconds)
+        self.stale_after = timedelta(seconds=settings.data_quality.stale_after_seconds)
         self.lock = threading.Lock()  # the API reads status while the worker writes it
-        self.machines = {m.id: MachineStatus(m.id, m.line, m.kind, m.manufacturer) for m in config.machines.values()}
+        self.machines: dict[str, MachineStatus] = {}
+        for m in config.machines.values():
+            self._status(m)
         self.lines = {line: LineStatus(line) for line in config.lines}
+        self.wall_clock = wall_clock
+        self.newest: tuple[datetime, float] | None = None  # (newest reading time, wall clock when it came)
+        self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
         self._refresh_open_gauge()
+
+    # ------------------------------------------------------------ batches
 
     def process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         started = time.perf_counter()
         out = BatchOutcome(messages=len(messages))
         with self.lock:
+            normalize = self.normalizer.normalize
             for msg in messages:
-                result = self.normalizer.normalize(msg)
+                result = normalize(msg)
                 if isinstance(result, Reading):
                     out.readings += 1
                     self._reading(result, out)
@@ -99,34 +117,97 @@ class Pipeline:
                 else:
                     out.rejections.append(result)
                     self.metrics.rejected.labels(result.reason).inc()
+                    if result.reason == "future_timestamp" and result.machine:
+                        self._clock_problem(result, out)
+            self._schema_drift(out)
+            self._check_stale(out)
+            out.events = _compact(out.events)
             if out.events:
                 self._count_events(out.events)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
         return out
 
+    def idle(self) -> BatchOutcome:
+        """Nothing arrived: time still passes on the line, so silent machines become stale."""
+        out = BatchOutcome()
+        with self.lock:
+            self._check_stale(out)
+            if out.events:
+                self._count_events(out.events)
+        return out
+
     # ------------------------------------------------------------ readings
 
     def _reading(self, reading: Reading, out: BatchOutcome) -> None:
-        model = self.models[reading.machine]
+        machine = self.normalizer.machines[reading.machine]
+        self.metrics.readings.labels(reading.line, reading.machine).inc()
+        if machine.manufacturer in self.aggregators:
+            agg = self.machine_aggregators.get(machine.id)
+            if agg is None:
+                agg = self.machine_aggregators[machine.id] = Aggregator(self.aggregators[machine.manufacturer])
+            late = agg.late
+            folded = agg.add(reading)
+            if agg.late > late:
+                self._skip("late", out)
+            if folded is None:
+                return
+            reading = folded
+        skip = self.quality.order(reading, machine)
+        if skip:
+            self._skip(skip, out)
+            return
+        self._seen(reading, machine)
+        problems, fine = self.quality.check(reading, machine)
+        for p in problems:
+            self.metrics.data_quality.labels(reading.line, reading.machine, p.check).inc()
+            out.events.append(self.book.raise_(AlertKind.DATA_QUALITY, reading.line, reading.machine, p.sensor,
+                                               reading.ts, Severity.WARNING, p.summary,
+                                               {"check": p.check, "sensor": p.sensor, "value": p.value}))
+        open_ = self.book.open
+        for sensor in (*fine, CLOCK, SCHEMA):
+            if (AlertKind.DATA_QUALITY, reading.line, reading.machine, sensor) in open_:
+                ev = self.book.clear(AlertKind.DATA_QUALITY, reading.line, reading.machine, sensor, reading.ts,
+                                     self.dq_clear)
+                if ev:
+                    out.events.append(ev)
+        if reading.values:
+            self._score(reading, out)
+
+    def _score(self, reading: Reading, out: BatchOutcome) -> None:
+        model = self.models.get(reading.machine)
+        if model is None:
+            model = self.models[reading.machine] = MachineModel(reading.machine, self.config.detection.anomaly,
+                                                                seed=len(self.models) + 1)
         verdict = model.score_one(reading.values)
         status = self.machines[reading.machine]
-        status.readings += 1
-        status.last_reading_at = reading.ts
         status.score, status.threshold, status.phase = verdict.score, verdict.threshold, verdict.phase
-        status.last_values = reading.values
         m = self.metrics
-        m.readings.labels(reading.line, reading.machine).inc()
         m.anomaly_score.labels(reading.line, reading.machine).set(verdict.score)
-        m.last_reading.labels(reading.line, reading.machine).set(reading.ts.timestamp())
         if verdict.threshold is not None:
             m.anomaly_threshold.labels(reading.line, reading.machine).set(verdict.threshold)
         if verdict.anomalous and verdict.outlier:
             out.events.append(self._anomaly_event(reading, verdict))
         elif verdict.phase == "monitoring" and not verdict.anomalous:
-            ev = self.book.clear(AlertKind.ANOMALY, reading.line, reading.machine, None, reading.ts, self.anomaly_clear)
+            if (AlertKind.ANOMALY, reading.line, reading.machine, None) in self.book.open:
+                ev = self.book.clear(AlertKind.ANOMALY, reading.line, reading.machine, None, reading.ts,
+                                     self.anomaly_clear)
+                if ev:
+                    out.events.append(ev)
+
+    def _seen(self, reading: Reading, machine: Machine) -> None:
+        status = self._status(machine)
+        status.readings += 1
+        status.last_reading_at = reading.ts
+        status.last_values = reading.values
+        self.metrics.last_reading.labels(reading.line, reading.machine).set(reading.ts.timestamp())
+        if self.newest is None or reading.ts > self.newest[0]:
+            self.newest = (reading.ts, self.wall_clock())
+        key = (AlertKind.STALE_STREAM, reading.line, reading.machine, None)
+        if key in self.book.open:
+            ev = self.book.resolve(key, reading.ts)
             if ev:
-                out.events.append(ev)
+                self._events_pending.append(ev)
 
     def _anomaly_event(self, reading: Reading, verdict: Verdict) -> AlertEvent:
         catalogue = self.config.catalogue.sensors
@@ -144,10 +225,64 @@ class Pipeline:
         return self.book.raise_(AlertKind.ANOMALY, reading.line, reading.machine, None, reading.ts, severity,
                                 summary, details)
 
+    def _skip(self, reason: str, out: BatchOutcome) -> None:
+        out.skipped += 1
+        self.metrics.skipped.labels(reason).inc()
+
+    # ------------------------------------------------------------ data quality of whole machines
+
+    def _clock_problem(self, rejection: Rejection, out: BatchOutcome) -> None:
+        machine = self.normalizer.machines.get(rejection.machine or "")
+        if machine is None:
+            return
+        ts = self.newest[0] if self.newest else None
+        if ts is None:
+            return
+        self.metrics.data_quality.labels(machine.line, machine.id, "clock").inc()
+        out.events.append(self.book.raise_(AlertKind.DATA_QUALITY, machine.line, machine.id, CLOCK, ts,
+                                           Severity.WARNING, f"{machine.id}: {rejection.detail}",
+                                           {"check": "clock", "detail": rejection.detail}))
+
+    def _schema_drift(self, out: BatchOutcome) -> None:
+        drifts, self.normalizer.schema_drift = self.normalizer.schema_drift, []
+        for d in drifts:
+            ts = self.newest[0] if self.newest else None
+            if ts is None:
+                continue
+            self.metrics.data_quality.labels(d.line, d.machine, "schema").inc()
+            fields = ", ".join(d.fields[:8]) + (" …" if len(d.fields) > 8 else "")
+            out.events.append(self.book.raise_(
+                AlertKind.DATA_QUALITY, d.line, d.machine, SCHEMA, ts, Severity.WARNING,
+                f"{d.machine} now sends field(s) {fields} that the {d.manufacturer} profile does not map "
+                "(readings still accepted; extend the profile to use them)",
+                {"check": "schema", "new_fields": list(d.fields), "manufacturer": d.manufacturer}))
+
+    def _check_stale(self, out: BatchOutcome) -> None:
+        out.events.extend(self._events_pending)
+        self._events_pending.clear()
+        if self.newest is None:
+            return
+        newest, wall = self.newest
+        line_now = newest + timedelta(seconds=max(0.0, self.wall_clock() - wall))
+        for st in self.machines.values():
+            if st.last_reading_at is None or line_now - st.last_reading_at <= self.stale_after:
+                continue
+            key = (AlertKind.STALE_STREAM, st.line, st.machine, None)
+            if key in self.book.open:
+                continue
+            silent = (line_now - st.last_reading_at).total_seconds()
+            out.events.append(self.book.raise_(
+                AlertKind.STALE_STREAM, st.line, st.machine, None, line_now, Severity.WARNING,
+                f"{st.machine}: no readings for {silent:.0f} s (last at {st.last_reading_at:%H:%M:%S} UTC)",
+                {"last_reading_at": st.last_reading_at.isoformat(), "stale_after_seconds": self.stale_after.total_seconds()}))
+
     # ------------------------------------------------------------ QC results
 
     def _qc(self, qc: QcResult, out: BatchOutcome) -> None:
-        monitor = self.monitors[qc.line]
+        monitor = self.monitors.get(qc.line)
+        if monitor is None:
+            monitor = self.monitors[qc.line] = FailureRateMonitor(qc.line, self.config.detection.failure_rate)
+            self.lines[qc.line] = LineStatus(qc.line)
         v = monitor.observe(qc.passed, qc.ts, qc.unit_id)
         self.metrics.qc_results.labels(qc.line, "pass" if qc.passed else "fail").inc()
         self.metrics.failure_rate.labels(qc.line).set(v.rate)
@@ -182,6 +317,12 @@ class Pipeline:
 
     # ------------------------------------------------------------ bookkeeping
 
+    def _status(self, machine: Machine) -> MachineStatus:
+        st = self.machines.get(machine.id)
+        if st is None:
+            st = self.machines[machine.id] = MachineStatus(machine.id, machine.line, machine.kind, machine.manufacturer)
+        return st
+
     def _count_events(self, events: list[AlertEvent]) -> None:
         for ev in events:
             if ev.type is AlertEventType.FIRED:
@@ -196,10 +337,17 @@ class Pipeline:
         for (kind, severity), n in counts.items():
             self.metrics.alerts_open.labels(kind, severity).set(n)
 
-    def snapshot(self) -> tuple[list[MachineStatus], list[LineStatus], list[Any]]:
+    def snapshot(self) -> tuple[list[MachineStatus], list[LineStatus], list[Alert]]:
         """Copies of the live status for the API, taken under the lock."""
-        from copy import copy
-
         with self.lock:
             return ([copy(s) for s in self.machines.values()], [copy(s) for s in self.lines.values()],
-                    list(self.book.open.values()))
+                    [copy(a) for a in self.book.open.values()])
+
+
+def _compact(events: list[AlertEvent]) -> list[AlertEvent]:
+    """Keep every fired, escalated and resolved event, but only the latest update of each alert."""
+    last_update: dict[str, int] = {}
+    for i, ev in enumerate(events):
+        if ev.type is AlertEventType.UPDATED:
+            last_update[ev.alert.id] = i
+    return [ev for i, ev in enumerate(events) if ev.type is not AlertEventType.UPDATED or last_update[ev.alert.id] == i]

@@ -38,6 +38,7 @@ class RunStats:
     readings: int = 0
     qc_results: int = 0
     rejected: int = 0
+    skipped: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
     alerts_fired_by_kind: Counter = field(default_factory=Counter)
     batches: int = 0
@@ -69,6 +70,12 @@ class Runner:
     def step(self) -> BatchOutcome | None:
         batch = self.source.next_batch()
         if not batch:
+            idle = self.pipeline.idle()  # silence is news too: streams go stale
+            if idle.events:
+                self._make_durable(idle)
+                self._count(idle)
+                if self.on_events:
+                    self.on_events(idle.events)
             return None
         outcome = self.pipeline.process(batch)
         self._make_durable(outcome)
@@ -102,5 +109,6 @@ class Runner:
         s.readings += outcome.readings
         s.qc_results += outcome.qc_results
         s.rejected += len(outcome.rejections)
+        s.skipped += outcome.skipped
         s.rejected_by_reason.update(r.reason for r in outcome.rejections)
         s.alerts_fired_by_kind.update(ev.alert.kind.value for ev in outcome.events if ev.type is AlertEventType.FIRED)

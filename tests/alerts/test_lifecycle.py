@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 from linewatch.alerts.lifecycle import AlertBook, alert_id
 from linewatch.domain import AlertEventType, AlertKind, AlertStatus, Severity
 
-T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 CLEAR = timedelta(seconds=120)
 
 

@@ -7,7 +7,7 @@ from linewatch.alerts.lifecycle import AlertBook
 from linewatch.alerts.store import AlertRow, AlertStore
 from linewatch.domain import AlertKind, AlertStatus, Severity
 
-T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture

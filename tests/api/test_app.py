@@ -10,7 +10,7 @@ from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
-T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")

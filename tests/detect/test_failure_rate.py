@@ -6,7 +6,7 @@ import pytest
 from linewatch.config import FailureRateSettings
 from linewatch.detect.failure_rate import FailureRateMonitor, cusum_arl, cusum_limit
 
-T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
 def test_limit_meets_the_target_arl():

@@ -12,7 +12,7 @@ from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
 from .conftest import RunningWorker, committed_lag, create_topics, produce, read_topic
 
-T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
 def metric_total(worker: RunningWorker, name: str, **labels) -> float:

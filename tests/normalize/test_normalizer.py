@@ -44,7 +44,7 @@ def test_nested_iso_local_time_in_berlin(normalizer):
 
 def test_tag_list_with_units_per_value(normalizer):
     r = normalizer.normalize(msg("linewatch.raw.dryer-1", {
-        "ts": "2026-11-22T09:15:00.000Z",
+        "ts": "2025-11-22T09:15:00.000Z",
         "tags": [{"tag": "SupplyAir.T", "value": 358.15, "unit": "K"}, {"tag": "Exhaust.RH", "value": 35, "unit": "%"},
                  {"tag": "Belt.Speed", "value": 400, "unit": "cm/min"}, {"tag": "Unmapped", "value": 1}]},
         key="dryer-1"))
@@ -83,7 +83,7 @@ GOOD_EXTRUDER = {"machineId": "EXT-4471", "tsMs": 1763800000123, "barrelTempF": 
     ("somewhere.else", GOOD_EXTRUDER, None, "unknown_topic"),
     ("linewatch.qc", {"station": "CW1", "t": 1.0, "verdict": "MAYBE"}, "checkweigher-1", "bad_verdict"),
     ("linewatch.qc", {"station": "CW1", "t": 1.0, "verdict": "PASS"}, "extruder-1", "qc_not_configured"),
-    ("linewatch.raw.dryer-1", {"ts": "2026-11-22T09:15:00Z", "tags": [{"tag": "SupplyAir.T", "value": 1, "unit": "psi"}]},
+    ("linewatch.raw.dryer-1", {"ts": "2025-11-22T09:15:00Z", "tags": [{"tag": "SupplyAir.T", "value": 1, "unit": "psi"}]},
      "dryer-1", "bad_unit"),
     ("linewatch.raw.cutter-1", {"device": {"id": "SW-CUT-01"}, "time": "2026-13-45T99:00:00",
                                 "data": {"knife": {"speed": 1.0}}}, None, "bad_timestamp"),

@@ -5,7 +5,7 @@ from linewatch.domain import QcResult, Reading
 from linewatch.normalize.normalizer import Normalizer
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
-T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
 def test_same_seed_same_bytes():

@@ -1,55 +1,85 @@
 """From a raw Kafka message to a canonical Reading, a QcResult, or a Rejection with a reason.
 
 The normaliser never raises on input: whatever arrives ends as exactly one of the three, so the
-consumer loop can account for every message.
+consumer loop can account for every message. It keeps a little state per machine: the last
+timestamp (to read the repeated hour at a DST change the right way) and the payload fields seen (to
+report a vendor adding fields, once per machine).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from linewatch.config import PlantConfig
+from linewatch.config import Machine, PlantConfig
 from linewatch.domain import QcResult, RawMessage, Reading, Rejection, Source
-from linewatch.normalize.profile import CompiledProfile, PayloadError, dig
+from linewatch.normalize.profile import CompiledProfile, PayloadError, dig, leaf_paths
 
 RAW_TOPIC_PREFIX = "linewatch.raw."
 QC_TOPIC = "linewatch.qc"
 DEFAULT_MAX_BYTES = 1_048_576
+SCHEMA_CHECK_EVERY = 200  # nested payloads: look for new fields every this many messages per machine
 
 # Reason codes: bounded, stable, used as a Prometheus label and a DLQ header.
 REASONS = (
     "oversized", "not_utf8", "not_json", "not_object", "unknown_machine", "unknown_topic",
-    "missing_field", "bad_timestamp", "non_numeric", "not_finite", "bad_value", "bad_unit",
-    "bad_verdict", "no_sensor_values", "qc_not_configured",
+    "missing_field", "bad_timestamp", "future_timestamp", "non_numeric", "not_finite", "bad_value", "bad_unit",
+    "bad_verdict", "no_sensor_values", "qc_not_configured", "internal_error",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaDrift:
+    """A machine's payload carries fields its profile does not map (reported, never rejected)."""
+
+    machine: str
+    line: str
+    manufacturer: str
+    fields: tuple[str, ...]
 
 
 class Normalizer:
     """Applies the plant's manufacturer profiles to raw messages."""
 
     def __init__(self, config: PlantConfig, max_bytes: int = DEFAULT_MAX_BYTES, raw_prefix: str = RAW_TOPIC_PREFIX,
-                 qc_topic: str = QC_TOPIC):
+                 qc_topic: str = QC_TOPIC, clock: Any = time.time):
         self.config = config
         self.max_bytes = max_bytes
         self.raw_prefix = raw_prefix
         self.qc_topic = qc_topic
+        self.clock = clock
+        dq = config.detection.data_quality
+        self.max_future = None if dq.max_future_seconds is None else timedelta(seconds=dq.max_future_seconds)
         self.profiles = {name: CompiledProfile(spec, config.catalogue) for name, spec in config.profiles.items()}
+        self.machines: dict[str, Machine] = dict(config.machines)
         # every name a machine goes by (plant id and vendor ids) -> plant machine id
         self.aliases: dict[str, str] = {}
         for m in config.machines.values():
             self.aliases[m.id] = m.id
             for vid in m.vendor_ids:
                 self.aliases[vid] = m.id
+        self.calibration = {m.id: {s: (c.scale, c.offset) for s, c in m.calibration.items()}
+                            for m in config.machines.values() if m.calibration}
+        self.last_ts: dict[str, datetime] = {}
+        self.fields_seen: dict[str, set[str]] = {}
+        self.top_keys: dict[str, frozenset[str]] = {}
+        self.schema_counter: dict[str, int] = {}
+        self.schema_drift: list[SchemaDrift] = []  # drained by the pipeline
+        self.last_raw: dict[str, bytes] = {}
+        self._context: tuple[str, str | None] = ("", None)  # (manufacturer, machine) of the message at hand
 
     def normalize(self, msg: RawMessage) -> Reading | QcResult | Rejection:
         """One message in, exactly one outcome out."""
+        self._context = ("", None)
         try:
             return self._normalize(msg)
         except PayloadError as exc:
             return self._reject(msg, exc.reason, exc.detail)
         except Exception as exc:  # a bug must not stop the line's monitoring: reject, keep the bytes
-            return self._reject(msg, "bad_value", f"unexpected {type(exc).__name__}: {exc}")
+            return self._reject(msg, "internal_error", f"unexpected {type(exc).__name__}: {exc}")
 
     def _normalize(self, msg: RawMessage) -> Reading | QcResult | Rejection:
         is_qc = msg.topic == self.qc_topic
@@ -58,11 +88,10 @@ class Normalizer:
         if len(msg.value) > self.max_bytes:
             raise PayloadError("oversized", f"payload is {len(msg.value)} bytes, the limit is {self.max_bytes}")
         try:
-            text = msg.value.decode("utf-8")
+            # decode explicitly: json.loads(bytes) would silently accept UTF-16 and UTF-32
+            payload = json.loads(msg.value.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise PayloadError("not_utf8", f"payload is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-        try:
-            payload = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PayloadError("not_json", f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         except RecursionError:
@@ -70,12 +99,9 @@ class Normalizer:
         if not isinstance(payload, dict):
             raise PayloadError("not_object", f"payload is a JSON {type(payload).__name__}, expected an object")
 
-        machine_id = self._machine_hint(msg)
-        if machine_id is None:
-            key = msg.key.decode("utf-8", "replace") if msg.key else None
-            raise PayloadError("unknown_machine", f"no configured machine matches key {key!r} or topic {msg.topic!r}")
-        machine = self.config.machines[machine_id]
+        machine = self._machine(msg)
         profile = self.profiles[machine.manufacturer]
+        self._context = (profile.manufacturer, machine.id)
         if is_qc and profile.qc is None:
             raise PayloadError("qc_not_configured", f"{machine.id}'s profile ({profile.manufacturer}) has no qc section")
         if profile.machine_from == "field":
@@ -85,34 +111,81 @@ class Normalizer:
             resolved = self.aliases.get(str(named))
             if resolved is None:
                 raise PayloadError("unknown_machine", f"machine {named!r} ({profile.manufacturer}) is not in plant.yaml")
-            machine = self.config.machines[resolved]
+            machine = self.machines[resolved]
+            self._context = (profile.manufacturer, machine.id)
         source = Source(profile.manufacturer, msg.topic, msg.partition, msg.offset)
-        ts = profile.timestamp(payload)
+        ts = profile.timestamp(payload, self.last_ts.get(machine.id))
+        if self.max_future is not None and ts.timestamp() > self.clock() + self.max_future.total_seconds():
+            ahead = ts.timestamp() - self.clock()
+            raise PayloadError("future_timestamp", f"timestamp {ts:%Y-%m-%d %H:%M:%S}Z is {ahead:,.0f} s ahead of this "
+                                                   f"server's clock (limit {self.max_future.total_seconds():.0f} s): "
+                                                   f"is {machine.id}'s clock or time zone set right?")
         if is_qc:
-            return self._qc(profile, payload, machine.id, machine.line, ts, source)
+            return self._qc(profile, payload, machine, ts, source)
         values = profile.values(payload)
         if not values:
             raise PayloadError("no_sensor_values", f"none of {profile.manufacturer}'s mapped sensors is in the payload")
+        cal = self.calibration.get(machine.id)
+        if cal:
+            for sensor, (scale, offset) in cal.items():
+                if sensor in values:
+                    values[sensor] = values[sensor] * scale + offset
+        self._watch_schema(machine, profile, payload)
+        prev = self.last_ts.get(machine.id)
+        if prev is None or ts > prev:
+            self.last_ts[machine.id] = ts
+        self.last_raw[machine.id] = msg.value
         unit_id = dig(payload, profile.unit_id_keys) if profile.unit_id_keys else None
         batch_id = dig(payload, profile.batch_id_keys) if profile.batch_id_keys else None
         return Reading(machine=machine.id, line=machine.line, ts=ts, values=values, source=source,
                        unit_id=None if unit_id is None else str(unit_id),
                        batch_id=None if batch_id is None else str(batch_id))
 
-    def _machine_hint(self, msg: RawMessage) -> str | None:
+    def _machine(self, msg: RawMessage) -> Machine:
         """The machine a message is about, from its key or else its topic name."""
-        if msg.key:
-            found = self.aliases.get(msg.key.decode("utf-8", "replace"))
-            if found:
-                return found
-        if msg.topic.startswith(self.raw_prefix):
-            return self.aliases.get(msg.topic[len(self.raw_prefix):])
-        return None
+        key = msg.key.decode("utf-8", "replace") if msg.key else None
+        found = self.aliases.get(key) if key else None
+        topic_name = msg.topic[len(self.raw_prefix):] if msg.topic.startswith(self.raw_prefix) else None
+        if found is None and topic_name:
+            found = self.aliases.get(topic_name)
+        if found is not None:
+            return self.machines[found]
+        unknown = self.config.unknown_machines
+        name = key or topic_name
+        if unknown.policy == "accept" and name:
+            # accepted under the default profile: the machine appears as the plant sees it
+            assert unknown.profile and unknown.line
+            machine = Machine(id=name, line=unknown.line, area="", kind="unknown", manufacturer=unknown.profile,
+                              vendor_ids=())
+            self.machines[name] = machine
+            self.aliases[name] = name
+            return machine
+        raise PayloadError("unknown_machine", f"no configured machine matches key {key!r} or topic {msg.topic!r}")
 
-    def _qc(self, profile: CompiledProfile, payload: dict[str, Any], machine: str, line: str, ts: Any,
+    def _watch_schema(self, machine: Machine, profile: CompiledProfile, payload: dict[str, Any]) -> None:
+        """Notice fields the profile does not map; cheap on the hot path, thorough now and then."""
+        if profile.payload == "tags":
+            tags = dig(payload, profile.tags_keys) or []
+            names = {t.get("tag") for t in tags if isinstance(t, dict)}
+            new = {str(n) for n in names if n not in profile.known_tags}
+        else:
+            keys = frozenset(payload)
+            count = self.schema_counter.get(machine.id, 0)
+            self.schema_counter[machine.id] = count + 1
+            if keys == self.top_keys.get(machine.id) and (profile.payload == "flat" or count % SCHEMA_CHECK_EVERY):
+                return
+            self.top_keys[machine.id] = keys
+            paths = set(map(str, keys)) if profile.payload == "flat" else leaf_paths(payload)
+            new = {p for p in paths if p not in profile.known_fields}
+        seen = self.fields_seen.setdefault(machine.id, set())
+        fresh = new - seen
+        if fresh:
+            seen |= fresh
+            self.schema_drift.append(SchemaDrift(machine.id, machine.line, profile.manufacturer, tuple(sorted(fresh))))
+
+    def _qc(self, profile: CompiledProfile, payload: dict[str, Any], machine: Machine, ts: datetime,
             source: Source) -> QcResult:
-        if profile.qc is None:
-            raise PayloadError("qc_not_configured", f"profile {profile.manufacturer!r} has no qc section")
+        assert profile.qc is not None
         verdict = dig(payload, profile.qc_verdict_keys)
         if verdict is None:
             raise PayloadError("missing_field", f"verdict field {profile.qc.verdict_path!r} is missing")
@@ -127,12 +200,12 @@ class Normalizer:
         unit_id = dig(payload, profile.qc_unit_keys)
         batch_id = dig(payload, profile.qc_batch_keys)
         defect = dig(payload, profile.qc_defect_keys)
-        return QcResult(ts=ts, line=line, passed=passed, test=profile.qc.test, source=source, machine=machine,
-                        unit_id=None if unit_id is None else str(unit_id),
+        return QcResult(ts=ts, line=machine.line, passed=passed, test=profile.qc.test, source=source,
+                        machine=machine.id, unit_id=None if unit_id is None else str(unit_id),
                         batch_id=None if batch_id is None else str(batch_id),
                         defect=None if defect is None or passed else str(defect))
 
-    @staticmethod
-    def _reject(msg: RawMessage, reason: str, detail: str) -> Rejection:
-        return Rejection(reason=reason, detail=detail, raw=msg.value, key=msg.key,
-                         source=Source("", msg.topic, msg.partition, msg.offset))
+    def _reject(self, msg: RawMessage, reason: str, detail: str) -> Rejection:
+        manufacturer, machine = self._context
+        return Rejection(reason=reason, detail=detail, raw=msg.value, key=msg.key, machine=machine,
+                         source=Source(manufacturer, msg.topic, msg.partition, msg.offset))

@@ -78,7 +78,15 @@ class CompiledProfile:
             self.fields.append(fm)
             if m.tag:
                 self.by_tag[m.tag] = fm
+        # the fields the profile knows, so a vendor adding one is noticed (schema drift)
+        self.known_fields: set[str] = {".".join(k) for k in (self.machine_keys, self.ts_keys, self.tags_keys,
+                                                            self.unit_id_keys, self.batch_id_keys) if k}
+        self.known_fields |= {".".join(f.keys) for f in self.fields if f.keys}
+        self.known_tags: set[str] = {f.tag for f in self.fields if f.tag}
         self.qc: QcSpec | None = spec.qc
+        if spec.qc:
+            self.known_fields |= {p for p in (spec.qc.unit_id_path, spec.qc.batch_id_path, spec.qc.verdict_path,
+                                              spec.qc.defect_path) if p}
         if spec.qc:
             self.qc_unit_keys = _keys(spec.qc.unit_id_path)
             self.qc_batch_keys = _keys(spec.qc.batch_id_path)
@@ -89,7 +97,13 @@ class CompiledProfile:
 
     # ------------------------------------------------------------ timestamps
 
-    def timestamp(self, payload: dict[str, Any]) -> datetime:
+    def timestamp(self, payload: dict[str, Any], previous: datetime | None = None) -> datetime:
+        """The reading's time in UTC.
+
+        Naive local times are read in the profile's time zone. In the hour that repeats when clocks go
+        back, the same wall time happens twice; ``previous`` (the machine's last reading) decides which
+        is meant: the one that keeps the machine's clock moving forward by the least.
+        """
         raw = dig(payload, self.ts_keys)
         if raw is None:
             raise PayloadError("missing_field", f"timestamp field {'.'.join(self.ts_keys)!r} is missing")
@@ -107,7 +121,7 @@ class CompiledProfile:
                 if ts.tzinfo is None:
                     if self.tz is None:
                         raise PayloadError("bad_timestamp", f"timestamp {raw!r} has no UTC offset and the profile names no time zone")
-                    ts = ts.replace(tzinfo=self.tz)
+                    ts = _local_to_utc(ts, self.tz, previous)
                 ts = ts.astimezone(UTC)
                 ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
         except (ValueError, OverflowError, OSError) as exc:
@@ -153,6 +167,31 @@ class CompiledProfile:
                 raise PayloadError("bad_unit", f"tag {fm.tag!r}: {exc}") from None
             out[fm.sensor] = (value * conv.scale + conv.offset) * fm.cal.scale + fm.cal.offset
         return out
+
+
+def _local_to_utc(naive: datetime, tz: ZoneInfo, previous: datetime | None) -> datetime:
+    first = naive.replace(tzinfo=tz, fold=0)
+    second = naive.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first  # not ambiguous (a time in the spring-forward gap is read with the offset before it)
+    if previous is None:
+        return first
+    candidates = [t for t in (first, second) if t >= previous]
+    return min(candidates) if candidates else first
+
+
+def leaf_paths(payload: Any, prefix: str = "") -> set[str]:
+    """Dotted paths of every scalar in a nested payload, for noticing fields a profile does not know."""
+    if not isinstance(payload, dict):
+        return {prefix} if prefix else set()
+    out: set[str] = set()
+    for k, v in payload.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out |= leaf_paths(v, path)
+        else:
+            out.add(path)
+    return out
 
 
 def _number(raw: Any, sensor: str, where: str) -> float:

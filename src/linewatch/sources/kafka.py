@@ -92,7 +92,8 @@ class KafkaSink:
             headers = [("reason", r.reason.encode()), ("detail", r.detail.encode("utf-8", "replace")[:1000]),
                        ("source_topic", r.source.topic.encode()),
                        ("source_partition", str(r.source.partition).encode()),
-                       ("source_offset", str(r.source.offset).encode())]
+                       ("source_offset", str(r.source.offset).encode()),
+                       ("profile", r.source.manufacturer.encode()), ("machine", (r.machine or "").encode())]
             futures.append(self.producer.send(self.settings.dlq_topic, key=r.key, value=r.raw, headers=headers))
         for ev in events:
             body = {"event": ev.type.value, "alert": ev.alert.to_dict()}

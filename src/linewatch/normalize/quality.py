@@ -1,0 +1,106 @@
+"""Data-quality checks: is this reading something the process did, or something the sensor did?
+
+Kept apart from process anomalies on purpose: a stuck sensor or a value outside any plausible range
+is a maintenance job for the instrument technician, not a process deviation for the line lead.
+Checks per reading: out of the catalogue's plausible range (the value is withheld from the anomaly
+model), stuck sensor (identical values while the machine runs; an idle machine at night raises
+nothing), an expected sensor missing. Per machine: duplicate and out-of-order readings (counted,
+not scored twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from linewatch.config import Machine, PlantConfig
+from linewatch.domain import Reading
+from linewatch.explain import sensor_label, unit_symbol
+
+
+@dataclass
+class _MachineState:
+    expected: tuple[str, ...]
+    last_ts: datetime | None = None
+    last_value: dict[str, float] = field(default_factory=dict)
+    same_count: dict[str, int] = field(default_factory=dict)
+    missing_count: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorProblem:
+    sensor: str
+    check: str  # out_of_range | stuck | missing
+    summary: str
+    value: float | None = None
+
+
+class DataQuality:
+    """The plant's data-quality checks, with a little state per machine."""
+
+    def __init__(self, config: PlantConfig):
+        self.config = config
+        self.settings = config.detection.data_quality
+        self.ranges = {name: spec.range for name, spec in config.catalogue.sensors.items()}
+        self.units = {name: unit_symbol(spec.unit) for name, spec in config.catalogue.sensors.items()}
+        self.state: dict[str, _MachineState] = {}
+
+    def _state(self, machine: Machine) -> _MachineState:
+        st = self.state.get(machine.id)
+        if st is None:
+            profile = self.config.profiles.get(machine.manufacturer)
+            expected = tuple(m.sensor for m in profile.sensors) if profile else ()
+            st = self.state[machine.id] = _MachineState(expected)
+        return st
+
+    def order(self, reading: Reading, machine: Machine) -> str | None:
+        """None to score the reading, or why not: "duplicate" or "out_of_order"."""
+        st = self._state(machine)
+        last = st.last_ts
+        if last is not None and reading.ts <= last:
+            return "duplicate" if reading.ts == last else "out_of_order"
+        st.last_ts = reading.ts
+        return None
+
+    def check(self, reading: Reading, machine: Machine) -> tuple[list[SensorProblem], list[str]]:
+        """Problems found, and the sensors that passed every check. Out-of-range values are removed
+        from ``reading.values`` so the anomaly model never learns them."""
+        st = self._state(machine)
+        s = self.settings
+        values = reading.values
+        problems: list[SensorProblem] = []
+        fine: list[str] = []
+        running = True
+        if machine.running_when is not None:
+            gate = values.get(machine.running_when.sensor)
+            running = gate is None or gate > machine.running_when.above
+        for sensor in st.expected:
+            v = values.get(sensor)
+            if v is None:
+                n = st.missing_count.get(sensor, 0) + 1
+                st.missing_count[sensor] = n
+                if n >= s.missing_readings:
+                    problems.append(SensorProblem(sensor, "missing", f"{machine.id}: {sensor_label(sensor)} missing "
+                                                                     f"from the last {n} readings"))
+                continue
+            st.missing_count[sensor] = 0
+            low, high = self.ranges[sensor]
+            if not low <= v <= high:
+                del values[sensor]
+                unit = self.units[sensor]
+                problems.append(SensorProblem(sensor, "out_of_range",
+                                              f"{machine.id}: {sensor_label(sensor)} reads {v:g} {unit}, outside the "
+                                              f"plausible {low:g}–{high:g} {unit} (sensor or wiring fault?)", v))
+                continue
+            if running and st.last_value.get(sensor) == v:
+                n = st.same_count.get(sensor, 1) + 1
+            else:
+                n = 1
+            st.same_count[sensor] = n
+            st.last_value[sensor] = v
+            if n >= s.flatline_readings:
+                problems.append(SensorProblem(sensor, "stuck", f"{machine.id}: {sensor_label(sensor)} stuck at {v:g} "
+                                                               f"{self.units[sensor]} for {n} readings while running", v))
+                continue
+            fine.append(sensor)
+        return problems, fine
