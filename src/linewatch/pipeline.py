@@ -337,6 +337,46 @@ class Pipeline:
         for (kind, severity), n in counts.items():
             self.metrics.alerts_open.labels(kind, severity).set(n)
 
+    def machine_detail(self, machine_id: str) -> dict[str, Any] | None:
+        """What was converted and how, for one machine: profile, mapping with factors, last samples."""
+        with self.lock:
+            machine = self.normalizer.machines.get(machine_id)
+            if machine is None:
+                return None
+            profile = self.normalizer.profiles[machine.manufacturer]
+            catalogue = self.config.catalogue.sensors
+            cal = self.normalizer.calibration.get(machine.id, {})
+            mapping = []
+            for f in profile.fields:
+                spec = catalogue[f.sensor]
+                scale, offset = cal.get(f.sensor, (1.0, 0.0))
+                mapping.append({
+                    "vendor_field": ".".join(f.keys) if f.keys else None, "vendor_tag": f.tag,
+                    "vendor_unit": f.unit or ("per message" if f.tag else None),
+                    "sensor": f.sensor, "unit": spec.unit, "quantity": spec.quantity, "position": spec.position,
+                    "scale": f.conv.scale * scale, "offset": f.conv.offset * scale + offset,
+                    "plausible_range": list(spec.range),
+                    "machine_calibration": {"scale": scale, "offset": offset} if f.sensor in cal else None})
+            raw = self.normalizer.last_raw.get(machine.id)
+            status = self.machines.get(machine.id)
+            spec = profile.spec
+            return {
+                "machine": machine.id, "line": machine.line, "area": machine.area, "kind": machine.kind,
+                "vendor_ids": list(machine.vendor_ids),
+                "profile": {"manufacturer": profile.manufacturer, "payload": profile.payload,
+                            "machine_id": {"from": spec.machine_id.from_, "path": spec.machine_id.path},
+                            "timestamp": spec.timestamp.model_dump(),
+                            "aggregate": spec.aggregate.model_dump() if spec.aggregate else None},
+                "mapping": mapping,
+                "unmapped_fields_seen": sorted(self.normalizer.fields_seen.get(machine.id, ())),
+                "last_raw": None if raw is None else raw[:4096].decode("utf-8", "replace"),
+                "last_normalised": None if status is None or status.last_reading_at is None else {
+                    "ts": status.last_reading_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "values": dict(status.last_values)},
+                "model": None if status is None else {"phase": status.phase, "score": status.score,
+                                                      "threshold": status.threshold, "readings": status.readings},
+            }
+
     def snapshot(self) -> tuple[list[MachineStatus], list[LineStatus], list[Alert]]:
         """Copies of the live status for the API, taken under the lock."""
         with self.lock:

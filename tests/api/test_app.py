@@ -64,3 +64,18 @@ def test_metrics_and_health(client):
     assert readings["extruder-1"] == 1200 and readings["dryer-1"] == 1000
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["ready"] is True
+
+
+def test_machine_detail_shows_how_values_were_converted(client):
+    body = client.get("/api/v1/machines/extruder-1").json()
+    assert body["profile"]["manufacturer"] == "extrutec" and body["profile"]["payload"] == "flat"
+    barrel = next(m for m in body["mapping"] if m["sensor"] == "barrel_temperature")
+    assert barrel["vendor_field"] == "barrelTempF" and barrel["vendor_unit"] == "degF" and barrel["unit"] == "degC"
+    assert barrel["scale"] == pytest.approx(5 / 9) and barrel["offset"] == pytest.approx(-160 / 9)
+    assert barrel["position"] == "barrel zone 2"
+    assert '"machineId":"EXT-4471"' in body["last_raw"]
+    assert body["last_normalised"]["values"]["barrel_temperature"] == pytest.approx(200, abs=5)
+    dryer = client.get("/api/v1/machines/dryer-1").json()
+    assert dryer["mapping"][0]["vendor_tag"] == "SupplyAir.T"
+    r = client.get("/api/v1/machines/press-9")
+    assert r.status_code == 404 and "press-9" in r.json()["detail"]

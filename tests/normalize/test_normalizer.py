@@ -106,3 +106,79 @@ def test_missing_sensor_is_a_gap_not_a_rejection(normalizer):
     r = normalizer.normalize(msg("linewatch.raw.extruder-1", GOOD_EXTRUDER))
     assert isinstance(r, Reading)
     assert set(r.values) == {"barrel_temperature", "die_pressure"}
+
+
+def cutter(local_time: str) -> RawMessage:
+    return msg("linewatch.raw.cutter-1", {"device": {"id": "SW-CUT-01"}, "time": local_time,
+                                          "data": {"knife": {"speed": 1450.0}}})
+
+
+def test_repeated_hour_at_the_end_of_summer_time_keeps_time_moving_forward(config):
+    n = Normalizer(config)
+    # 2025-10-26 in Berlin: 02:00-03:00 happens twice (first CEST = UTC+2, then CET = UTC+1)
+    times = ["2025-10-26T01:59:00", "2025-10-26T02:30:00", "2025-10-26T02:59:00", "2025-10-26T02:00:30",
+             "2025-10-26T02:30:00", "2025-10-26T03:00:00"]
+    utc = [n.normalize(cutter(t)).ts for t in times]
+    assert utc == sorted(utc)
+    assert utc[1] == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)  # the first 02:30, CEST
+    assert utc[4] == datetime(2025, 10, 26, 1, 30, tzinfo=UTC)  # the second 02:30, CET
+    assert utc[5] == datetime(2025, 10, 26, 2, 0, tzinfo=UTC)
+
+
+def test_spring_forward_gap_is_read_with_the_offset_before_it(config):
+    r = Normalizer(config).normalize(cutter("2025-03-30T02:30:00"))  # does not exist in Berlin
+    assert r.ts == datetime(2025, 3, 30, 1, 30, tzinfo=UTC)
+
+
+def test_reading_from_the_future_is_rejected_as_clock_skew(config):
+    now = datetime(2025, 11, 22, 8, 0, tzinfo=UTC).timestamp()
+    n = Normalizer(config, clock=lambda: now)
+    ok = n.normalize(msg("linewatch.raw.checkweigher-1", {"station": "CW1", "t": now + 60, "gross_g": 250.0}))
+    assert isinstance(ok, Reading)
+    ahead = n.normalize(msg("linewatch.raw.checkweigher-1", {"station": "CW1", "t": now + 7200, "gross_g": 250.0}))
+    assert isinstance(ahead, Rejection) and ahead.reason == "future_timestamp"
+    assert ahead.machine == "checkweigher-1" and ahead.source.manufacturer == "weighpro"
+    assert "7,200 s ahead" in ahead.detail
+
+
+def test_per_machine_calibration(config, tmp_path):
+    import shutil
+
+    from linewatch.config import load_config
+
+    shutil.copytree(config.directory, tmp_path / "c")
+    plant = tmp_path / "c" / "plant.yaml"
+    plant.write_text(plant.read_text().replace(
+        "            vendor_ids: [CW1]\n",
+        "            vendor_ids: [CW1]\n            calibration:\n              product_weight: {scale: 1.0, offset: -1.5}\n"))
+    n = Normalizer(load_config(tmp_path / "c"))
+    r = n.normalize(msg("linewatch.raw.checkweigher-1", {"station": "CW1", "t": 1.0, "gross_g": 251.5}))
+    assert r.values["product_weight"] == pytest.approx(250.0)
+
+
+def test_unknown_machines_can_be_accepted_under_a_default_profile(config, tmp_path):
+    import shutil
+
+    from linewatch.config import load_config
+
+    shutil.copytree(config.directory, tmp_path / "c")
+    plant = tmp_path / "c" / "plant.yaml"
+    plant.write_text(plant.read_text() + "\nunknown_machines: {policy: accept, profile: weighpro, line: line-1}\n")
+    n = Normalizer(load_config(tmp_path / "c"))
+    r = n.normalize(msg("linewatch.raw.checkweigher-9", {"station": "checkweigher-9", "t": 1.0, "gross_g": 250.0},
+                        key="checkweigher-9"))
+    assert isinstance(r, Reading) and r.machine == "checkweigher-9" and r.line == "line-1"
+
+
+def test_new_fields_are_reported_once_per_machine_and_not_rejected(normalizer):
+    body = {"station": "CW1", "t": 1.0, "gross_g": 250.0, "tare_g": 2.0}
+    n_before = len(normalizer.schema_drift)
+    for i in range(3):
+        assert isinstance(normalizer.normalize(msg("linewatch.raw.checkweigher-1", {**body, "t": 1.0 + i})), Reading)
+    drift = normalizer.schema_drift[n_before:]
+    assert len(drift) == 1 and drift[0].fields == ("tare_g",) and drift[0].machine == "checkweigher-1"
+
+
+def test_rejection_names_profile_and_machine_when_known(normalizer):
+    r = normalizer.normalize(msg("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "barrelTempF": "hot"}))
+    assert (r.source.manufacturer, r.machine) == ("extrutec", "extruder-1")

@@ -76,14 +76,15 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         machines, lines, open_alerts = pipeline.snapshot()
         newest = max((m.last_reading_at for m in machines if m.last_reading_at), default=None)
         worst: dict[str, Severity] = {}
+        stale = {a.machine for a in open_alerts if a.kind is AlertKind.STALE_STREAM}
         for a in open_alerts:
-            if a.machine and (a.machine not in worst or a.severity is Severity.CRITICAL):
+            if a.machine and a.kind is not AlertKind.STALE_STREAM and (a.machine not in worst or a.severity is Severity.CRITICAL):
                 worst[a.machine] = a.severity
         out = []
         for m in machines:
             if m.last_reading_at is None:
                 state = "waiting"
-            elif newest is not None and newest - m.last_reading_at > STALE_AFTER:
+            elif m.machine in stale or (newest is not None and newest - m.last_reading_at > STALE_AFTER):
                 state = "stale"
             elif m.machine in worst:
                 state = "alarm" if worst[m.machine] is Severity.CRITICAL else "warning"
@@ -98,6 +99,16 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                      "upper_control_limit": ls.upper_control_limit, "cusum": ls.statistic, "cusum_limit": ls.limit,
                      "monitor_phase": ls.phase} for ls in lines]
         return {"machines": out, "lines": line_out}
+
+    @app.get("/api/v1/machines/{machine_id}", tags=["machines"])
+    def machine_detail(machine_id: str) -> dict[str, Any]:
+        """The profile in use, the raw→canonical mapping with units and factors, the last raw and
+        normalised sample: what was converted and how."""
+        detail = pipeline.machine_detail(machine_id)
+        if detail is None:
+            raise HTTPException(status_code=404, detail=f"No machine has id {machine_id!r}; "
+                                                        "GET /api/v1/machines lists them.")
+        return detail
 
     return app
 

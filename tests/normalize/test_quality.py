@@ -1,0 +1,63 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from linewatch.domain import Reading, Source
+from linewatch.normalize.quality import DataQuality
+
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
+SRC = Source("extrutec", "linewatch.raw.extruder-1")
+
+
+def reading(i: int, **values) -> Reading:
+    base = {"barrel_temperature": 200.0 + i * 0.01, "melt_temperature": 205.0, "die_pressure": 185.0 + i * 0.01,
+            "screw_speed": 90.0 + (i % 3) * 0.1, "motor_load": 62.0 + (i % 5) * 0.1}
+    base.update(values)
+    return Reading("extruder-1", "line-1", T0 + timedelta(seconds=i), {k: v for k, v in base.items() if v is not None}, SRC)
+
+
+@pytest.fixture
+def dq(config):
+    return DataQuality(config)
+
+
+def test_out_of_range_is_reported_and_withheld(dq, config):
+    r = reading(1, die_pressure=900.0)
+    problems, fine = dq.check(r, config.machines["extruder-1"])
+    assert [(p.sensor, p.check) for p in problems] == [("die_pressure", "out_of_range")]
+    assert "900 bar, outside the plausible 0–400 bar" in problems[0].summary
+    assert "die_pressure" not in r.values and "die_pressure" not in fine
+
+
+def test_stuck_sensor_while_running_but_not_when_idle(dq, config):
+    machine = config.machines["extruder-1"]
+    n = config.detection.data_quality.flatline_readings
+    found = [dq.check(reading(i, melt_temperature=205.0), machine)[0] for i in range(n)]
+    assert not any(found[:-1]) and found[-1][0].check == "stuck" and found[-1][0].sensor == "melt_temperature"
+
+
+def test_idle_machine_raises_no_stuck_sensor(dq, config):
+    import dataclasses
+
+    from linewatch.config import RunningWhen
+
+    machine = dataclasses.replace(config.machines["extruder-1"], running_when=RunningWhen(sensor="screw_speed", above=1.0))
+    n = config.detection.data_quality.flatline_readings
+    results = [dq.check(reading(i, screw_speed=0.0, motor_load=0.0), machine)[0] for i in range(n * 2)]
+    assert not any(results)  # at night the line stands still: flat readings are expected
+
+
+def test_missing_sensor_after_a_run_of_readings(dq, config):
+    machine = config.machines["extruder-1"]
+    n = config.detection.data_quality.missing_readings
+    results = [dq.check(reading(i, motor_load=None), machine)[0] for i in range(n)]
+    assert not any(results[:-1])
+    assert results[-1][0].check == "missing" and "motor load missing from the last" in results[-1][0].summary
+
+
+def test_duplicates_and_out_of_order_are_not_scored(dq, config):
+    machine = config.machines["extruder-1"]
+    assert dq.order(reading(5), machine) is None
+    assert dq.order(reading(5), machine) == "duplicate"
+    assert dq.order(reading(3), machine) == "out_of_order"
+    assert dq.order(reading(6), machine) is None

@@ -1,0 +1,67 @@
+import json
+from datetime import datetime, timezone
+
+from linewatch.domain import AlertKind, RawMessage
+from linewatch.metrics import Metrics
+from linewatch.pipeline import Pipeline
+from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
+
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
+
+
+class FakeWall:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def run(pipeline: Pipeline, messages, batch: int = 100):
+    events = []
+    for i in range(0, len(messages), batch):
+        events += pipeline.process(messages[i:i + batch]).events
+    return events
+
+
+def test_dropout_raises_stale_stream_then_resolves_when_readings_resume(config):
+    faults = (Fault("dropout", "dryer-1", start=200, duration=120),)
+    pipeline = Pipeline(config, Metrics())
+    events = run(pipeline, [m.message for m in LineSimulator(T0, SimulatorSettings(faults=faults)).messages(400)])
+    stale = [e for e in events if e.alert.kind is AlertKind.STALE_STREAM]
+    assert [e.type.value for e in stale] == ["fired", "resolved"]
+    assert stale[0].alert.machine == "dryer-1" and "no readings for" in stale[0].alert.summary
+
+
+def test_silence_of_the_whole_plant_is_noticed_without_any_message(config):
+    wall = FakeWall()
+    pipeline = Pipeline(config, Metrics(), wall_clock=wall)
+    run(pipeline, [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(30)])
+    assert not pipeline.idle().events
+    wall.t += config.detection.data_quality.stale_after_seconds + 5
+    stale = pipeline.idle().events
+    assert {e.alert.machine for e in stale} == set(config.machines)
+
+
+def test_data_quality_alerts_are_their_own_kind_and_clear(config):
+    pipeline = Pipeline(config, Metrics())
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(900)]
+    bad = json.loads(next(m.value for m in msgs[::-1] if m.topic.endswith("checkweigher-1")))
+    bad["gross_g"] = 99999.0
+    bad["t"] += 0.5
+    events = run(pipeline, msgs + [RawMessage("linewatch.raw.checkweigher-1", json.dumps(bad).encode(), b"checkweigher-1")])
+    dq = [e for e in events if e.alert.kind is AlertKind.DATA_QUALITY]
+    assert len(dq) == 1 and dq[0].alert.sensor == "product_weight" and "plausible" in dq[0].alert.summary
+    assert not [e for e in events if e.alert.kind is AlertKind.ANOMALY]  # the model never saw the bad value
+    later = [m.message for m in LineSimulator(T0.replace(hour=7), SimulatorSettings(faults=())).messages(120)]
+    resolved = [e for e in run(pipeline, later) if e.alert.kind is AlertKind.DATA_QUALITY]
+    assert resolved and resolved[-1].type.value == "resolved"
+
+
+def test_replayed_batch_is_not_scored_twice(config):
+    pipeline = Pipeline(config, Metrics())
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(50)]
+    first = pipeline.process(msgs)
+    again = pipeline.process(msgs)
+    assert first.skipped == 0 and again.skipped == first.readings
+    assert pipeline.machines["extruder-1"].readings == 50
