@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per message, and frozen dataclasses construct slowly
 class Source:
     """Where a message came from, so any decision can be traced back to the original bytes."""
 

@@ -76,7 +76,9 @@ GOOD_EXTRUDER = {"machineId": "EXT-4471", "tsMs": 1763800000123, "barrelTempF": 
     ("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "tsMs": None}, None, "missing_field"),
     ("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "tsMs": "yesterday"}, None, "bad_timestamp"),
     ("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "barrelTempF": "hot"}, None, "non_numeric"),
-    ("linewatch.raw.extruder-1", b'{"machineId": "EXT-4471", "tsMs": 1, "barrelTempF": NaN}', None, "not_finite"),
+    # NaN and Infinity are not JSON (RFC 8259): the strict parser refuses them as such
+    ("linewatch.raw.extruder-1", b'{"machineId": "EXT-4471", "tsMs": 1, "barrelTempF": NaN}', None, "not_json"),
+    ("linewatch.raw.extruder-1", b'{"machineId": "EXT-4471", "tsMs": 1, "barrelTempF": 1e999}', None, "not_json"),
     ("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "machineId": "EXT-9999"}, None, "unknown_machine"),
     ("linewatch.raw.mystery-9", {"x": 1}, "mystery-9", "unknown_machine"),
     ("linewatch.raw.extruder-1", {"machineId": "EXT-4471", "tsMs": 1}, None, "no_sensor_values"),

@@ -8,11 +8,12 @@ report a vendor adding fields, once per machine).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import orjson
 
 from linewatch.config import Machine, PlantConfig
 from linewatch.domain import QcResult, RawMessage, Reading, Rejection, Source
@@ -69,7 +70,10 @@ class Normalizer:
         self.schema_counter: dict[str, int] = {}
         self.schema_drift: list[SchemaDrift] = []  # drained by the pipeline
         self.last_raw: dict[str, bytes] = {}
-        self._context: tuple[str, str | None] = ("", None)  # (manufacturer, machine) of the message at hand
+        self._context: tuple[str, str | None] = ("", None)
+        self._by_key_topic: dict[tuple[bytes | None, str], Machine] = {}
+        self._horizon = datetime.min.replace(tzinfo=timezone.utc)  # readings later than this are from the future
+        self._refresh_horizon()  # (manufacturer, machine) of the message at hand
 
     def normalize(self, msg: RawMessage) -> Reading | QcResult | Rejection:
         """One message in, exactly one outcome out."""
@@ -88,14 +92,13 @@ class Normalizer:
         if len(msg.value) > self.max_bytes:
             raise PayloadError("oversized", f"payload is {len(msg.value)} bytes, the limit is {self.max_bytes}")
         try:
-            # decode explicitly: json.loads(bytes) would silently accept UTF-16 and UTF-32
-            payload = json.loads(msg.value.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise PayloadError("not_utf8", f"payload is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-        except json.JSONDecodeError as exc:
+            payload = orjson.loads(msg.value)  # strict: UTF-8 only, no NaN/Infinity literals
+        except orjson.JSONDecodeError as exc:
+            try:
+                msg.value.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise PayloadError("not_utf8", f"payload is not UTF-8 text (byte {bad.start}: {bad.reason})") from None
             raise PayloadError("not_json", f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        except RecursionError:
-            raise PayloadError("not_json", "payload is nested too deeply to read") from None
         if not isinstance(payload, dict):
             raise PayloadError("not_object", f"payload is a JSON {type(payload).__name__}, expected an object")
 
@@ -115,7 +118,7 @@ class Normalizer:
             self._context = (profile.manufacturer, machine.id)
         source = Source(profile.manufacturer, msg.topic, msg.partition, msg.offset)
         ts = profile.timestamp(payload, self.last_ts.get(machine.id))
-        if self.max_future is not None and ts.timestamp() > self.clock() + self.max_future.total_seconds():
+        if ts > self._horizon and ts > self._refresh_horizon():
             ahead = ts.timestamp() - self.clock()
             raise PayloadError("future_timestamp", f"timestamp {ts:%Y-%m-%d %H:%M:%S}Z is {ahead:,.0f} s ahead of this "
                                                    f"server's clock (limit {self.max_future.total_seconds():.0f} s): "
@@ -129,7 +132,10 @@ class Normalizer:
         if cal:
             for sensor, (scale, offset) in cal.items():
                 if sensor in values:
-                    values[sensor] = values[sensor] * scale + offset
+                    v = values[sensor] * scale + offset
+                    if v - v != 0:
+                        raise PayloadError("not_finite", f"{sensor} is not finite after {machine.id}'s calibration")
+                    values[sensor] = v
         self._watch_schema(machine, profile, payload)
         prev = self.last_ts.get(machine.id)
         if prev is None or ts > prev:
@@ -141,8 +147,25 @@ class Normalizer:
                        unit_id=None if unit_id is None else str(unit_id),
                        batch_id=None if batch_id is None else str(batch_id))
 
+    def _refresh_horizon(self) -> datetime:
+        """Move the clock-skew horizon to now + the allowed lead; only needed when a reading passes it."""
+        if self.max_future is None:
+            self._horizon = datetime.max.replace(tzinfo=timezone.utc)
+        else:
+            self._horizon = datetime.fromtimestamp(self.clock(), tz=timezone.utc) + self.max_future
+        return self._horizon
+
     def _machine(self, msg: RawMessage) -> Machine:
         """The machine a message is about, from its key or else its topic name."""
+        cached = self._by_key_topic.get((msg.key, msg.topic))
+        if cached is not None:
+            return cached
+        machine = self._find_machine(msg)
+        if len(self._by_key_topic) < 100_000:  # bounded: keys come from outside
+            self._by_key_topic[(msg.key, msg.topic)] = machine
+        return machine
+
+    def _find_machine(self, msg: RawMessage) -> Machine:
         key = msg.key.decode("utf-8", "replace") if msg.key else None
         found = self.aliases.get(key) if key else None
         topic_name = msg.topic[len(self.raw_prefix):] if msg.topic.startswith(self.raw_prefix) else None
@@ -166,8 +189,8 @@ class Normalizer:
         """Notice fields the profile does not map; cheap on the hot path, thorough now and then."""
         if profile.payload == "tags":
             tags = dig(payload, profile.tags_keys) or []
-            names = {t.get("tag") for t in tags if isinstance(t, dict)}
-            new = {str(n) for n in names if n not in profile.known_tags}
+            names = {t.get("tag") for t in tags if isinstance(t, dict) and isinstance(t.get("tag"), str)}
+            new = {n for n in names if n not in profile.known_tags}
         else:
             keys = frozenset(payload)
             count = self.schema_counter.get(machine.id, 0)

@@ -68,6 +68,8 @@ class CompiledProfile:
         self.batch_id_keys = _keys(spec.batch_id_path)
         self.canonical_units = {name: s.unit for name, s in catalogue.sensors.items()}
         self.fields: list[FieldMapping] = []
+        # hot path for flat payloads: (key, sensor, scale, offset) with no path walking
+        self.flat_fields: list[tuple[str, str, float, float]] = []
         self.by_tag: dict[str, FieldMapping] = {}
         for m in spec.sensors:
             target = self.canonical_units[m.sensor]
@@ -76,6 +78,8 @@ class CompiledProfile:
             fm = FieldMapping(sensor=m.sensor, keys=_keys(m.path), tag=m.tag, unit=m.unit, conv=conv,
                               cal=Conversion(m.scale, m.offset))
             self.fields.append(fm)
+            if len(fm.keys) == 1:
+                self.flat_fields.append((fm.keys[0], fm.sensor, conv.scale, conv.offset))
             if m.tag:
                 self.by_tag[m.tag] = fm
         # the fields the profile knows, so a vendor adding one is noticed (schema drift)
@@ -136,11 +140,28 @@ class CompiledProfile:
         if self.payload == "tags":
             return self._tag_values(payload)
         out: dict[str, float] = {}
+        if len(self.flat_fields) == len(self.fields):
+            get = payload.get
+            for key, sensor, scale, offset in self.flat_fields:
+                raw = get(key)
+                if raw is None:
+                    continue
+                t = type(raw)
+                if not ((t is float or t is int) and raw - raw == 0):  # the common case is a finite number
+                    raw = _number(raw, sensor, key)
+                v = raw * scale + offset
+                if v - v != 0:
+                    _overflow(sensor, key, raw)
+                out[sensor] = v
+            return out
         for fm in self.fields:
             raw = dig(payload, fm.keys)
             if raw is None:
                 continue  # a sensor missing from one reading is a gap, not a bad message
-            out[fm.sensor] = _number(raw, fm.sensor, ".".join(fm.keys)) * fm.conv.scale + fm.conv.offset
+            v = _number(raw, fm.sensor, ".".join(fm.keys)) * fm.conv.scale + fm.conv.offset
+            if v - v != 0:
+                _overflow(fm.sensor, ".".join(fm.keys), raw)
+            out[fm.sensor] = v
         return out
 
     def _tag_values(self, payload: dict[str, Any]) -> dict[str, float]:
@@ -148,16 +169,24 @@ class CompiledProfile:
         if not isinstance(tags, list):
             raise PayloadError("missing_field", f"tag list {'.'.join(self.tags_keys)!r} is missing or not a list")
         out: dict[str, float] = {}
+        by_tag = self.by_tag
         for item in tags:
-            if not isinstance(item, dict):
+            if type(item) is not dict:
                 raise PayloadError("bad_value", f"tag entry {item!r} is not an object")
-            fm = self.by_tag.get(item.get("tag"))  # type: ignore[arg-type]
+            tag = item.get("tag")
+            fm = by_tag.get(tag) if type(tag) is str else None
             if fm is None:
                 continue
-            value = _number(item.get("value"), fm.sensor, fm.tag or "")
+            value = item.get("value")
+            t = type(value)
+            if not ((t is float or t is int) and value - value == 0):
+                value = _number(value, fm.sensor, fm.tag or "")
             unit = item.get("unit")
             if unit is None or unit == fm.unit:
-                out[fm.sensor] = value * fm.conv.scale + fm.conv.offset
+                v = value * fm.conv.scale + fm.conv.offset
+                if v - v != 0:
+                    _overflow(fm.sensor, fm.tag or "", value)
+                out[fm.sensor] = v
                 continue
             if not isinstance(unit, str):
                 raise PayloadError("bad_unit", f"tag {fm.tag!r}: unit {unit!r} is not a string")
@@ -165,7 +194,10 @@ class CompiledProfile:
                 conv = conversion(unit, self.canonical_units[fm.sensor])  # cached per unit string
             except ValueError as exc:
                 raise PayloadError("bad_unit", f"tag {fm.tag!r}: {exc}") from None
-            out[fm.sensor] = (value * conv.scale + conv.offset) * fm.cal.scale + fm.cal.offset
+            v = (value * conv.scale + conv.offset) * fm.cal.scale + fm.cal.offset
+            if v - v != 0:
+                _overflow(fm.sensor, fm.tag or "", value)
+            out[fm.sensor] = v
         return out
 
 
@@ -192,6 +224,10 @@ def leaf_paths(payload: Any, prefix: str = "") -> set[str]:
         else:
             out.add(path)
     return out
+
+
+def _overflow(sensor: str, where: str, raw: Any) -> None:
+    raise PayloadError("not_finite", f"{sensor} ({where}) is {raw!r}, which is not a finite number in canonical units")
 
 
 def _number(raw: Any, sensor: str, where: str) -> float:
