@@ -75,3 +75,15 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
         proc.kill()
     assert proc.returncode == 0, err.decode()
     assert b"summary:" in out and b"Traceback" not in err
+
+
+def test_worker_refuses_to_start_on_an_invalid_config(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    profile = tmp_path / "configs" / "manufacturers" / "extrutec.yaml"
+    profile.write_text(profile.read_text().replace("unit: psi}", "unit: degC}"))
+    run = linewatch("run", "--config-dir", str(tmp_path / "configs"), env={"LINEWATCH_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    err = run.stderr.decode()
+    assert run.returncode == 2
+    assert f"{profile}:" in err and "cannot convert degC" in err and "bar" in err

@@ -74,7 +74,8 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
                   on_events=None, with_http: bool = True) -> Service:
     metrics = Metrics()
     store = AlertStore(settings.database_url)
-    normalizer = Normalizer(config, raw_prefix=settings.raw_topic_prefix, qc_topic=settings.qc_topic)
+    normalizer = Normalizer(config, max_bytes=settings.max_payload_bytes, raw_prefix=settings.raw_topic_prefix,
+                            qc_topic=settings.qc_topic)
     pipeline = Pipeline(config, metrics, AlertBook(store.open_alerts()), normalizer)
     runner = Runner(source, pipeline, store, sinks, on_events)
     http = None

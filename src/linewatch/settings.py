@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     alerts_topic: str = "linewatch.alerts"
     topic_partitions: int = Field(8, ge=1, description="partitions for topics linewatch creates")
     max_poll_records: int = Field(2000, ge=1)
+    max_payload_bytes: int = Field(1_048_576, ge=1024, description="larger payloads are rejected as oversized")
     metadata_max_age_ms: int = Field(10_000, ge=500, description="how soon new linewatch.raw.* topics are noticed")
     database_url: str = "sqlite:///var/linewatch.db"
     http_host: str = "127.0.0.1"
