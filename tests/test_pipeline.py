@@ -1,5 +1,7 @@
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from linewatch.domain import AlertKind, RawMessage
 from linewatch.metrics import Metrics
@@ -65,3 +67,27 @@ def test_replayed_batch_is_not_scored_twice(config):
     again = pipeline.process(msgs)
     assert first.skipped == 0 and again.skipped == first.readings
     assert pipeline.machines["extruder-1"].readings == 50
+
+
+def test_a_fast_stream_is_scored_once_per_period(config, tmp_path):
+    import shutil
+
+    from linewatch.config import load_config
+
+    shutil.copytree(config.directory, tmp_path / "c")
+    profile = tmp_path / "c" / "manufacturers" / "schneidwerk.yaml"
+    profile.write_text(profile.read_text() + "aggregate: {period_seconds: 1.0, default: mean, sensors: {cutter_vibration: rms}}\n")
+    pipeline = Pipeline(load_config(tmp_path / "c"), Metrics())
+    msgs = []
+    for i in range(100):  # 10 s at 10 Hz
+        local = T0.replace(tzinfo=None) + timedelta(hours=1, milliseconds=100 * i)  # Berlin = UTC+1
+        body = {"device": {"id": "SW-CUT-01"}, "time": local.isoformat(timespec="milliseconds"),
+                "data": {"knife": {"speed": 1450.0}, "bearing": {"vib_rms": 3.0 if i % 2 else 4.0},
+                         "piece": {"length_cm": 2.5}}}
+        msgs.append(RawMessage("linewatch.raw.cutter-1", json.dumps(body).encode(), b"cutter-1"))
+    out = pipeline.process(msgs)
+    assert out.readings == 100
+    status = pipeline.machines["cutter-1"]
+    assert status.readings == 9  # ten periods, the last still open
+    assert status.last_values["cutter_vibration"] == pytest.approx((12.5) ** 0.5)
+    assert status.last_reading_at == T0 + timedelta(seconds=8)
