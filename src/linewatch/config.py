@@ -127,6 +127,7 @@ class DataQualitySettings(_Strict):
 
 
 class DetectionSettings(_Strict):
+    escalate_after_seconds: float | None = Field(900.0, gt=0)  # a warning that persists this long becomes critical
     anomaly: AnomalySettings = AnomalySettings()
     failure_rate: FailureRateSettings = FailureRateSettings()
     data_quality: DataQualitySettings = DataQualitySettings()

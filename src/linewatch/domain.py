@@ -99,6 +99,13 @@ class Alert:
     acked_by: str | None = None
     acked_at: datetime | None = None
     ack_note: str | None = None
+    resolved_by: str | None = None  # a person, when resolved by hand; None when the condition cleared
+    silence_id: str | None = None  # fired while a silence was active: recorded, not announced
+
+    @property
+    def duration_seconds(self) -> float:
+        end = self.ended_at or self.last_seen_at
+        return max(0.0, (end - self.started_at).total_seconds())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form used by the API, the alerts topic and the terminal."""
@@ -118,6 +125,9 @@ class Alert:
             "acked_by": self.acked_by,
             "acked_at": _iso(self.acked_at),
             "ack_note": self.ack_note,
+            "resolved_by": self.resolved_by,
+            "silence_id": self.silence_id,
+            "duration_seconds": round(self.duration_seconds, 3),
         }
 
 
@@ -125,7 +135,35 @@ class AlertEventType(str, enum.Enum):
     FIRED = "fired"
     UPDATED = "updated"
     ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+
+
+@dataclass(slots=True)
+class Silence:
+    """Alerts matching (line, machine, kind; None matches any) between starts_at and ends_at are
+    recorded but not announced: maintenance on a machine should not page anyone."""
+
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    reason: str
+    created_at: datetime
+    line: str | None = None
+    machine: str | None = None
+    kind: AlertKind | None = None
+
+    def matches(self, alert: "Alert", at: datetime) -> bool:
+        return (self.starts_at <= at < self.ends_at and (self.line is None or self.line == alert.line)
+                and (self.machine is None or self.machine == alert.machine)
+                and (self.kind is None or self.kind == alert.kind))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "line": self.line, "machine": self.machine,
+                "kind": None if self.kind is None else self.kind.value, "starts_at": _iso(self.starts_at),
+                "ends_at": _iso(self.ends_at), "created_by": self.created_by, "reason": self.reason,
+                "created_at": _iso(self.created_at)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -329,6 +329,9 @@ class Pipeline:
                 self.metrics.alerts_fired.labels(ev.alert.kind.value, ev.alert.severity.value).inc()
         self._refresh_open_gauge()
 
+    def refresh_open_gauge(self) -> None:
+        self._refresh_open_gauge()
+
     def _refresh_open_gauge(self) -> None:
         counts: dict[tuple[str, str], int] = {(k.value, s.value): 0 for k in AlertKind for s in Severity}
         for a in self.book.open.values():

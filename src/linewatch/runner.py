@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from linewatch.alerts.silences import Silencer
 from linewatch.alerts.store import AlertStore
 from linewatch.domain import AlertEvent, AlertEventType, RawMessage, Rejection
 from linewatch.pipeline import BatchOutcome, Pipeline
@@ -47,12 +48,13 @@ class RunStats:
 
 class Runner:
     def __init__(self, source: Source, pipeline: Pipeline, store: AlertStore, sinks: Sequence[Sink] = (),
-                 on_events: Callable[[Sequence[AlertEvent]], None] | None = None):
+                 on_events: Callable[[Sequence[AlertEvent]], None] | None = None, silencer: Silencer | None = None):
         self.source = source
         self.pipeline = pipeline
         self.store = store
         self.sinks = list(sinks)
         self.on_events = on_events
+        self.silencer = silencer
         self.stop_requested = threading.Event()
         self.ready = threading.Event()
         self.stats = RunStats()
@@ -78,6 +80,9 @@ class Runner:
                     self.on_events(idle.events)
             return None
         outcome = self.pipeline.process(batch)
+        if self.silencer and outcome.events:
+            with self.pipeline.lock:
+                self.silencer.apply(outcome.events, self.pipeline.book)
         self._make_durable(outcome)
         self.source.commit()
         self._count(outcome)

@@ -7,12 +7,15 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
 
+from linewatch.alerts.broadcast import Broadcaster
 from linewatch.alerts.lifecycle import AlertBook
+from linewatch.alerts.silences import Silencer
 from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
 from linewatch.config import PlantConfig
@@ -74,13 +77,24 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
                   on_events=None, with_http: bool = True) -> Service:
     metrics = Metrics()
     store = AlertStore(settings.database_url)
+    broadcaster = Broadcaster()
+    silencer = Silencer(store)
+    escalate = config.detection.escalate_after_seconds
+    book = AlertBook(store.open_alerts(), escalate_after=None if escalate is None else timedelta(seconds=escalate))
+
+    def announce(events) -> None:
+        broadcaster.publish(events)
+        if on_events:
+            on_events(events)
+
     normalizer = Normalizer(config, max_bytes=settings.max_payload_bytes, raw_prefix=settings.raw_topic_prefix,
                             qc_topic=settings.qc_topic)
-    pipeline = Pipeline(config, metrics, AlertBook(store.open_alerts()), normalizer)
-    runner = Runner(source, pipeline, store, sinks, on_events)
+    pipeline = Pipeline(config, metrics, book, normalizer)
+    runner = Runner(source, pipeline, store, sinks, announce, silencer)
     http = None
     if with_http:
-        app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set)
+        app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,
+                         on_silences_changed=silencer.invalidate)
         http = HttpServer(app, settings.http_host, settings.http_port)
     return Service(settings, config, metrics, store, pipeline, runner, http)
 

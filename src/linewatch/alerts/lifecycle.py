@@ -30,7 +30,8 @@ def alert_id(kind: AlertKind, line: str, machine: str | None, sensor: str | None
 class AlertBook:
     """The open alerts, and the rules that turn conditions into alert events."""
 
-    def __init__(self, open_alerts: Iterable[Alert] = ()):
+    def __init__(self, open_alerts: Iterable[Alert] = (), escalate_after: timedelta | None = None):
+        self.escalate_after = escalate_after  # a warning that persists this long becomes critical
         self.open: dict[AlertKey, Alert] = {}
         for a in open_alerts:
             self.open[(a.kind, a.line, a.machine, a.sensor)] = a
@@ -46,6 +47,8 @@ class AlertBook:
                           last_seen_at=ts, summary=summary, details=details)
             self.open[key] = alert
             return AlertEvent(AlertEventType.FIRED, copy(alert))
+        if self.escalate_after is not None and ts - alert.started_at >= self.escalate_after:
+            severity = Severity.CRITICAL
         escalated = _RANK[severity] > _RANK[alert.severity]
         if escalated:
             alert.severity = severity
@@ -71,8 +74,21 @@ class AlertBook:
         alert.ended_at = ts
         return AlertEvent(AlertEventType.RESOLVED, copy(alert))
 
+    def find(self, alert_id_: str) -> tuple[AlertKey, Alert] | None:
+        for key, a in self.open.items():
+            if a.id == alert_id_:
+                return key, a
+        return None
+
     def acknowledged(self, alert_id_: str, by: str, at: datetime, note: str | None) -> None:
         """Mirror an acknowledgement made through the API, so later updates keep it."""
-        for a in self.open.values():
-            if a.id == alert_id_:
-                a.status, a.acked_by, a.acked_at, a.ack_note = AlertStatus.ACKNOWLEDGED, by, at, note
+        found = self.find(alert_id_)
+        if found:
+            a = found[1]
+            a.status, a.acked_by, a.acked_at, a.ack_note = AlertStatus.ACKNOWLEDGED, by, at, note
+
+    def resolved_by_person(self, alert_id_: str) -> None:
+        """A person closed the episode: if the condition is still there, the next one is a new alert."""
+        found = self.find(alert_id_)
+        if found:
+            self.open.pop(found[0], None)

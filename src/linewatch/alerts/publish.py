@@ -39,7 +39,7 @@ class TerminalPrinter:
 
     def __call__(self, events: Sequence[AlertEvent]) -> None:
         for ev in events:
-            if ev.type is AlertEventType.UPDATED:
+            if ev.type is AlertEventType.UPDATED or ev.alert.silence_id:
                 continue
             text = alert_line(ev)
             if self.colour:

@@ -1,23 +1,29 @@
-"""FastAPI application: what shop-floor displays, Grafana and people read."""
+"""FastAPI application: what shop-floor displays, Grafana and people read and do."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, model_validator
 
 from linewatch import __version__
-from linewatch.alerts.store import AlertStore
-from linewatch.domain import AlertKind, AlertStatus, Severity
+from linewatch.alerts.broadcast import Broadcaster
+from linewatch.alerts.store import AlertConflict, AlertNotFound, AlertStore, decode_cursor, encode_cursor
+from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
 from linewatch.metrics import Metrics
-from linewatch.pipeline import Pipeline
+from linewatch.pipeline import MachineStatus, Pipeline
 
-STALE_AFTER = timedelta(seconds=60)  # a machine silent this long (on the line's clock) shows as stale
+UTC = timezone.utc
+STATIC = Path(__file__).parent / "static"
 
 
 class StatusFilter(str, Enum):
@@ -33,10 +39,68 @@ class KindFilter(str, Enum):
     stale_stream = AlertKind.STALE_STREAM.value
 
 
+class SeverityFilter(str, Enum):
+    warning = Severity.WARNING.value
+    critical = Severity.CRITICAL.value
+
+
+class PersonAction(BaseModel):
+    by: str = Field(min_length=1, max_length=128, description="who does it (name or badge number)")
+    note: str | None = Field(None, max_length=1000)
+
+
+class SilenceRequest(BaseModel):
+    line: str | None = None
+    machine: str | None = None
+    kind: KindFilter | None = None
+    minutes: float | None = Field(None, gt=0, le=7 * 24 * 60, description="how long, from now")
+    ends_at: datetime | None = None
+    by: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_end(self) -> "SilenceRequest":
+        if (self.minutes is None) == (self.ends_at is None):
+            raise ValueError("give exactly one of minutes or ends_at")
+        if not (self.line or self.machine or self.kind):
+            raise ValueError("a silence needs a line, a machine or a kind: silencing everything is not allowed")
+        return self
+
+
+def machine_state(m: MachineStatus, open_alerts: list[Alert]) -> str:
+    """ok, warning, alarm, stale, or waiting (no reading yet): what a tile on the wall shows."""
+    mine = [a for a in open_alerts if a.machine == m.machine and a.silence_id is None]
+    if m.last_reading_at is None:
+        return "waiting"
+    if any(a.kind is AlertKind.STALE_STREAM for a in mine):
+        return "stale"
+    if any(a.severity is Severity.CRITICAL for a in mine):
+        return "alarm"
+    if mine:
+        return "warning"
+    return "ok"
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
-               is_ready: Callable[[], bool] = lambda: True) -> FastAPI:
+               is_ready: Callable[[], bool] = lambda: True, broadcaster: Broadcaster | None = None,
+               on_silences_changed: Callable[[], None] = lambda: None) -> FastAPI:
     app = FastAPI(title="linewatch", version=__version__,
                   description="Streaming quality monitoring for production lines.")
+    hub = broadcaster or Broadcaster()
+    app.state.broadcaster = hub
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return JSONResponse({"message": f"{where}: {first['msg']}", "detail": jsonable(errors)}, status_code=422)
+
+    # ------------------------------------------------------------ health and metrics
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -54,14 +118,31 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # ------------------------------------------------------------ alerts
+
     @app.get("/api/v1/alerts", tags=["alerts"])
     def list_alerts(status: list[StatusFilter] = Query(default=[]), kind: list[KindFilter] = Query(default=[]),
-                    machine: str | None = None, line: str | None = None,
-                    limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
-        """Alerts, newest first."""
-        alerts = store.query(status=[s.value for s in status], kind=[k.value for k in kind], machine=machine,
-                             line=line, limit=limit)
-        return {"alerts": [a.to_dict() for a in alerts], "count": len(alerts)}
+                    severity: list[SeverityFilter] = Query(default=[]), machine: str | None = None,
+                    line: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                    cursor: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
+        """Alerts, newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+        after = None
+        if cursor:
+            try:
+                after = decode_cursor(cursor)
+            except ValueError as exc:
+                raise HTTPException(status_code=422, detail=f"cursor: {exc}") from None
+        alerts = store.query(status=[s.value for s in status], kind=[k.value for k in kind],
+                             severity=[s.value for s in severity], machine=machine, line=line,
+                             since=_aware(since), until=_aware(until), after=after, limit=limit)
+        return {"alerts": [a.to_dict() for a in alerts], "count": len(alerts),
+                "next_cursor": encode_cursor(alerts[-1]) if len(alerts) == limit else None}
+
+    @app.get("/api/v1/alerts/stream", tags=["alerts"])
+    async def alert_stream() -> StreamingResponse:
+        """Server-Sent Events: one ``alert`` event per change, for live displays."""
+        return StreamingResponse(hub.stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"])
     def get_alert(alert_id: str) -> dict[str, Any]:
@@ -70,35 +151,106 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
             raise HTTPException(status_code=404, detail=f"No alert has id {alert_id!r}.")
         return alert.to_dict()
 
+    @app.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"])
+    def acknowledge(alert_id: str, action: PersonAction) -> dict[str, Any]:
+        """Someone has seen it and is on it. A resolved alert cannot be acknowledged (409)."""
+        now = datetime.now(UTC)
+        alert = _act(lambda: store.acknowledge(alert_id, action.by, action.note, now), alert_id)
+        with pipeline.lock:
+            pipeline.book.acknowledged(alert_id, action.by, now, action.note)
+        hub.publish([AlertEvent(AlertEventType.ACKNOWLEDGED, alert)])
+        return alert.to_dict()
+
+    @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["alerts"])
+    def resolve(alert_id: str, action: PersonAction) -> dict[str, Any]:
+        """Close the episode by hand; if the condition persists, the next occurrence is a new alert."""
+        now = datetime.now(UTC)
+        alert = _act(lambda: store.resolve(alert_id, action.by, action.note, now), alert_id)
+        with pipeline.lock:
+            pipeline.book.resolved_by_person(alert_id)
+            pipeline.refresh_open_gauge()
+        hub.publish([AlertEvent(AlertEventType.RESOLVED, alert)])
+        return alert.to_dict()
+
+    # ------------------------------------------------------------ silences
+
+    @app.get("/api/v1/silences", tags=["silences"])
+    def list_silences(active: bool = False) -> dict[str, Any]:
+        silences = store.silences(active_at=datetime.now(UTC) if active else None)
+        return {"silences": [s.to_dict() for s in silences], "count": len(silences)}
+
+    @app.post("/api/v1/silences", tags=["silences"], status_code=201)
+    def add_silence(req: SilenceRequest) -> dict[str, Any]:
+        """Mute a machine, a line or an alert kind for a while, saying who and why."""
+        now = datetime.now(UTC)
+        known_machines, known_lines = set(pipeline.normalizer.machines), set(pipeline.lines)
+        if req.machine and req.machine not in known_machines:
+            raise HTTPException(status_code=422, detail=f"machine: no machine has id {req.machine!r}")
+        if req.line and req.line not in known_lines:
+            raise HTTPException(status_code=422, detail=f"line: no line is called {req.line!r}")
+        ends = now + timedelta(minutes=req.minutes) if req.minutes else _aware(req.ends_at)
+        assert ends is not None
+        if ends <= now:
+            raise HTTPException(status_code=422, detail="ends_at: the silence would already be over")
+        silence = store.add_silence(line=req.line, machine=req.machine,
+                                    kind=None if req.kind is None else AlertKind(req.kind.value),
+                                    starts_at=now, ends_at=ends, created_by=req.by, reason=req.reason, at=now)
+        on_silences_changed()
+        return silence.to_dict()
+
+    @app.delete("/api/v1/silences/{silence_id}", tags=["silences"])
+    def end_silence(silence_id: str) -> dict[str, Any]:
+        try:
+            silence = store.end_silence(silence_id, datetime.now(UTC))
+        except AlertNotFound:
+            raise HTTPException(status_code=404, detail=f"No silence has id {silence_id!r}.") from None
+        on_silences_changed()
+        return silence.to_dict()
+
+    # ------------------------------------------------------------ lines and machines
+
+    def _machines_view() -> tuple[list[dict[str, Any]], list[Any], list[Alert]]:
+        machines, lines, open_alerts = pipeline.snapshot()
+        out = []
+        for m in machines:
+            mine = [a for a in open_alerts if a.machine == m.machine]
+            headline = max(mine, key=lambda a: (a.silence_id is None, a.severity is Severity.CRITICAL,
+                                                a.last_seen_at), default=None)
+            out.append({"machine": m.machine, "line": m.line, "kind": m.kind, "manufacturer": m.manufacturer,
+                        "status": machine_state(m, open_alerts), "model_phase": m.phase, "readings": m.readings,
+                        "last_reading_at": _iso(m.last_reading_at),
+                        "anomaly_score": None if m.score is None else round(m.score, 4),
+                        "anomaly_threshold": m.threshold,
+                        "last_values": {k: round(v, 4) for k, v in m.last_values.items()},
+                        "open_alerts": len(mine),
+                        "headline": None if headline is None else {"id": headline.id, "kind": headline.kind.value,
+                                                                   "severity": headline.severity.value,
+                                                                   "summary": headline.summary,
+                                                                   "silenced": headline.silence_id is not None}})
+        return out, lines, open_alerts
+
     @app.get("/api/v1/machines", tags=["machines"])
     def list_machines() -> dict[str, Any]:
         """Each machine's status: ok, warning, alarm, stale or waiting (no reading yet)."""
-        machines, lines, open_alerts = pipeline.snapshot()
-        newest = max((m.last_reading_at for m in machines if m.last_reading_at), default=None)
-        worst: dict[str, Severity] = {}
-        stale = {a.machine for a in open_alerts if a.kind is AlertKind.STALE_STREAM}
-        for a in open_alerts:
-            if a.machine and a.kind is not AlertKind.STALE_STREAM and (a.machine not in worst or a.severity is Severity.CRITICAL):
-                worst[a.machine] = a.severity
+        machines, lines, _ = _machines_view()
+        return {"machines": machines, "lines": [_line_dict(ls) for ls in lines]}
+
+    @app.get("/api/v1/lines", tags=["machines"])
+    def list_lines() -> dict[str, Any]:
+        """Each line with its machines and its failure rate against baseline and limits."""
+        machines, lines, open_alerts = _machines_view()
         out = []
-        for m in machines:
-            if m.last_reading_at is None:
-                state = "waiting"
-            elif m.machine in stale or (newest is not None and newest - m.last_reading_at > STALE_AFTER):
-                state = "stale"
-            elif m.machine in worst:
-                state = "alarm" if worst[m.machine] is Severity.CRITICAL else "warning"
-            else:
-                state = "ok"
-            out.append({"machine": m.machine, "line": m.line, "kind": m.kind, "manufacturer": m.manufacturer,
-                        "status": state, "model_phase": m.phase, "readings": m.readings,
-                        "last_reading_at": _iso(m.last_reading_at),
-                        "anomaly_score": None if m.score is None else round(m.score, 4),
-                        "anomaly_threshold": m.threshold, "last_values": {k: round(v, 4) for k, v in m.last_values.items()}})
-        line_out = [{"line": ls.line, "units": ls.units, "failure_rate": ls.failure_rate, "baseline": ls.baseline,
-                     "upper_control_limit": ls.upper_control_limit, "cusum": ls.statistic, "cusum_limit": ls.limit,
-                     "monitor_phase": ls.phase} for ls in lines]
-        return {"machines": out, "lines": line_out}
+        rank = {"waiting": 0, "ok": 1, "stale": 2, "warning": 3, "alarm": 4}
+        for ls in lines:
+            mine = [m for m in machines if m["line"] == ls.line]
+            rate_alert = next((a for a in open_alerts if a.kind is AlertKind.FAILURE_RATE and a.line == ls.line
+                               and a.silence_id is None), None)
+            states = [m["status"] for m in mine] + (
+                ["alarm" if rate_alert.severity is Severity.CRITICAL else "warning"] if rate_alert else [])
+            out.append({**_line_dict(ls), "status": max(states, key=rank.__getitem__, default="waiting"),
+                        "machines": mine,
+                        "failure_rate_alert": None if rate_alert is None else rate_alert.to_dict()})
+        return {"lines": out}
 
     @app.get("/api/v1/machines/{machine_id}", tags=["machines"])
     def machine_detail(machine_id: str) -> dict[str, Any]:
@@ -110,8 +262,56 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                         "GET /api/v1/machines lists them.")
         return detail
 
+    @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"])
+    def machine_history(machine_id: str, since: datetime | None = None,
+                        limit: int = Query(default=200, ge=1, le=5000)) -> dict[str, Any]:
+        """A machine's alerts, newest first, with how long each lasted and totals per kind."""
+        if machine_id not in pipeline.normalizer.machines:
+            raise HTTPException(status_code=404, detail=f"No machine has id {machine_id!r}.")
+        alerts = store.query(machine=machine_id, since=_aware(since), limit=limit)
+        totals: dict[str, dict[str, float]] = {}
+        for a in alerts:
+            t = totals.setdefault(a.kind.value, {"count": 0, "total_seconds": 0.0})
+            t["count"] += 1
+            t["total_seconds"] += a.duration_seconds
+        for t in totals.values():
+            t["mean_seconds"] = t["total_seconds"] / t["count"]
+        return {"machine": machine_id, "alerts": [a.to_dict() for a in alerts], "totals": totals}
+
+    # ------------------------------------------------------------ the wall board
+
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/board", include_in_schema=False)
+        def board() -> FileResponse:
+            return FileResponse(STATIC / "board.html", headers={"Cache-Control": "no-cache"})
+
     return app
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _act(action: Callable[[], Alert], alert_id: str) -> Alert:
+    try:
+        return action()
+    except AlertNotFound:
+        raise HTTPException(status_code=404, detail=f"No alert has id {alert_id!r}.") from None
+    except AlertConflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _line_dict(ls: Any) -> dict[str, Any]:
+    return {"line": ls.line, "units": ls.units, "failure_rate": ls.failure_rate, "baseline": ls.baseline,
+            "upper_control_limit": ls.upper_control_limit, "cusum": ls.statistic, "cusum_limit": ls.limit,
+            "monitor_phase": ls.phase}
+
+
+def jsonable(errors: list[Any]) -> list[Any]:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors)
