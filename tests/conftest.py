@@ -44,6 +44,42 @@ def kafka_bootstrap() -> str:
     pytest.skip(reason)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each store test runs on the embedded SQLite and on a real PostgreSQL (scripts/test starts one).
+
+    Without PostgreSQL the postgresql case is skipped, unless LINEWATCH_REQUIRE_POSTGRES=1 (set by
+    scripts/test): then it fails.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'alerts.db'}"
+    url = os.environ.get("LINEWATCH_TEST_DATABASE_URL")
+    reason = "LINEWATCH_TEST_DATABASE_URL is not set (scripts/postgres-local start prints one, or run scripts/test)"
+    if url:
+        import sqlalchemy as sa
+
+        schema = f"t{uuid.uuid4().hex[:10]}"
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        except Exception as exc:  # noqa: BLE001 - any failure means no usable server
+            reason = f"PostgreSQL at {url} does not answer ({type(exc).__name__})"
+        else:
+            request.addfinalizer(lambda: _drop_schema(engine, schema))
+            sep = "&" if "?" in url else "?"
+            return f"{url}{sep}options=-csearch_path%3D{schema}"
+    if os.environ.get("LINEWATCH_REQUIRE_POSTGRES") == "1":
+        pytest.fail(reason + "; LINEWATCH_REQUIRE_POSTGRES=1 makes this a failure")
+    pytest.skip(reason)
+
+
+def _drop_schema(engine, schema: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
 @pytest.fixture
 def kafka_settings(kafka_bootstrap: str, tmp_path) -> Settings:
     """Settings with topics and a consumer group of this test's own, on the shared broker."""

@@ -1,25 +1,34 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect
 
 from linewatch.alerts.lifecycle import AlertBook
-from linewatch.alerts.store import AlertRow, AlertStore
+from linewatch.alerts.store import AlertConflict, AlertNotFound, AlertStore, decode_cursor, encode_cursor
 from linewatch.domain import AlertKind, AlertStatus, Severity
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = AlertStore(f"sqlite:///{tmp_path / 'var' / 'alerts.db'}")
+def store(database_url):
+    s = AlertStore(database_url)
     yield s
     s.close()
 
 
+def fire(book, minutes=0, machine="extruder-1", kind=AlertKind.ANOMALY, severity=Severity.WARNING, summary="s"):
+    return book.raise_(kind, "line-1", machine, None, T0 + timedelta(minutes=minutes), severity, summary, {"score": 1.5})
+
+
+def test_schema_comes_from_the_migrations(store):
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"alerts", "silences", "alembic_version"} <= tables
+    AlertStore(store.url).close()  # opening again is a no-op upgrade
+
+
 def test_save_is_idempotent_and_round_trips(store):
-    book = AlertBook()
-    ev = book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0, Severity.WARNING, "s", {"score": 1.5})
+    ev = fire(AlertBook())
     store.save([ev])
     store.save([ev])  # a replayed batch
     [alert] = store.query()
@@ -29,30 +38,61 @@ def test_save_is_idempotent_and_round_trips(store):
 
 def test_acknowledgement_survives_worker_updates(store):
     book = AlertBook()
-    ev = book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0, Severity.WARNING, "s", {})
+    ev = fire(book)
     store.save([ev])
-    with Session(store.engine) as session, session.begin():
-        row = session.get(AlertRow, ev.alert.id)
-        row.status, row.acked_by = AlertStatus.ACKNOWLEDGED.value, "operator-7"
-    later = book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + timedelta(seconds=9),
-                        Severity.CRITICAL, "worse", {})
-    store.save([later])
+    store.acknowledge(ev.alert.id, "operator-7", "checking the die heater", T0 + timedelta(minutes=1))
+    store.save([fire(book, minutes=2, severity=Severity.CRITICAL, summary="worse")])
     alert = store.get(ev.alert.id)
     assert alert.status is AlertStatus.ACKNOWLEDGED and alert.acked_by == "operator-7"
+    assert alert.ack_note == "checking the die heater"
     assert alert.severity is Severity.CRITICAL and alert.summary == "worse"
     assert [a.id for a in store.open_alerts()] == [ev.alert.id]
 
 
-def test_query_filters(store):
+def test_people_cannot_act_on_what_is_over_or_absent(store):
+    ev = fire(AlertBook())
+    store.save([ev])
+    resolved = store.resolve(ev.alert.id, "shift-lead", "die cleaned", T0 + timedelta(minutes=5))
+    assert resolved.status is AlertStatus.RESOLVED and resolved.resolved_by == "shift-lead"
+    with pytest.raises(AlertConflict):
+        store.acknowledge(ev.alert.id, "operator-7", None, T0 + timedelta(minutes=6))
+    with pytest.raises(AlertConflict):
+        store.resolve(ev.alert.id, "operator-7", None, T0 + timedelta(minutes=6))
+    with pytest.raises(AlertNotFound):
+        store.acknowledge("nope", "operator-7", None, T0)
+    store.save([fire(AlertBook([]), minutes=7)])  # the worker's late update does not reopen it
+    assert store.get(ev.alert.id).status is AlertStatus.RESOLVED
+
+
+def test_query_filters_and_cursor_pages(store):
     book = AlertBook()
-    store.save([book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0, Severity.WARNING, "a", {}),
-                book.raise_(AlertKind.FAILURE_RATE, "line-1", None, None, T0 + timedelta(seconds=1),
-                            Severity.CRITICAL, "b", {})])
-    resolved = book.resolve((AlertKind.ANOMALY, "line-1", "extruder-1", None), T0 + timedelta(seconds=500))
-    store.save([resolved])
-    assert [a.summary for a in store.query()] == ["b", "a"]  # newest first
-    assert [a.summary for a in store.query(status=["resolved"])] == ["a"]
-    assert [a.summary for a in store.query(kind=["failure_rate"])] == ["b"]
-    assert [a.summary for a in store.query(machine="extruder-1")] == ["a"]
-    assert store.query(line="line-2") == []
-    assert store.ping()
+    events = [fire(book, minutes=i, machine=f"m-{i}", severity=Severity.CRITICAL if i % 2 else Severity.WARNING)
+              for i in range(25)]
+    store.save(events)
+    store.save([book.resolve((AlertKind.ANOMALY, "line-1", "m-3", None), T0 + timedelta(hours=1))])
+    assert [a.machine for a in store.query(limit=3)] == ["m-24", "m-23", "m-22"]  # newest first
+    assert [a.machine for a in store.query(status=["resolved"])] == ["m-3"]
+    assert len(store.query(severity=["critical"])) == 12
+    assert [a.machine for a in store.query(machine="m-7")] == ["m-7"]
+    window = store.query(since=T0 + timedelta(minutes=10), until=T0 + timedelta(minutes=12))
+    assert [a.machine for a in window] == ["m-11", "m-10"]
+    seen, after = [], None
+    while True:
+        page = store.query(limit=10, after=after)
+        seen += [a.machine for a in page]
+        if len(page) < 10:
+            break
+        after = decode_cursor(encode_cursor(page[-1]))
+    assert seen == [f"m-{i}" for i in range(24, -1, -1)]
+    assert store.query(line="line-2") == [] and store.ping()
+
+
+def test_silences(store):
+    now = T0
+    s = store.add_silence(line=None, machine="cutter-1", kind=None, starts_at=now, ends_at=now + timedelta(hours=1),
+                          created_by="maintenance", reason="bearing replacement", at=now)
+    assert [x.id for x in store.silences(active_at=now + timedelta(minutes=30))] == [s.id]
+    assert store.silences(active_at=now + timedelta(hours=2)) == []
+    store.end_silence(s.id, now + timedelta(minutes=10))
+    assert store.silences(active_at=now + timedelta(minutes=30)) == []
+    assert store.silences()[0].reason == "bearing replacement"

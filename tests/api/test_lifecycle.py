@@ -1,0 +1,151 @@
+"""The alert lifecycle through the HTTP API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from linewatch.alerts.lifecycle import AlertBook
+from linewatch.alerts.silences import Silencer
+from linewatch.alerts.store import AlertStore
+from linewatch.api.app import create_app
+from linewatch.domain import AlertEvent, AlertEventType, AlertKind, Severity
+from linewatch.metrics import Metrics
+from linewatch.pipeline import Pipeline
+from linewatch.service import HttpServer
+
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def world(config, database_url):
+    store = AlertStore(database_url)
+    pipeline = Pipeline(config, Metrics(), AlertBook())
+    app = create_app(store, pipeline, pipeline.metrics)
+    with TestClient(app) as client:
+        yield client, store, pipeline, app
+    store.close()
+
+
+def fire(pipeline: Pipeline, store: AlertStore, machine: str = "extruder-1", minutes: int = 0) -> str:
+    ev = pipeline.book.raise_(AlertKind.ANOMALY, "line-1", machine, None, T0 + timedelta(minutes=minutes),
+                              Severity.WARNING, f"{machine}: die pressure 214 bar, normal 180–190", {})
+    store.save([ev])
+    return ev.alert.id
+
+
+def test_ack_then_resolve_and_the_conflicts(world):
+    client, store, pipeline, _ = world
+    alert_id = fire(pipeline, store)
+    r = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "operator-7", "note": "on it"})
+    assert r.status_code == 200 and r.json()["status"] == "acknowledged" and r.json()["acked_by"] == "operator-7"
+    assert pipeline.book.find(alert_id)[1].acked_by == "operator-7"
+    r = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "shift-lead"})
+    assert r.status_code == 200 and r.json()["status"] == "resolved" and r.json()["resolved_by"] == "shift-lead"
+    assert pipeline.book.find(alert_id) is None  # a repeat of the condition is a new episode
+    r = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "operator-7"})
+    assert r.status_code == 409 and "already resolved" in r.json()["detail"]
+    assert fire(pipeline, store, minutes=5) != alert_id
+
+
+def test_clear_errors(world):
+    client, store, pipeline, _ = world
+    r = client.post("/api/v1/alerts/no-such-alert/ack", json={"by": "x"})
+    assert r.status_code == 404 and "no-such-alert" in r.json()["detail"]
+    alert_id = fire(pipeline, store)
+    r = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"note": "who?"})
+    assert r.status_code == 422 and r.json()["message"].startswith("by:")
+    r = client.get("/api/v1/alerts", params={"severity": "apocalyptic"})
+    assert r.status_code == 422 and r.json()["message"].startswith("query.severity")
+    r = client.get("/api/v1/alerts", params={"cursor": "bm9uc2Vuc2U="})
+    assert r.status_code == 422 and "cursor" in r.json()["detail"]
+
+
+def test_filters_and_cursor_pagination(world):
+    client, store, pipeline, _ = world
+    ids = [fire(pipeline, store, machine=m, minutes=i) for i, m in enumerate(["extruder-1", "cutter-1", "dryer-1"] * 4)]
+    got, cursor = [], None
+    while True:
+        body = client.get("/api/v1/alerts", params={"limit": 5, **({"cursor": cursor} if cursor else {})}).json()
+        got += [a["id"] for a in body["alerts"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert len(got) == len(set(got)) == 3  # one open alert per machine: repeats updated it
+    assert set(got) == set(ids)
+    body = client.get("/api/v1/alerts", params={"machine": "cutter-1", "kind": "anomaly", "status": "firing",
+                                                "since": "2026-01-05T05:00:00Z"}).json()
+    assert [a["machine"] for a in body["alerts"]] == ["cutter-1"]
+
+
+def test_silence_marks_new_alerts_and_can_be_ended(world):
+    client, store, pipeline, _ = world
+    r = client.post("/api/v1/silences", json={"machine": "cutter-1", "minutes": 30, "by": "maintenance",
+                                              "reason": "bearing replacement"})
+    assert r.status_code == 201, r.text
+    silence = r.json()
+    events = [pipeline.book.raise_(AlertKind.ANOMALY, "line-1", m, None, T0, Severity.WARNING, "x", {})
+              for m in ("cutter-1", "dryer-1")]
+    Silencer(store).apply(events, pipeline.book)
+    assert events[0].alert.silence_id == silence["id"] and events[1].alert.silence_id is None
+    assert client.get("/api/v1/silences", params={"active": True}).json()["count"] == 1
+    assert client.delete(f"/api/v1/silences/{silence['id']}").status_code == 200
+    assert client.get("/api/v1/silences", params={"active": True}).json()["count"] == 0
+    bad = client.post("/api/v1/silences", json={"machine": "press-9", "minutes": 5, "by": "x", "reason": "y"})
+    assert bad.status_code == 422 and "press-9" in bad.json()["detail"]
+    everything = client.post("/api/v1/silences", json={"minutes": 5, "by": "x", "reason": "y"})
+    assert everything.status_code == 422 and "silencing everything" in everything.json()["message"]
+
+
+def test_lines_and_machine_history(world):
+    client, store, pipeline, _ = world
+    first = fire(pipeline, store, machine="dryer-1")
+    store.save([pipeline.book.resolve((AlertKind.ANOMALY, "line-1", "dryer-1", None), T0 + timedelta(minutes=3))])
+    fire(pipeline, store, machine="dryer-1", minutes=10)
+    history = client.get("/api/v1/machines/dryer-1/history").json()
+    assert len(history["alerts"]) == 2 and history["alerts"][1]["id"] == first
+    assert history["alerts"][1]["duration_seconds"] == 180
+    assert history["totals"]["anomaly"]["count"] == 2
+    lines = client.get("/api/v1/lines").json()["lines"]
+    assert lines[0]["line"] == "line-1" and {m["machine"] for m in lines[0]["machines"]} == {
+        "extruder-1", "cutter-1", "dryer-1", "checkweigher-1"}
+    assert client.get("/api/v1/machines/press-9/history").status_code == 404
+
+
+def test_server_sent_events_reach_a_live_client(config, tmp_path):
+    store = AlertStore(f"sqlite:///{tmp_path / 'a.db'}")
+    pipeline = Pipeline(config, Metrics(), AlertBook())
+    app = create_app(store, pipeline, pipeline.metrics)
+    server = HttpServer(app, "127.0.0.1", 0)
+    server.start()
+    received: list[dict] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"http://127.0.0.1:{server.port}/api/v1/alerts/stream", timeout=15) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            for line in r.iter_lines():
+                if line.startswith(": connected"):
+                    connected.set()
+                if line.startswith("data: "):
+                    received.append(json.loads(line[6:]))
+                    return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    try:
+        assert connected.wait(10)
+        ev = pipeline.book.raise_(AlertKind.FAILURE_RATE, "line-1", None, None, T0, Severity.CRITICAL,
+                                  "Failure rate 19.8% (baseline 5.1%)", {})
+        app.state.broadcaster.publish([ev, AlertEvent(AlertEventType.UPDATED, ev.alert)])
+        t.join(10)
+    finally:
+        server.stop()
+        store.close()
+    assert received and received[0]["event"] == "fired"
+    assert received[0]["alert"]["summary"].startswith("Failure rate 19.8%")
