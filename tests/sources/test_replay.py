@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 SKAB_SENSORS = {"Accelerometer1RMS": "pump_vibration_1", "Accelerometer2RMS": "pump_vibration_2",
                 "Current": "motor_current", "Pressure": "loop_pressure", "Temperature": "motor_temperature",
-                "Thermocouple": "fluid_temperature", "Voltage": "motor_voltage", "Volume Flow RateRMS": "loop_flow_rate"}
+                "Thermocouple": "fluid_temperature", "Voltage": "motor_voltage",
+                "Volume Flow RateRMS": "loop_flow_rate"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def secom_config() -> PlantConfig:
 @pytest.fixture(scope="module")
 def datasets() -> Path:
     if not DATASETS.is_dir():
-        pytest.skip(f"the real datasets are not at {DATASETS} (optional; see the project README)")
+        pytest.skip(f"the real datasets are not at {DATASETS} (optional: only the replay tests need them)")
     return DATASETS
 
 
@@ -97,7 +98,8 @@ def test_skab_rows_keep_the_file_text_and_normalise_to_its_values(datasets, skab
         result = normalizer.normalize(sm.message)
         assert isinstance(result, Reading), result
         assert result.machine == skab_machine_id(file) and result.line == "skab-testbed"
-        assert result.ts == sm.ts == datetime.fromisoformat(row["datetime"]).replace(tzinfo=moscow).astimezone(timezone.utc)
+        local = datetime.fromisoformat(row["datetime"]).replace(tzinfo=moscow)
+        assert result.ts == sm.ts == local.astimezone(timezone.utc)
         assert result.values == {SKAB_SENSORS[c]: float(row[c]) for c in SKAB_SENSORS}
 
 

@@ -118,6 +118,7 @@ def replay_skab(path: Path, raw_prefix: str = RAW_PREFIX, timezone_name: str = S
 
 
 def skab_messages(path: Path, raw_prefix: str = RAW_PREFIX) -> Iterator[SimulatedMessage]:
+    """SKAB's messages, when the caller needs neither topics nor a count."""
     return iter(replay_skab(path, raw_prefix))
 
 
@@ -144,13 +145,14 @@ def replay_secom(path: Path, raw_prefix: str = RAW_PREFIX, qc_topic: str = QC_TO
             ts_text, verdict, cells = row[0], row[1], row[2:]
             head = [("Time", json.dumps(ts_text)), ("unit", json.dumps(f"secom-{n:04d}"))]
             values = [(c, v) for c, cell in zip(sensors, cells) if (v := _number(cell)) is not None]
+            outcome = ("Pass/Fail", _number(verdict) or json.dumps(verdict))  # not a number: the profile rejects it
             ts = _utc(ts_text, tz)
             yield SimulatedMessage(ts, RawMessage(topic=topic, value=_payload(head + values), key=key))
-            yield SimulatedMessage(ts, RawMessage(topic=qc_topic, value=_payload(head + [("Pass/Fail", _number(verdict) or json.dumps(verdict))]),
-                                                  key=key))
+            yield SimulatedMessage(ts, RawMessage(topic=qc_topic, value=_payload([*head, outcome]), key=key))
 
     return Replay((topic, qc_topic), 2 * len(frame), messages)
 
 
 def secom_messages(path: Path, raw_prefix: str = RAW_PREFIX, qc_topic: str = QC_TOPIC) -> Iterator[SimulatedMessage]:
+    """SECOM's messages, when the caller needs neither topics nor a count."""
     return iter(replay_secom(path, raw_prefix, qc_topic))
