@@ -3,6 +3,7 @@
     linewatch demo            the main job on embedded defaults (simulated line, SQLite, HTTP on :8000)
     linewatch run             the worker: consume Kafka, score, alert, serve HTTP
     linewatch simulate        the simulated line's payloads, to Kafka or stdout
+    linewatch replay          a real dataset (SKAB, SECOM) as vendor payloads, to Kafka or stdout
     linewatch normalize       JSON lines of raw messages on stdin -> canonical readings or rejections
     linewatch check-config    validate configs/ and name file, line and problem for each error
 """
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--to", choices=["stdout", "kafka"], required=True)
     rp.add_argument("--speed", type=float, default=0.0, help="times the data's own clock; 0 = as fast as possible (default)")
     rp.add_argument("--bootstrap", help="Kafka bootstrap (default LINEWATCH_KAFKA_BOOTSTRAP)")
+    rp.add_argument("--keep-secom-dates", action="store_true",
+                    help="send SECOM's dates as the CSV has them (month and day swapped where the day is <= 12)")
     rp.set_defaults(func=cmd_replay)
 
     n = sub.add_parser("normalize", help="normalise JSON lines {topic,key,value} from stdin, one result line each")
@@ -222,7 +225,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings()
     try:
         replay = (replay_skab(args.path, settings.raw_topic_prefix) if args.dataset == "skab"
-                  else replay_secom(args.path, settings.raw_topic_prefix, settings.qc_topic))
+                  else replay_secom(args.path, settings.raw_topic_prefix, settings.qc_topic,
+                                    repair_dates=not args.keep_secom_dates))
     except (OSError, ValueError) as exc:
         print(f"linewatch replay: {exc}", file=sys.stderr)
         return 2

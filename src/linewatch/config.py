@@ -336,10 +336,9 @@ def load_config(directory: Path | None = None) -> PlantConfig:
         for manufacturer, profile in profiles.items():
             path = profile_files[manufacturer]
             for i, mapping in enumerate(profile.sensors):
-                where = _line_of(path, ["sensors", i])
                 spec = catalogue.sensors.get(mapping.sensor)
                 if spec is None:
-                    problems.append(ConfigProblem(file=str(path), line=where,
+                    problems.append(ConfigProblem(file=str(path), line=_line_of(path, ["sensors", i]),
                                                   message=f"sensors[{i}]: {mapping.sensor!r} is not in the catalogue (catalogue.yaml)"))
                     continue
                 if mapping.unit:
@@ -348,7 +347,7 @@ def load_config(directory: Path | None = None) -> PlantConfig:
                     try:
                         conversion(mapping.unit, spec.unit)
                     except ValueError as exc:
-                        problems.append(ConfigProblem(file=str(path), line=where,
+                        problems.append(ConfigProblem(file=str(path), line=_line_of(path, ["sensors", i]),
                                                       message=f"sensors[{i}] ({mapping.sensor}): {exc}"))
 
     machines: dict[str, Machine] = {}

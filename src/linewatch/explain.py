@@ -8,7 +8,7 @@ from datetime import datetime
 from linewatch.config import SensorSpec
 from linewatch.detect.anomaly import Contribution
 
-UNIT_SYMBOLS = {"degC": "°C", "percent": "%", "mm/s": "mm/s", "m/min": "m/min"}
+UNIT_SYMBOLS = {"degC": "°C", "percent": "%", "g0": "g", "dimensionless": ""}
 OUT_Z = 3.0  # a sensor further than this from its mean (in standard deviations) is "out of normal"
 
 

@@ -165,13 +165,16 @@ def test_every_secom_unit_normalises_with_its_verdict(datasets, secom_config):
     assert readings[0].values["secom_000"] == 3030.93 and readings[0].unit_id == "secom-0001"
 
 
-def test_secom_timestamps_are_sent_as_delivered(datasets):
+def test_secom_dates_are_repaired_unless_asked_not_to(datasets):
     """The Kaggle CSV has day and month swapped whenever the day is 12 or less (e.g. 2008-01-08 is
-    1 August); the replay sends the text unchanged, so its clock jumps around until a profile can say so."""
+    1 August). Repaired, the units run in order from 2008-07-19 to 2008-10-17; the raw text is there
+    for whoever asks for it."""
     rows = _secom_rows(datasets)
-    sent = [json.loads(sm.message.value)["Time"] for sm in replay_secom(datasets / "secom")][0::2]
-    assert sent == [r["Time"] for r in rows]
-    stamps = [datetime.fromisoformat(t) for t in sent]
+    raw = [json.loads(sm.message.value)["Time"] for sm in replay_secom(datasets / "secom", repair_dates=False)][0::2]
+    assert raw == [r["Time"] for r in rows]
+    stamps = [datetime.fromisoformat(t) for t in raw]
     assert sum(b < a for a, b in zip(stamps, stamps[1:])) > 0
-    repaired = [t.replace(month=t.day, day=t.month) if t.day <= 12 else t for t in stamps]
-    assert repaired == sorted(repaired) and repaired[0].date().isoformat() == "2008-07-19"
+    repaired = [datetime.fromisoformat(json.loads(sm.message.value)["Time"])
+                for sm in replay_secom(datasets / "secom")][0::2]
+    assert repaired == sorted(repaired)
+    assert repaired[0].date().isoformat() == "2008-07-19" and repaired[-1].date().isoformat() == "2008-10-17"

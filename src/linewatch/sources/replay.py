@@ -125,11 +125,27 @@ def skab_messages(path: Path, raw_prefix: str = RAW_PREFIX) -> Iterator[Simulate
 # ---------------------------------------------------------------- SECOM
 
 
+def repair_secom_time(text: str) -> str:
+    """Undo the known defect of the Kaggle SECOM CSV: where the day is 12 or less, month and day are
+    swapped ("2008-01-08 ..." is 1 August 2008). Repaired, the 1,567 units run in order from
+    2008-07-19 to 2008-10-17 as the UCI description says; unrepaired, the clock jumps back six times.
+
+    >>> repair_secom_time("2008-01-08 02:02:00"), repair_secom_time("2008-07-19 11:55:00")
+    ('2008-08-01 02:02:00', '2008-07-19 11:55:00')
+    """
+    date, _, clock = text.partition(" ")
+    year, month, day = date.split("-")
+    if int(day) <= 12:
+        month, day = day, month
+    return f"{year}-{month}-{day}" + (f" {clock}" if clock else "")
+
+
 def replay_secom(path: Path, raw_prefix: str = RAW_PREFIX, qc_topic: str = QC_TOPIC,
-                 machine: str = SECOM_MACHINE, timezone_name: str = SECOM_TZ) -> Replay:
+                 machine: str = SECOM_MACHINE, timezone_name: str = SECOM_TZ, repair_dates: bool = True) -> Replay:
     """Per unit, in file order: its sensor vector on the raw topic, then its verdict on the QC topic.
 
     Empty cells are left out of the payload: a sensor without a value is a gap, not a reading.
+    Dates are repaired (see repair_secom_time) unless ``repair_dates`` is False.
     """
     path = Path(path)
     file = path / SECOM_FILE if path.is_dir() else path
@@ -143,6 +159,8 @@ def replay_secom(path: Path, raw_prefix: str = RAW_PREFIX, qc_topic: str = QC_TO
     def messages() -> Iterator[SimulatedMessage]:
         for n, row in enumerate(frame[["Time", "Pass/Fail", *sensors]].itertuples(index=False, name=None), start=1):
             ts_text, verdict, cells = row[0], row[1], row[2:]
+            if repair_dates:
+                ts_text = repair_secom_time(ts_text)
             head = [("Time", json.dumps(ts_text)), ("unit", json.dumps(f"secom-{n:04d}"))]
             values = [(c, v) for c, cell in zip(sensors, cells) if (v := _number(cell)) is not None]
             outcome = ("Pass/Fail", _number(verdict) or json.dumps(verdict))  # not a number: the profile rejects it
