@@ -187,3 +187,4 @@ class RawMessage:
     key: bytes | None = None
     partition: int = -1
     offset: int = -1
+    timestamp_ms: int | None = None  # when it entered the pipeline's source (Kafka record time)

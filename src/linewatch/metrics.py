@@ -46,6 +46,12 @@ class Metrics:
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.batch_size = Histogram("linewatch_batch_messages", "Messages in one consumed batch.", registry=r,
                                     buckets=(1, 10, 50, 100, 500, 1000, 5000))
+        self.latency = Histogram("linewatch_reading_latency_seconds",
+                                 "From a message entering the source (Kafka record time) to its batch being scored.",
+                                 registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.consumer_lag = Gauge("linewatch_consumer_lag_messages",
+                                  "Messages on a partition not yet consumed by this worker.",
+                                  ["topic", "partition"], registry=r)
         self.last_reading = Gauge("linewatch_last_reading_timestamp_seconds",
                                   "Line time of the latest reading of a machine (Unix seconds).",
                                   ["line", "machine"], registry=r)

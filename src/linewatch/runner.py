@@ -80,6 +80,7 @@ class Runner:
                     self.on_events(idle.events)
             return None
         outcome = self.pipeline.process(batch)
+        self._observe(batch)
         if self.silencer and outcome.events:
             with self.pipeline.lock:
                 self.silencer.apply(outcome.events, self.pipeline.book)
@@ -89,6 +90,19 @@ class Runner:
         if self.on_events and outcome.events:
             self.on_events(outcome.events)
         return outcome
+
+    def _observe(self, batch: list[RawMessage]) -> None:
+        """Latency from the source to scored, and how far behind the partitions this worker is."""
+        now_ms = time.time() * 1000
+        observe = self.pipeline.metrics.latency.observe
+        for m in batch[:: max(1, len(batch) // 100)]:  # a sample is enough for a histogram
+            if m.timestamp_ms is not None:
+                observe(max(0.0, now_ms - m.timestamp_ms) / 1000)
+        lag = getattr(self.source, "lag", None)
+        if lag is not None:
+            gauge = self.pipeline.metrics.consumer_lag
+            for (topic, partition), n in lag().items():
+                gauge.labels(topic, str(partition)).set(n)
 
     def _make_durable(self, outcome: BatchOutcome) -> None:
         delay = 0.5

@@ -48,7 +48,8 @@ class PacedSimulation:
             if self._pending is None:
                 self._pending = next(self._messages)
             if self._pending.ts <= self.line_time_now():
-                batch.append(self._pending.message)
+                m = self._pending.message
+                batch.append(RawMessage(m.topic, m.value, m.key, timestamp_ms=int(time.time() * 1000)))
                 self._pending = None
                 continue
             if batch or time.monotonic() >= deadline:

@@ -62,8 +62,21 @@ class KafkaSource:
         for tp, msgs in records.items():
             for m in msgs:
                 batch.append(RawMessage(topic=tp.topic, value=m.value if m.value is not None else b"",
-                                        key=m.key, partition=tp.partition, offset=m.offset))
+                                        key=m.key, partition=tp.partition, offset=m.offset, timestamp_ms=m.timestamp))
         return batch
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages behind the end of each assigned partition, as far as the last fetch knows."""
+        out = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                out[(tp.topic, tp.partition)] = max(0, high - self.consumer.position(tp, timeout_ms=0))
+            except Exception:  # position unknown right after a rebalance
+                continue
+        return out
 
     def commit(self) -> None:
         """Commit the positions of everything polled so far (the runner calls this after durability)."""
