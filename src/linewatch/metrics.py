@@ -36,6 +36,9 @@ class Metrics:
         self.failure_rate_baseline = Gauge("linewatch_failure_rate_baseline_ratio",
                                            "Baseline failure rate of a line learned in phase I (0-1).",
                                            ["line"], registry=r)
+        self.failure_rate_limit = Gauge("linewatch_failure_rate_upper_limit_ratio",
+                                        "p-chart upper 3-sigma limit for the recent-units window (0-1).",
+                                        ["line"], registry=r)
         self.failure_rate_statistic = Gauge("linewatch_failure_rate_cusum", "CUSUM statistic of a line's failure rate.",
                                             ["line"], registry=r)
         self.alerts_fired = Counter("linewatch_alerts_fired_total", "Alerts fired.", ["kind", "severity"], registry=r)

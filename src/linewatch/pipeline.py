@@ -289,6 +289,8 @@ class Pipeline:
         self.metrics.failure_rate_statistic.labels(qc.line).set(v.statistic)
         if v.baseline is not None:
             self.metrics.failure_rate_baseline.labels(qc.line).set(v.baseline)
+        if v.upper_control_limit is not None:
+            self.metrics.failure_rate_limit.labels(qc.line).set(v.upper_control_limit)
         ls = self.lines[qc.line]
         ls.units, ls.failure_rate, ls.baseline, ls.statistic, ls.limit, ls.phase = (
             v.units, v.rate, v.baseline, v.statistic, v.limit, v.phase)
