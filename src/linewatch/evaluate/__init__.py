@@ -1,0 +1,1 @@
+"""Offline evaluation of anomaly detectors against labelled anomaly windows (NAB scoring)."""
