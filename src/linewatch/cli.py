@@ -292,10 +292,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         stats = service.runner.run(duration=args.duration)
     finally:
-        service.http.stop()
         source.close()
         sink.close()
-        service.store.close()
+        service.close()
     print(_summary(stats, time.monotonic() - wall), file=sys.stderr)
     return 0
 
@@ -354,10 +353,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         if producer_thread:
             producer_thread.stop()
-        service.http.stop()
         for close in closers:
             close()
-        service.store.close()
+        service.close()
     print(_summary(stats, time.monotonic() - wall), flush=True)
     return 0
 

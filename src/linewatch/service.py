@@ -16,6 +16,7 @@ import uvicorn
 from linewatch.alerts.broadcast import Broadcaster
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.alerts.silences import Silencer
+from linewatch.alerts.webhook import WebhookSender
 from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
 from linewatch.config import PlantConfig
@@ -68,9 +69,18 @@ class Service:
     pipeline: Pipeline
     runner: Runner
     http: HttpServer | None
+    webhook: WebhookSender | None = None
 
     def stop(self) -> None:
         self.runner.stop_requested.set()
+
+    def close(self) -> None:
+        """After the runner has returned: stop serving, flush the webhook, release the store."""
+        if self.http:
+            self.http.stop()
+        if self.webhook:
+            self.webhook.close()
+        self.store.close()
 
 
 def build_service(settings: Settings, config: PlantConfig, source: Source, sinks: Sequence[Sink],
@@ -82,8 +92,12 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     escalate = config.detection.escalate_after_seconds
     book = AlertBook(store.open_alerts(), escalate_after=None if escalate is None else timedelta(seconds=escalate))
 
+    webhook = WebhookSender(settings.webhook_url, settings.external_url) if settings.webhook_url else None
+
     def announce(events) -> None:
         broadcaster.publish(events)
+        if webhook:
+            webhook(events)
         if on_events:
             on_events(events)
 
@@ -96,7 +110,7 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
         app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,
                          on_silences_changed=silencer.invalidate)
         http = HttpServer(app, settings.http_host, settings.http_port)
-    return Service(settings, config, metrics, store, pipeline, runner, http)
+    return Service(settings, config, metrics, store, pipeline, runner, http, webhook)
 
 
 def install_stop_signals(service: Service) -> None:

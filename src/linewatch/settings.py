@@ -29,4 +29,6 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
     config_dir: Path | None = None
+    webhook_url: str | None = Field(None, description="POST alert events here in Alertmanager's webhook format")
+    external_url: str = Field("", description="how people reach this service, for links in webhook alerts")
     dlq_file: Path = Path("var/dlq.jsonl")  # in-process demo only: where rejections go without Kafka

@@ -123,6 +123,7 @@ class AlertStore:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
+        self.version = 0  # bumped on every write through this store, so readers can cache safely
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -137,6 +138,7 @@ class AlertStore:
         latest: dict[str, Alert] = {}
         for ev in events:
             latest[ev.alert.id] = ev.alert
+        self.version += 1
         with Session(self.engine) as session, session.begin():
             for alert in latest.values():
                 row = session.get(AlertRow, alert.id)
@@ -161,6 +163,7 @@ class AlertStore:
     # ------------------------------------------------------------ people's side
 
     def acknowledge(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
+        self.version += 1
         with Session(self.engine) as session, session.begin():
             row = session.get(AlertRow, alert_id)
             if row is None:
@@ -171,6 +174,7 @@ class AlertStore:
             return _to_alert(row)
 
     def resolve(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
+        self.version += 1
         with Session(self.engine) as session, session.begin():
             row = session.get(AlertRow, alert_id)
             if row is None:

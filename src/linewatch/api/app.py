@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -24,6 +26,7 @@ from linewatch.pipeline import MachineStatus, Pipeline
 
 UTC = timezone.utc
 STATIC = Path(__file__).parent / "static"
+CACHE_SECONDS = 1.0
 
 
 class StatusFilter(str, Enum):
@@ -120,12 +123,24 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     # ------------------------------------------------------------ alerts
 
+    cache: dict[str, tuple[int, float, bytes]] = {}  # query -> (store version, time, response body)
+
     @app.get("/api/v1/alerts", tags=["alerts"])
-    def list_alerts(status: list[StatusFilter] = Query(default=[]), kind: list[KindFilter] = Query(default=[]),
-                    severity: list[SeverityFilter] = Query(default=[]), machine: str | None = None,
-                    line: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                    cursor: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
-        """Alerts, newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+    def list_alerts(request: Request, status: list[StatusFilter] = Query(default=[]),
+                    kind: list[KindFilter] = Query(default=[]), severity: list[SeverityFilter] = Query(default=[]),
+                    machine: str | None = None, line: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, cursor: str | None = None,
+                    limit: int = Query(default=100, ge=1, le=1000)) -> Response:
+        """Alerts, newest first. Pass ``next_cursor`` back as ``cursor`` for the next page.
+
+        Every wall screen and dashboard polls the same few queries: answers are cached until this
+        process writes an alert, and for at most a second (another worker may have written)."""
+        key = str(request.query_params)
+        hit = cache.get(key)
+        now = time.monotonic()
+        if hit and hit[0] == store.version and now - hit[1] < CACHE_SECONDS:
+            return Response(hit[2], media_type="application/json")
+        version = store.version
         after = None
         if cursor:
             try:
@@ -135,8 +150,12 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         alerts = store.query(status=[s.value for s in status], kind=[k.value for k in kind],
                              severity=[s.value for s in severity], machine=machine, line=line,
                              since=_aware(since), until=_aware(until), after=after, limit=limit)
-        return {"alerts": [a.to_dict() for a in alerts], "count": len(alerts),
-                "next_cursor": encode_cursor(alerts[-1]) if len(alerts) == limit else None}
+        body = json.dumps({"alerts": [a.to_dict() for a in alerts], "count": len(alerts),
+                           "next_cursor": encode_cursor(alerts[-1]) if len(alerts) == limit else None}).encode()
+        if len(cache) > 256:
+            cache.clear()
+        cache[key] = (version, now, body)
+        return Response(body, media_type="application/json")
 
     @app.get("/api/v1/alerts/stream", tags=["alerts"])
     async def alert_stream() -> StreamingResponse:
