@@ -142,25 +142,136 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
             "linewatch worker end to end (consume, normalise, score, store, commit)": median_rate(worker, repeat)}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _readings_total(url: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("linewatch_readings_total{"))
+
+
+def _paced_producer(bootstrap: str, prefix: str, qc: str, rate: int, seconds: int, ready) -> None:
+    """Produce the simulated line at ``rate`` readings/s from messages made in advance, so the producer
+    costs little CPU during the measurement (in a plant the machines are elsewhere)."""
+    from linewatch.sources.kafka import ensure_topics, raw_producer
+
+    config = load_config()
+    ensure_topics(bootstrap, [f"{prefix}{m}" for m in config.machines] + [qc], 8)
+    sim = LineSimulator(T0, SimulatorSettings(), prefix, qc)
+    messages = [sm.message for sm in sim.messages(seconds * rate // 4)]
+    producer = raw_producer(bootstrap)
+    ready.set()
+    per_tick = max(1, int(rate * 1.25 / 20))  # 20 ticks a second; 5 messages per 4 readings
+    start = time.monotonic()
+    for i in range(0, len(messages), per_tick):
+        for m in messages[i:i + per_tick]:
+            producer.send(m.topic, key=m.key, value=m.value)
+        wait = start + (i // per_tick + 1) / 20 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+    producer.flush()
+    producer.close()
+
+
+def bench_api_under_load(bootstrap: str, seconds: int, rate: int) -> dict[str, float]:
+    """GET /api/v1/alerts?status=firing with wrk while one worker ingests ``rate`` readings/s from Kafka."""
+    import re
+    import shutil
+    import subprocess
+    import urllib.request
+
+    if not shutil.which("wrk"):
+        raise SystemExit("the API benchmark needs wrk (Debian: apt-get install wrk)")
+    tag = uuid.uuid4().hex[:8]
+    env = {**os.environ, "LINEWATCH_KAFKA_BOOTSTRAP": bootstrap, "LINEWATCH_RAW_TOPIC_PREFIX": f"api{tag}.raw.",
+           "LINEWATCH_QC_TOPIC": f"api{tag}.qc", "LINEWATCH_DLQ_TOPIC": f"api{tag}.dlq",
+           "LINEWATCH_ALERTS_TOPIC": f"api{tag}.alerts", "LINEWATCH_CONSUMER_GROUP": f"api-{tag}"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    linewatch = os.path.join(os.path.dirname(sys.executable), "linewatch")
+    with tempfile.TemporaryDirectory() as tmp:
+        env["LINEWATCH_DATABASE_URL"] = f"sqlite:///{tmp}/alerts.db"
+        import multiprocessing
+
+        ready = multiprocessing.Event()
+        producer = multiprocessing.Process(target=_paced_producer, args=(
+            bootstrap, env["LINEWATCH_RAW_TOPIC_PREFIX"], env["LINEWATCH_QC_TOPIC"], rate, seconds + 60, ready))
+        producer.start()
+        ready.wait(120)
+        worker = subprocess.Popen([linewatch, "run", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if urllib.request.urlopen(url + "/readyz", timeout=2).status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            time.sleep(20)  # past warm-up: the line has alerts, the worker has caught up
+            before, t0 = _readings_total(url), time.monotonic()
+            # paced like wall screens and dashboards polling: each of 14 connections waits 10 ms between
+            # requests (a little over 1,000 requests/s offered), rather than a closed loop that takes every free cycle
+            pace = os.path.join(tmp, "pace.lua")
+            with open(pace, "w") as f:
+                f.write("function delay()\n  return 10\nend\n")
+            out = subprocess.run(["wrk", "-t2", "-c14", f"-d{seconds}s", "--latency", "-s", pace,
+                                  f"{url}/api/v1/alerts?status=firing"], capture_output=True, text=True).stdout
+            ingest = (_readings_total(url) - before) / (time.monotonic() - t0)
+            firing = len(__import__("json").loads(urllib.request.urlopen(url + "/api/v1/alerts?status=firing").read())["alerts"])
+        finally:
+            producer.terminate()
+            producer.join(30)
+            worker.terminate()
+            worker.wait(30)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {"GET /api/v1/alerts?status=firing (requests/s)": rps, "  p50 latency (ms)": ms(" 50"),
+            "  p99 latency (ms)": ms(" 99"), "readings ingested per second meanwhile": ingest,
+            "firing alerts in each answer": firing}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--line-seconds", type=int, default=12_000, help="simulated line seconds for the Kafka run")
     p.add_argument("--skip-kafka", action="store_true")
+    p.add_argument("--api", action="store_true", help="also load the HTTP API while a worker ingests from Kafka")
+    p.add_argument("--api-only", action="store_true", help="only the HTTP API run (implies --api)")
+    p.add_argument("--api-seconds", type=int, default=20)
+    p.add_argument("--api-rate", type=int, default=5000, help="readings/s the worker ingests during the API run")
     args = p.parse_args()
     config = load_config()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"command: scripts/bench {' '.join(sys.argv[1:])}".rstrip())
-    sections = [("normalisation alone (readings/s, one core)", bench_normalize(config, args.repeat)),
+    sections = [] if args.api_only else [("normalisation alone (readings/s, one core)", bench_normalize(config, args.repeat)),
                 ("anomaly model per reading (readings/s, one core)", bench_models(config, args.repeat))]
     bootstrap = os.environ.get("LINEWATCH_KAFKA_BOOTSTRAP")
-    if bootstrap and not args.skip_kafka:
+    if bootstrap and not args.skip_kafka and not args.api_only:
         sections.append((f"through the local broker {bootstrap} ({args.line_seconds * 5} messages, msgs/s)",
                          bench_kafka(config, bootstrap, args.repeat, args.line_seconds)))
+    if bootstrap and (args.api or args.api_only):
+        sections.append((f"HTTP API under load (wrk -t2 -c14, 10 ms between requests per connection, "
+                         f"{args.api_seconds} s, worker ingesting "
+                         f"{args.api_rate} readings/s from {bootstrap})",
+                         bench_api_under_load(bootstrap, args.api_seconds, args.api_rate)))
     for title, rows in sections:
         print(f"\n{title}, median of {args.repeat}")
         for name, rate in rows.items():
-            print(f"  {name:<75} {rate:>12,.0f}")
+            print(f"  {name:<75} {rate:>12,.1f}" if rate < 100 else f"  {name:<75} {rate:>12,.0f}")
     return 0
 
 

@@ -182,7 +182,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC) - timedelta(seconds=args.seconds)
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
-    sim = LineSimulator(start, settings)
+    from linewatch.settings import Settings
+
+    topics = Settings()
+    sim = LineSimulator(start, settings, topics.raw_topic_prefix, topics.qc_topic)
     producer = None
     if args.to == "kafka":
         bootstrap = args.bootstrap or os.environ.get("LINEWATCH_KAFKA_BOOTSTRAP")
@@ -192,7 +195,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 2
         from linewatch.sources.kafka import ensure_topics, raw_producer
 
-        ensure_topics(bootstrap, [f"linewatch.raw.{m}" for m in settings.vendor_ids] + ["linewatch.qc"])
+        ensure_topics(bootstrap, [f"{topics.raw_topic_prefix}{m}" for m in settings.vendor_ids] + [topics.qc_topic],
+                      topics.topic_partitions)
         producer = raw_producer(bootstrap)
     wall0 = time.monotonic()
     count = 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -126,7 +127,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
     cache: dict[str, tuple[int, float, bytes]] = {}  # query -> (store version, time, response body)
 
     @app.get("/api/v1/alerts", tags=["alerts"])
-    def list_alerts(request: Request, status: list[StatusFilter] = Query(default=[]),
+    async def list_alerts(request: Request, status: list[StatusFilter] = Query(default=[]),
                     kind: list[KindFilter] = Query(default=[]), severity: list[SeverityFilter] = Query(default=[]),
                     machine: str | None = None, line: str | None = None, since: datetime | None = None,
                     until: datetime | None = None, cursor: str | None = None,
@@ -140,6 +141,12 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         now = time.monotonic()
         if hit and hit[0] == store.version and now - hit[1] < CACHE_SECONDS:
             return Response(hit[2], media_type="application/json")
+        return await run_in_threadpool(_query_alerts, key, now, status, kind, severity, machine, line, since, until,
+                                       cursor, limit)
+
+    def _query_alerts(key: str, now: float, status: list[StatusFilter], kind: list[KindFilter],
+                      severity: list[SeverityFilter], machine: str | None, line: str | None, since: datetime | None,
+                      until: datetime | None, cursor: str | None, limit: int) -> Response:
         version = store.version
         after = None
         if cursor:
