@@ -45,3 +45,32 @@ def test_grafana_provisioning_points_at_the_dashboards():
     uid = datasource["datasources"][0]["uid"]
     for dashboard in local.glob("*.json"):
         assert f'"uid": "{uid}"' in dashboard.read_text()
+
+
+def test_every_long_running_service_has_a_healthcheck_and_restart_policy():
+    for name, service in compose()["services"].items():
+        if name == "simulator":
+            continue
+        assert "healthcheck" in service or name == "linewatch" and "HEALTHCHECK" in (ROOT / "Dockerfile").read_text(), name
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_services_reach_each_other_by_name_and_port():
+    services = compose()["services"]
+    env = services["linewatch"]["environment"]
+    assert env["LINEWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert "KAFKA_ADVERTISED_LISTENERS" in services["kafka"]["environment"]
+    assert "PLAINTEXT://kafka:9092" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "@postgres:5432/" in env["LINEWATCH_DATABASE_URL"]
+    assert services["postgres"]["environment"]["POSTGRES_DB"] in env["LINEWATCH_DATABASE_URL"]
+    assert services["simulator"]["environment"]["LINEWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    datasource = yaml.safe_load((ROOT / "configs/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    published = {p.split(":")[1] for s in services.values() for p in s.get("ports", [])}
+    assert {"8000", "9090", "3000"} <= published
+    assert services["linewatch"]["ports"] == [f'{env["LINEWATCH_HTTP_PORT"]}:{env["LINEWATCH_HTTP_PORT"]}']
+
+
+def test_dockerfile_installs_the_postgres_driver_and_ships_the_configs():
+    text = (ROOT / "Dockerfile").read_text()
+    assert '.[postgres]' in text and "COPY configs" in text and "COPY src" in text
