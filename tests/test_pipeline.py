@@ -91,3 +91,19 @@ def test_a_fast_stream_is_scored_once_per_period(config, tmp_path):
     assert status.readings == 9  # ten periods, the last still open
     assert status.last_values["cutter_vibration"] == pytest.approx((12.5) ** 0.5)
     assert status.last_reading_at == T0 + timedelta(seconds=8)
+
+
+def test_a_restored_checkpoint_continues_exactly_where_the_models_were(config):
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings()).messages(1200)]
+    first, later = msgs[:4000], msgs[4000:]
+    original = Pipeline(config, Metrics())
+    original.process(first)
+    restored = Pipeline(config, Metrics())
+    restored.import_state(original.export_state())
+    assert restored.machines["extruder-1"].phase == "monitoring"  # no second warm-up
+    a, b = original.process(later), restored.process(later)
+    assert [(e.type, e.alert.id, e.alert.summary) for e in a.events] == [(e.type, e.alert.id, e.alert.summary)
+                                                                      for e in b.events]
+    for machine in config.machines:
+        assert original.machines[machine].score == restored.machines[machine].score
+    assert restored.monitors["line-1"].units == 1200

@@ -7,6 +7,8 @@ timestamps). One ``Metrics`` per registry, so each test can use a fresh ``Collec
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -55,6 +57,14 @@ class Metrics:
         self.consumer_lag = Gauge("linewatch_consumer_lag_messages",
                                   "Messages on a partition not yet consumed by this worker.",
                                   ["topic", "partition"], registry=r)
+        self.checkpoint_age = Gauge("linewatch_state_checkpoint_age_seconds",
+                                    "Seconds since detector state was last checkpointed (the offsets committed with it).",
+                                    registry=r)
+        self.checkpoint_bytes = Gauge("linewatch_state_checkpoint_bytes", "Size of the last detector-state checkpoint.",
+                                      registry=r)
+        self.last_checkpoint: float | None = None
+        self.checkpoint_age.set_function(
+            lambda: float("nan") if self.last_checkpoint is None else time.time() - self.last_checkpoint)
         self.last_reading = Gauge("linewatch_last_reading_timestamp_seconds",
                                   "Line time of the latest reading of a machine (Unix seconds).",
                                   ["line", "machine"], registry=r)

@@ -7,6 +7,7 @@ the source's offsets, which is what makes processing at-least-once.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections.abc import Sequence
@@ -341,6 +342,42 @@ class Pipeline:
                 counts[(a.kind.value, a.severity.value)] += 1
         for (kind, severity), n in counts.items():
             self.metrics.alerts_open.labels(kind, severity).set(n)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def export_state(self) -> dict[str, bytes]:
+        """Everything learned, as bytes per key: one per machine model, line monitor and stage."""
+        with self.lock:
+            out = {f"model:{m}": pickle.dumps(model, protocol=5) for m, model in self.models.items()}
+            out.update({f"monitor:{line}": pickle.dumps(mon, protocol=5) for line, mon in self.monitors.items()})
+            out["quality"] = pickle.dumps(self.quality.state, protocol=5)
+            out["aggregators"] = pickle.dumps(self.machine_aggregators, protocol=5)
+            n = self.normalizer
+            out["normalizer"] = pickle.dumps((n.last_ts, n.fields_seen, n.top_keys), protocol=5)
+            return out
+
+    def import_state(self, states: dict[str, bytes]) -> None:
+        """Continue from a checkpoint (state saved by export_state, possibly by another worker)."""
+        with self.lock:
+            for key, blob in states.items():
+                kind, _, name = key.partition(":")
+                if kind == "model":
+                    self.models[name] = pickle.loads(blob)
+                elif kind == "monitor":
+                    self.monitors[name] = pickle.loads(blob)
+                    self.lines.setdefault(name, LineStatus(name))
+                elif key == "quality":
+                    self.quality.state.update(pickle.loads(blob))
+                elif key == "aggregators":
+                    self.machine_aggregators.update(pickle.loads(blob))
+                elif key == "normalizer":
+                    last_ts, fields_seen, top_keys = pickle.loads(blob)
+                    self.normalizer.last_ts.update(last_ts)
+                    self.normalizer.fields_seen.update(fields_seen)
+                    self.normalizer.top_keys.update(top_keys)
+            for name, model in self.models.items():
+                if name in self.machines:
+                    self.machines[name].phase = model.phase
 
     def machine_detail(self, machine_id: str) -> dict[str, Any] | None:
         """What was converted and how, for one machine: profile, mapping with factors, last samples."""

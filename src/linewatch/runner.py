@@ -1,8 +1,10 @@
 """The consumer loop: take a batch, run it through the pipeline, make its results durable, commit.
 
 Order matters for at-least-once: alerts are stored and DLQ/alert records acknowledged before the
-source's offsets are committed. If making a batch durable fails, the loop retries that step (the
-writes are idempotent) rather than moving on, so nothing a batch produced is ever skipped.
+source's offsets are committed, and offsets are committed only together with a checkpoint of the
+detectors' state (every few seconds, when idle, and on stop), so the committed position never runs
+ahead of what the models have learned. If making a batch durable fails, the loop retries that step
+(the writes are idempotent) rather than moving on, so nothing a batch produced is ever skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol
 
 from linewatch.alerts.silences import Silencer
 from linewatch.alerts.store import AlertStore
+from linewatch.detect.state import StateStore
 from linewatch.domain import AlertEvent, AlertEventType, RawMessage, Rejection
 from linewatch.pipeline import BatchOutcome, Pipeline
 
@@ -48,13 +51,18 @@ class RunStats:
 
 class Runner:
     def __init__(self, source: Source, pipeline: Pipeline, store: AlertStore, sinks: Sequence[Sink] = (),
-                 on_events: Callable[[Sequence[AlertEvent]], None] | None = None, silencer: Silencer | None = None):
+                 on_events: Callable[[Sequence[AlertEvent]], None] | None = None, silencer: Silencer | None = None,
+                 state: StateStore | None = None, checkpoint_seconds: float = 5.0):
         self.source = source
         self.pipeline = pipeline
         self.store = store
         self.sinks = list(sinks)
         self.on_events = on_events
         self.silencer = silencer
+        self.state = state
+        self.checkpoint_seconds = checkpoint_seconds
+        self.uncommitted = False
+        self.last_checkpoint = time.monotonic()
         self.stop_requested = threading.Event()
         self.ready = threading.Event()
         self.stats = RunStats()
@@ -63,10 +71,14 @@ class Runner:
         """Process batches until stopped (or for ``duration`` seconds)."""
         deadline = None if duration is None else time.monotonic() + duration
         self.ready.set()
-        while not self.stop_requested.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            self.step()
+        try:
+            while not self.stop_requested.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self.step()
+        finally:
+            if self.uncommitted:
+                self.checkpoint()
         return self.stats
 
     def step(self) -> BatchOutcome | None:
@@ -78,6 +90,8 @@ class Runner:
                 self._count(idle)
                 if self.on_events:
                     self.on_events(idle.events)
+            if self.uncommitted:
+                self.checkpoint()
             return None
         outcome = self.pipeline.process(batch)
         self._observe(batch)
@@ -85,11 +99,35 @@ class Runner:
             with self.pipeline.lock:
                 self.silencer.apply(outcome.events, self.pipeline.book)
         self._make_durable(outcome)
-        self.source.commit()
+        self.uncommitted = True
+        if time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds:
+            self.checkpoint()
         self._count(outcome)
         if self.on_events and outcome.events:
             self.on_events(outcome.events)
         return outcome
+
+    def checkpoint(self) -> None:
+        """Save what the detectors have learned, then commit the offsets that state corresponds to."""
+        if self.state is not None:
+            states = self.pipeline.export_state()
+            delay = 0.5
+            while True:
+                try:
+                    self.state.save(states)
+                    break
+                except Exception as exc:  # the database is away: keep the offsets uncommitted until it is back
+                    if self.stop_requested.is_set():
+                        raise
+                    log.error("could not save a checkpoint (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            metrics = self.pipeline.metrics
+            metrics.last_checkpoint = time.time()
+            metrics.checkpoint_bytes.set(sum(len(v) for v in states.values()))
+        self.source.commit()
+        self.uncommitted = False
+        self.last_checkpoint = time.monotonic()
 
     def _observe(self, batch: list[RawMessage]) -> None:
         """Latency from the source to scored, and how far behind the partitions this worker is."""

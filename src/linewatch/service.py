@@ -21,6 +21,7 @@ from linewatch.alerts.webhook import WebhookSender
 from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
 from linewatch.config import PlantConfig
+from linewatch.detect.state import StateStore
 from linewatch.metrics import Metrics
 from linewatch.normalize.normalizer import Normalizer
 from linewatch.pipeline import Pipeline
@@ -109,7 +110,9 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     normalizer = Normalizer(config, max_bytes=settings.max_payload_bytes, raw_prefix=settings.raw_topic_prefix,
                             qc_topic=settings.qc_topic)
     pipeline = Pipeline(config, metrics, book, normalizer)
-    runner = Runner(source, pipeline, store, sinks, announce, silencer)
+    state = StateStore(store.engine)
+    pipeline.import_state(state.load())  # continue where the last worker left off
+    runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds)
     http = None
     if with_http:
         app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,

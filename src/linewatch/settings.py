@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1_048_576, ge=1024, description="larger payloads are rejected as oversized")
     metadata_max_age_ms: int = Field(10_000, ge=500, description="how soon new linewatch.raw.* topics are noticed")
     database_url: str = "sqlite:///var/linewatch.db"
+    checkpoint_seconds: float = Field(5.0, gt=0, description="detector state is checkpointed, and offsets "
+                                                              "committed, this often")
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
     config_dir: Path | None = None

@@ -85,3 +85,33 @@ def test_poison_message_goes_to_the_dlq_and_later_readings_are_scored(kafka_sett
         assert headers["reason"].decode() in {"not_utf8", "not_json", "non_numeric", "bad_verdict"}
         assert headers["detail"] and headers["source_topic"].decode() in {topic, settings.qc_topic}
         assert int(headers["source_offset"]) >= 0
+
+
+def test_a_restarted_worker_continues_from_the_checkpoint(kafka_settings, config):
+    settings = kafka_settings.model_copy(update={"checkpoint_seconds": 1.0})
+    create_topics(settings, config)
+    sim = LineSimulator(T0, SimulatorSettings(faults=()), settings.raw_topic_prefix, settings.qc_topic)
+    messages = [sm.message for sm in sim.messages(1600)]
+    produce(settings, messages[:5 * 800])
+
+    worker = RunningWorker(settings, config)
+    try:
+        worker.wait_for(lambda: committed_lag(settings) == 0, what="the first half committed")
+        phase = {m["machine"]: m["model_phase"] for m in worker.get("/api/v1/machines").json()["machines"]}
+        assert set(phase.values()) == {"monitoring"}
+        age = metric_total(worker, "linewatch_state_checkpoint_age_seconds")
+        assert 0 <= age < 30
+    finally:
+        worker.stop()
+
+    produce(settings, messages[5 * 800:])
+    second = RunningWorker(settings, config)
+    try:
+        first_seen = second.get("/api/v1/machines").json()["machines"]
+        assert {m["model_phase"] for m in first_seen} == {"monitoring"}  # no second warm-up
+        second.wait_for(lambda: committed_lag(settings) == 0, what="the second half committed")
+        lines = second.get("/api/v1/lines").json()["lines"]
+        assert lines[0]["units"] == 1600  # the failure-rate monitor counted on from 800
+        assert metric_total(second, "linewatch_readings_total") == 4 * 800  # only the new half was read
+    finally:
+        second.stop()
