@@ -35,8 +35,10 @@ class HttpServer:
     """uvicorn in a background thread, so the consumer loop keeps the main thread (and Ctrl-C)."""
 
     def __init__(self, app: object, host: str, port: int):
+        # Live event streams (wall boards) never finish by themselves: give open responses one second
+        # on shutdown, then close them, so boards notice the restart and reconnect.
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                   access_log=False, lifespan="off"))
+                                                   access_log=False, lifespan="off", timeout_graceful_shutdown=1))
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
         self.host = host
 

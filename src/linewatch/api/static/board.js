@@ -1,0 +1,269 @@
+// linewatch wall board: one tile per machine, grouped by line.
+//
+// How it stays current: fetch /api/v1/lines and draw everything; re-fetch on every alert event from
+// the Server-Sent Events stream, whenever the stream (re)connects, and every 15 s as a safety net.
+// Re-fetching instead of patching tiles keeps the page simple and always in step with the server.
+"use strict";
+
+(() => {
+  const LINES_URL = "/api/v1/lines";
+  const ACKED_URL = "/api/v1/alerts?status=acknowledged&limit=1000";
+  const STREAM_URL = "/api/v1/alerts/stream";
+  const REFRESH_MS = 15000;
+  const RESTART_STREAM_MS = 5000;   // when the browser gives up on the stream (e.g. a proxy said 502)
+  const SCORE_SCALE = 1.5;          // the score bar runs to 1.5 × the anomaly threshold
+  const MIN_NAME_PX = 40;
+
+  const STATE_LABEL = { ok: "OK", warning: "Warning", alarm: "Alarm", stale: "No data", waiting: "Waiting" };
+  const KIND_LABEL = { anomaly: "Anomaly", failure_rate: "Failure rate", data_quality: "Data quality",
+                       stale_stream: "No data" };
+  const UNIT_LABEL = { degC: "°C", degF: "°F", percent: "%" };
+  const QUIET_TEXT = { ok: "No open alerts", waiting: "No reading yet", stale: "No recent data" };
+
+  const $ = (id) => document.getElementById(id);
+  const board = $("board");
+  let lastUpdate = null;   // Date of the last successful refresh
+
+  // ------------------------------------------------------------------ small helpers
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = text;   // never innerHTML: summaries are data
+    return node;
+  }
+
+  const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
+  const time = (d) => d.toLocaleTimeString("en-GB", { hour12: false });
+  const isoTime = (iso) => (iso ? time(new Date(iso)) : "–");
+
+  async function getJSON(url) {
+    const response = await fetch(url, { cache: "no-store" });
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  // ------------------------------------------------------------------ drawing
+
+  function drawTile(m, acked) {
+    const tile = el("article", "tile");
+    const h = m.headline;
+    const ack = h && acked.get(h.id);
+    tile.dataset.machine = m.machine;
+    tile.dataset.status = m.status;
+    tile.dataset.silenced = String(Boolean(h && h.silenced));
+    tile.dataset.acknowledged = String(Boolean(ack));
+
+    const top = el("div", "tile-top");
+    top.append(el("span", "tile-state", STATE_LABEL[m.status] || m.status));
+    if (m.open_alerts > 0) top.append(el("span", "tile-count", `${m.open_alerts} open alert${m.open_alerts === 1 ? "" : "s"}`));
+    tile.append(top, el("h3", "tile-name", m.machine), el("div", "tile-kind", `${m.kind} · ${m.manufacturer}`));
+
+    const body = el("div", "tile-body");
+    if (h) {
+      const tags = el("div", "tile-tags");
+      tags.append(el("span", "tag", KIND_LABEL[h.kind] || h.kind));   // the colour already says how severe
+      if (h.silenced) tags.append(el("span", "tag tag-silenced", "Silenced"));
+      // the summary names the machine first ("extruder-1: die pressure …"); the tile already does
+      const prefix = `${m.machine}: `;
+      const text = h.summary.startsWith(prefix) ? h.summary.slice(prefix.length) : h.summary;
+      body.append(tags, el("p", "tile-summary", text));
+    } else {
+      body.append(el("p", "tile-summary tile-quiet", QUIET_TEXT[m.status] || ""));
+    }
+    tile.append(body, drawValues(m), drawScore(m));
+
+    const foot = el("div", "tile-foot");
+    foot.append(el("span", "", `Last reading ${isoTime(m.last_reading_at)}`));
+    if (ack) foot.append(el("span", "tile-ack", `Acknowledged · ${ack.acked_by}`));
+    tile.append(foot);
+    return tile;
+  }
+
+  // the latest value of each sensor, in plant units: "air temperature   84.8 °C" on a dryer
+  function drawValues(m) {
+    const list = el("dl", "values");
+    const unitOf = units.get(m.machine) || {};
+    for (const [sensor, value] of Object.entries(m.last_values || {})) {
+      const label = sensor.replace(new RegExp(`^${m.kind}_`), "").replaceAll("_", " ");
+      const digits = Math.abs(value) >= 1000 ? 0 : 1;
+      const unit = UNIT_LABEL[unitOf[sensor]] ?? unitOf[sensor] ?? "";
+      list.append(el("dt", "", label), el("dd", "", `${value.toFixed(digits)} ${unit}`.trim()));
+    }
+    return list;
+  }
+
+  // how close the machine's anomaly model is to raising: the bar's tick is the threshold
+  function drawScore(m) {
+    const score = el("div", "score");
+    if (m.model_phase !== "monitoring" || m.anomaly_score === null || !m.anomaly_threshold) {
+      const phase = { warming_up: "warming up", calibrating: "calibrating" }[m.model_phase];
+      score.append(el("span", "score-label", phase ? `Model ${phase} · ${m.readings} readings` : "Model waiting for data"));
+      return score;
+    }
+    const ratio = m.anomaly_score / m.anomaly_threshold;
+    const bar = el("div", "score-bar");
+    const fill = el("div", "score-fill");
+    fill.style.width = `${Math.min(ratio / SCORE_SCALE, 1) * 100}%`;
+    fill.classList.toggle("over", ratio > 1);
+    bar.append(fill, el("div", "score-tick"));
+    score.append(el("span", "score-label", `Anomaly score ${m.anomaly_score.toFixed(2)} / ${m.anomaly_threshold.toFixed(2)}`), bar);
+    return score;
+  }
+
+  // the wall has no scroll wheel: when everything does not fit, drop the details (values, scores)
+  function fitScreen() {
+    document.body.classList.remove("compact");
+    const root = document.documentElement;
+    if (root.scrollHeight > root.clientHeight) document.body.classList.add("compact");
+    fitNames();
+  }
+
+  // a long machine name shrinks to fit its tile, down to 40 px; below that it may wrap
+  function fitNames() {
+    for (const name of board.querySelectorAll(".tile-name")) {
+      name.style.fontSize = "";
+      name.style.whiteSpace = "";
+      let size = parseFloat(getComputedStyle(name).fontSize);
+      while (name.scrollWidth > name.clientWidth && size > MIN_NAME_PX) {
+        size = Math.max(size - 2, MIN_NAME_PX);
+        name.style.fontSize = `${size}px`;
+      }
+      if (name.scrollWidth > name.clientWidth) name.style.whiteSpace = "normal";
+    }
+  }
+
+  function drawLine(line, acked) {
+    const section = el("section", "line");
+    section.dataset.line = line.line;
+    section.dataset.status = line.status;
+
+    const head = el("header", "line-head");
+    const title = el("div", "line-title");
+    title.append(el("h2", "line-name", line.line), el("span", "pill", STATE_LABEL[line.status] || line.status));
+
+    const rate = el("div", "line-rate");
+    if (line.failure_rate === null || line.baseline === null) {
+      rate.append(el("span", "rate-label", "Failure rate"),
+                  el("span", "rate-note", `learning baseline · ${line.units} units`));
+    } else {
+      const value = el("span", "rate-value", pct(line.failure_rate));
+      if (line.upper_control_limit !== null && line.failure_rate > line.upper_control_limit) value.classList.add("over");
+      rate.append(el("span", "rate-label", "Failure rate"), value,
+                  el("span", "rate-note", `baseline ${pct(line.baseline)} · limit ${pct(line.upper_control_limit)}`));
+    }
+    head.append(title, rate);
+    section.append(head);
+
+    if (line.failure_rate_alert) {
+      const banner = el("p", "line-alert", line.failure_rate_alert.summary);
+      banner.dataset.severity = line.failure_rate_alert.severity;
+      section.append(banner);
+    }
+    const tiles = el("div", "tiles");
+    tiles.append(...line.machines.map((m) => drawTile(m, acked)));
+    section.append(tiles);
+    return section;
+  }
+
+  function draw(lines, acked) {
+    if (lines.length === 0) {
+      board.replaceChildren(el("p", "empty", "No lines are configured."));
+    } else {
+      board.replaceChildren(...lines.map((line) => drawLine(line, acked)));
+      fitScreen();
+    }
+  }
+
+  // ------------------------------------------------------------------ fetching (one at a time)
+
+  const units = new Map();   // machine → { sensor: unit }, from /api/v1/machines/{id}, fetched once
+
+  async function loadUnits(machines) {
+    await Promise.all(machines.filter((id) => !units.has(id)).map(async (id) => {
+      try {
+        const detail = await getJSON(`/api/v1/machines/${encodeURIComponent(id)}`);
+        units.set(id, Object.fromEntries(detail.mapping.map((row) => [row.sensor, row.unit])));
+      } catch {
+        // values show without units; try again on the next refresh
+      }
+    }));
+  }
+
+  let busy = false;
+  let again = false;
+
+  async function refresh() {
+    if (busy) { again = true; return; }   // a burst of events costs at most one more fetch
+    busy = true;
+    try {
+      do {
+        again = false;
+        await load();
+      } while (again);
+    } finally {
+      busy = false;
+    }
+  }
+
+  async function load() {
+    try {
+      const [lines, acked] = await Promise.all([
+        getJSON(LINES_URL),
+        getJSON(ACKED_URL).catch(() => ({ alerts: [] })),   // nice to have; the tiles matter more
+      ]);
+      await loadUnits(lines.lines.flatMap((line) => line.machines.map((m) => m.machine)));
+      draw(lines.lines, new Map(acked.alerts.map((a) => [a.id, a])));
+      lastUpdate = new Date();
+      document.body.dataset.loaded = "true";
+    } catch (err) {
+      console.warn("linewatch board: refresh failed", err);
+      if (!lastUpdate) board.replaceChildren(el("p", "empty", "Waiting for linewatch…"));
+    }
+    tick();
+  }
+
+  // ------------------------------------------------------------------ live stream
+
+  function setConnection(state) {
+    document.body.dataset.connection = state;
+    $("connection-text").textContent = state === "live" ? "live" : "reconnecting…";
+  }
+
+  function connect() {
+    const source = new EventSource(STREAM_URL);
+    // on every (re)connect fetch everything: events sent while we were away are not replayed
+    source.onopen = () => { setConnection("live"); refresh(); };
+    source.addEventListener("alert", () => {
+      document.body.dataset.alertEvents = Number(document.body.dataset.alertEvents || 0) + 1;   // for tests
+      refresh();
+    });
+    source.onerror = () => {
+      setConnection("reconnecting");
+      if (source.readyState === EventSource.CLOSED) {   // the browser will not retry by itself
+        source.close();
+        setTimeout(connect, RESTART_STREAM_MS);
+      }
+    };
+  }
+
+  // ------------------------------------------------------------------ clock and freshness
+
+  function tick() {
+    const now = new Date();
+    $("clock-time").textContent = time(now);
+    $("clock-date").textContent = now.toLocaleDateString("en-GB",
+      { weekday: "short", day: "numeric", month: "short", year: "numeric" });
+    const updated = $("updated");
+    if (lastUpdate) {
+      updated.textContent = `Updated ${time(lastUpdate)}`;
+      updated.classList.toggle("old", now - lastUpdate > 2 * REFRESH_MS + 5000);
+    }
+  }
+
+  tick();
+  setInterval(tick, 1000);
+  window.addEventListener("resize", fitScreen);
+  refresh().then(connect);
+  setInterval(refresh, REFRESH_MS);
+})();

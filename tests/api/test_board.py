@@ -1,0 +1,235 @@
+"""The wall board (/board) in a real headless Chromium against a real HTTP server.
+
+Uses Debian's chromium and chromedriver (packages chromium, chromium-driver): the driver path is given,
+so selenium-manager never downloads a browser. Without them the tests skip, unless
+LINEWATCH_REQUIRE_BROWSER=1: then they fail. A screenshot is kept as artifacts/board.png.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from linewatch.alerts.lifecycle import AlertBook
+from linewatch.alerts.store import AlertStore
+from linewatch.api.app import create_app
+from linewatch.domain import AlertKind, Severity
+from linewatch.metrics import Metrics
+from linewatch.pipeline import Pipeline
+from linewatch.service import HttpServer
+from linewatch.sources.simulator import LineSimulator, SimulatorSettings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
+SUMMARY = "extruder-1: die pressure 214 bar, normal 180–190"
+TILE = '[data-machine="{}"]'
+
+
+def _require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("the selenium package")
+    if not missing:
+        return
+    reason = f"{' and '.join(missing)} missing (apt-get install chromium chromium-driver; pip install selenium)"
+    if os.environ.get("LINEWATCH_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + "; LINEWATCH_REQUIRE_BROWSER=1 makes this a failure")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser():
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1920,1080",
+                 "--hide-scrollbars", "--force-device-scale-factor=1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_window_size(1920, 1080)
+    # the page as on a 1080p wall screen in kiosk mode: the whole 1920 x 1080 is the page
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@dataclass
+class Plant:
+    """The API over a pipeline that has seen some of the simulated line, served on a real port."""
+
+    store: AlertStore
+    pipeline: Pipeline
+    last_reading: datetime
+    app: FastAPI | None = None
+    server: HttpServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}/board"
+
+    def serve(self, port: int = 0) -> None:
+        """A new app and server, as after a restart (a new broadcaster, no SSE client yet)."""
+        self.app = create_app(self.store, self.pipeline, self.pipeline.metrics)
+        self.server = HttpServer(self.app, "127.0.0.1", port)
+        self.server.start()
+
+    def fire(self, at: datetime) -> None:
+        """What the worker does when the extruder's die pressure jumps."""
+        ev = self.pipeline.book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, at, Severity.CRITICAL,
+                                       SUMMARY, {})
+        self.store.save([ev])
+        self.app.state.broadcaster.publish([ev])
+
+    def stop(self) -> None:
+        """What a restart looks like to the browser: the listener and every open connection go away.
+
+        HttpServer.stop() alone would wait (10 s, then give up) for the never-ending SSE response
+        (uvicorn's graceful shutdown), leaving the browser connected to a server that is going away.
+        """
+        if not self.server.thread.is_alive():
+            return
+        uv = self.server.server
+        loop = uv.servers[0].get_loop()
+        uv.should_exit = True
+        loop.call_soon_threadsafe(lambda: [c.transport.close() for c in list(uv.server_state.connections)])
+        self.server.stop()
+        assert not self.server.thread.is_alive(), "the old server did not stop"
+
+
+def _plant(config, tmp_path, seconds: float) -> Plant:
+    store = AlertStore(f"sqlite:///{tmp_path / 'a.db'}")
+    pipeline = Pipeline(config, Metrics(), AlertBook())
+    messages = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(seconds)]
+    for i in range(0, len(messages), 500):  # in batches, as the worker reads them
+        pipeline.process(messages[i:i + 500])
+    plant = Plant(store, pipeline, last_reading=T0 + timedelta(seconds=seconds))
+    plant.serve()
+    return plant
+
+
+@pytest.fixture
+def plant(config, tmp_path):
+    # 1100 s of line time: past the 1000-unit baseline, so the line header shows a real failure rate
+    p = _plant(config, tmp_path, 1100)
+    yield p
+    p.stop()
+    p.store.close()
+
+
+def _wait(driver, timeout: float, condition, message: str):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]) \
+        .until(condition, message)
+
+
+def _tile(driver, machine: str):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, TILE.format(machine))
+
+
+def _css(driver, element, prop: str) -> str:
+    return driver.execute_script("return getComputedStyle(arguments[0]).getPropertyValue(arguments[1])", element, prop)
+
+
+def _rgb(value: str) -> tuple[int, ...]:
+    return tuple(int(float(x)) for x in value[value.index("(") + 1:value.index(")")].split(",")[:3])
+
+
+def test_tile_turns_red_when_an_alert_fires(browser, plant, config):
+    from selenium.webdriver.common.by import By
+
+    browser.get(plant.url)
+    _wait(browser, 10, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "live",
+          "the board did not connect to the alert stream")
+    _wait(browser, 5, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-machine]"), "no tiles drawn")
+
+    # every configured machine has a tile, under its own line
+    for line in config.lines:
+        section = browser.find_element(By.CSS_SELECTOR, f'section[data-line="{line}"]')
+        tiles = {t.get_attribute("data-machine") for t in section.find_elements(By.CSS_SELECTOR, "[data-machine]")}
+        assert tiles == {m.id for m in config.machines_on(line)}
+        head = section.find_element(By.CSS_SELECTOR, ".line-head").text.lower()
+        assert "failure rate" in head and "baseline" in head and "%" in head
+    assert browser.execute_script("return [innerWidth, innerHeight]") == [1920, 1080]
+
+    tile = _tile(browser, "extruder-1")
+    assert tile.get_attribute("data-status") == "ok", "extruder-1 should start healthy"
+    ok_background = _rgb(_css(browser, tile, "background-color"))
+    assert ok_background[0] < 100, f"an ok tile must not look red: {ok_background}"
+
+    fired = time.monotonic()
+    plant.fire(plant.last_reading)
+    _wait(browser, 10, lambda d: _tile(d, "extruder-1").get_attribute("data-status") == "alarm",
+          "the extruder-1 tile did not turn to alarm within 10 s of the alert")
+    latency = time.monotonic() - fired
+    # the stream did it, not the 15 s safety-net refresh
+    assert int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-alert-events") or 0) >= 1
+    _wait(browser, 2, lambda d: "die pressure 214 bar, normal 180–190" in _tile(d, "extruder-1").text,
+          "the tile does not show the alert's summary")
+    print(f"alert fired → tile red in {latency:.2f} s")
+
+    tile = _tile(browser, "extruder-1")
+    r, g, b = _rgb(_css(browser, tile, "background-color"))
+    assert r > 150 and g < 90 and b < 90, f"an alarm tile must be red, is rgb({r}, {g}, {b})"
+    name = tile.find_element(By.CSS_SELECTOR, ".tile-name")
+    summary = tile.find_element(By.CSS_SELECTOR, ".tile-summary")
+    assert name.text == "extruder-1"
+    assert float(_css(browser, name, "font-size").removesuffix("px")) >= 40
+    assert float(_css(browser, summary, "font-size").removesuffix("px")) >= 28
+    assert _tile(browser, "cutter-1").get_attribute("data-status") == "ok"
+    assert browser.find_element(By.CSS_SELECTOR, 'section[data-line="line-1"]').get_attribute("data-status") == "alarm"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "board.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_board_reconnects_by_itself_after_a_restart(browser, config, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    plant = _plant(config, tmp_path, 60)
+    try:
+        browser.get(plant.url)
+        body = lambda d: d.find_element(By.TAG_NAME, "body")  # noqa: E731
+        _wait(browser, 10, lambda d: body(d).get_attribute("data-connection") == "live", "never went live")
+        assert "live" in browser.find_element(By.ID, "connection").text.lower()
+        port = plant.server.port
+
+        plant.stop()
+        _wait(browser, 5, lambda d: "reconnecting…" in d.find_element(By.ID, "connection").text.lower(),
+              "the board did not say it lost the stream")
+        assert body(browser).get_attribute("data-connection") == "reconnecting"
+
+        # while the service is down the worker goes on: the alert is in the store and the book, but
+        # nobody is left to hear the event; the board must pick it up by re-fetching when it is back
+        plant.fire(plant.last_reading)
+        back = time.monotonic()
+        plant.serve(port)
+        _wait(browser, 15, lambda d: body(d).get_attribute("data-connection") == "live",
+              "the board did not reconnect by itself within 15 s of the restart")
+        print(f"server back → board live in {time.monotonic() - back:.2f} s")
+        assert browser.find_element(By.ID, "connection").text.lower() == "live"
+        _wait(browser, 5, lambda d: _tile(d, "extruder-1").get_attribute("data-status") == "alarm",
+              "after reconnecting the board did not re-fetch what it missed")
+    finally:
+        plant.stop()
+        plant.store.close()
