@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Counter, Gauge,
+                               Histogram, Info)
+
+SKIP_REASONS = ("duplicate", "out_of_order", "late")
+DATA_QUALITY_CHECKS = ("out_of_range", "stuck", "missing", "clock", "schema")
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, process_metrics: bool = False):
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.readings = Counter("linewatch_readings_total", "Sensor readings normalised and scored.",
+        if process_metrics:  # memory, CPU, open files, GC: once per process, not per test registry
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                r.register(collector)
+        from linewatch import __version__
+
+        Info("linewatch_build", "Version of linewatch running.", registry=r).info({"version": __version__})
+        self.readings = Counter("linewatch_readings_total",
+                                "Sensor readings normalised (skipped duplicates included; see readings_skipped).",
                                 ["line", "machine"], registry=r)
         self.qc_results = Counter("linewatch_qc_results_total", "QC pass/fail results received.",
                                   ["line", "result"], registry=r)
@@ -29,9 +40,11 @@ class Metrics:
                                     "Readings with a data-quality problem, by check "
                                     "(out_of_range, stuck, missing, clock, schema).",
                                     ["line", "machine", "check"], registry=r)
-        self.anomaly_score = Gauge("linewatch_anomaly_score", "Latest anomaly score of a machine (0-1).",
+        self.anomaly_score = Gauge("linewatch_anomaly_score",
+                                   "Latest anomaly score of a machine, relative to its threshold (1 = threshold).",
                                    ["line", "machine"], registry=r)
-        self.anomaly_threshold = Gauge("linewatch_anomaly_threshold", "Calibrated anomaly threshold of a machine.",
+        self.anomaly_threshold = Gauge("linewatch_anomaly_threshold",
+                                       "Anomaly threshold of a machine on the score's scale (1 once calibrated).",
                                        ["line", "machine"], registry=r)
         self.failure_rate = Gauge("linewatch_failure_rate_ratio", "Failure rate of a line's recent units (0-1).",
                                   ["line"], registry=r)
@@ -41,6 +54,8 @@ class Metrics:
         self.failure_rate_limit = Gauge("linewatch_failure_rate_upper_limit_ratio",
                                         "p-chart upper 3-sigma limit for the recent-units window (0-1).",
                                         ["line"], registry=r)
+        self.failure_rate_cusum_limit = Gauge("linewatch_failure_rate_cusum_limit",
+                                              "Decision limit of a line's failure-rate CUSUM.", ["line"], registry=r)
         self.failure_rate_statistic = Gauge("linewatch_failure_rate_cusum", "CUSUM statistic of a line's failure rate.",
                                             ["line"], registry=r)
         self.alerts_fired = Counter("linewatch_alerts_fired_total", "Alerts fired.", ["kind", "severity"], registry=r)
@@ -51,6 +66,9 @@ class Metrics:
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.batch_size = Histogram("linewatch_batch_messages", "Messages in one consumed batch.", registry=r,
                                     buckets=(1, 10, 50, 100, 500, 1000, 5000))
+        self.durable_write_failures = Counter("linewatch_durable_write_failures_total",
+                                              "Failed attempts to store alerts, write DLQ/alert records or save a "
+                                              "checkpoint (each is retried; offsets wait).", ["what"], registry=r)
         self.latency = Histogram("linewatch_reading_latency_seconds",
                                  "From a message entering the source (Kafka record time) to its batch being scored.",
                                  registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -68,3 +86,17 @@ class Metrics:
         self.last_reading = Gauge("linewatch_last_reading_timestamp_seconds",
                                   "Line time of the latest reading of a machine (Unix seconds).",
                                   ["line", "machine"], registry=r)
+
+    def initialise(self, machines: list[tuple[str, str]], reasons: tuple[str, ...]) -> None:
+        """Create the known label combinations at zero, so dashboards show 0 instead of "No data"
+        and ratio rules can be evaluated before the first rejection."""
+        for reason in reasons:
+            self.rejected.labels(reason)
+        for reason in SKIP_REASONS:
+            self.skipped.labels(reason)
+        for line, machine in machines:
+            self.readings.labels(line, machine)
+            for check in DATA_QUALITY_CHECKS:
+                self.data_quality.labels(line, machine, check)
+        for what in ("store", "sinks", "checkpoint"):
+            self.durable_write_failures.labels(what)

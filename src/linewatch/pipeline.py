@@ -25,7 +25,7 @@ from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, Aler
 from linewatch.explain import anomaly_summary, failure_rate_summary
 from linewatch.metrics import Metrics
 from linewatch.normalize.aggregate import Aggregator
-from linewatch.normalize.normalizer import Normalizer
+from linewatch.normalize.normalizer import REASONS, Normalizer
 from linewatch.normalize.quality import DataQuality
 
 CRITICAL_Z = 6.0  # a sensor this many standard deviations out makes an anomaly critical
@@ -96,6 +96,7 @@ class Pipeline:
             self._status(m)
         self.lines = {line: LineStatus(line) for line in config.lines}
         self.wall_clock = wall_clock
+        metrics.initialise([(m.line, m.id) for m in config.machines.values()], REASONS)
         self.newest: tuple[datetime, float] | None = None  # (newest reading time, wall clock when it came)
         self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
         self._refresh_open_gauge()
@@ -290,6 +291,8 @@ class Pipeline:
         self.metrics.failure_rate_statistic.labels(qc.line).set(v.statistic)
         if v.baseline is not None:
             self.metrics.failure_rate_baseline.labels(qc.line).set(v.baseline)
+        if v.limit is not None:
+            self.metrics.failure_rate_cusum_limit.labels(qc.line).set(v.limit)
         if v.upper_control_limit is not None:
             self.metrics.failure_rate_limit.labels(qc.line).set(v.upper_control_limit)
         ls = self.lines[qc.line]

@@ -63,6 +63,7 @@ class Runner:
         self.checkpoint_seconds = checkpoint_seconds
         self.uncommitted = False
         self.last_checkpoint = time.monotonic()
+        self._lag_labels: set[tuple[str, str]] = set()
         self.stop_requested = threading.Event()
         self.ready = threading.Event()
         self.stats = RunStats()
@@ -117,6 +118,7 @@ class Runner:
                     self.state.save(states)
                     break
                 except Exception as exc:  # the database is away: keep the offsets uncommitted until it is back
+                    self.pipeline.metrics.durable_write_failures.labels("checkpoint").inc()
                     if self.stop_requested.is_set():
                         raise
                     log.error("could not save a checkpoint (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
@@ -139,19 +141,26 @@ class Runner:
         lag = getattr(self.source, "lag", None)
         if lag is not None:
             gauge = self.pipeline.metrics.consumer_lag
-            for (topic, partition), n in lag().items():
-                gauge.labels(topic, str(partition)).set(n)
+            current = {(topic, str(partition)): n for (topic, partition), n in lag().items()}
+            for labels in self._lag_labels - current.keys():  # partitions this worker no longer owns
+                gauge.remove(*labels)
+            for labels, n in current.items():
+                gauge.labels(*labels).set(n)
+            self._lag_labels = set(current)
 
     def _make_durable(self, outcome: BatchOutcome) -> None:
         delay = 0.5
         while True:
+            what = "store"
             try:
                 self.store.save(outcome.events)
+                what = "sinks"
                 for sink in self.sinks:
                     sink.write(outcome.rejections, outcome.events)
                 self.ready.set()
                 return
             except Exception as exc:  # store or broker unavailable: hold the batch, retry, never skip it
+                self.pipeline.metrics.durable_write_failures.labels(what).inc()
                 if self.stop_requested.is_set():
                     raise
                 log.error("could not make a batch durable (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)

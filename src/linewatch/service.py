@@ -93,7 +93,7 @@ class Service:
 
 def build_service(settings: Settings, config: PlantConfig, source: Source, sinks: Sequence[Sink],
                   on_events=None, with_http: bool = True) -> Service:
-    metrics = Metrics()
+    metrics = Metrics(process_metrics=True)
     store = AlertStore(settings.database_url)
     broadcaster = Broadcaster()
     silencer = Silencer(store)
