@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse import linalg as sparse_linalg
 
 from linewatch.config import FailureRateSettings
 
@@ -44,12 +46,14 @@ def cusum_arl(p: float, a: float, b: float, h: float, resolution: int = 20) -> f
     step = -b / resolution
     up = max(1, round(a / step))
     states = max(1, math.ceil(h / step))
-    q = np.zeros((states, states))
-    for i in range(states):
-        if i + up < states:
-            q[i, i + up] += p
-        q[i, max(0, i - resolution)] += 1 - p
-    run = np.linalg.solve(np.eye(states) - q, np.ones(states))
+    i = np.arange(states)
+    rising = i + up < states
+    # I - Q as a sparse matrix: each state moves up by `up` on a fail, down by `resolution` on a pass
+    rows = np.concatenate([i, i[rising], i])
+    cols = np.concatenate([i, i[rising] + up, np.maximum(0, i - resolution)])
+    vals = np.concatenate([np.ones(states), np.full(rising.sum(), -p), np.full(states, -(1 - p))])
+    system = sparse.csc_matrix((vals, (rows, cols)), shape=(states, states))
+    run = sparse_linalg.spsolve(system, np.ones(states))
     return float(run[0])
 
 
@@ -77,6 +81,7 @@ class FailureRateMonitor:
         self.units = 0
         self.fails = 0
         self.recent: deque[bool] = deque(maxlen=window)
+        self.recent_fails = 0  # failures in ``recent``, kept as it changes rather than summed per unit
         self.baseline: float | None = settings.baseline_rate
         self.s = 0.0
         self.h: float | None = None
@@ -107,8 +112,11 @@ class FailureRateMonitor:
         failed = not passed
         self.units += 1
         self.fails += failed
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_fails -= self.recent[0]
         self.recent.append(failed)
-        rate = sum(self.recent) / len(self.recent)
+        self.recent_fails += failed
+        rate = self.recent_fails / len(self.recent)
         if self.h is None:
             if self.units >= self.settings.baseline_units:
                 # a small prior keeps a spotless phase I from giving p0 = 0
