@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import httpx
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 
 from linewatch.alerts.publish import TerminalPrinter
 from linewatch.config import PlantConfig
@@ -62,17 +63,23 @@ class RunningWorker:
     def stop(self) -> None:
         self.service.stop()
         self.thread.join(timeout=30)
-        self.service.http.stop()
         self.source.close()
         self.sink.close()
-        self.service.store.close()
+        self.service.close()
 
 
-def committed_lag(settings: Settings) -> int:
-    """Messages on the input topics that the worker's group has not committed."""
+def committed_lag(settings: Settings) -> int | None:
+    """Messages on the input topics that the worker's group has not committed (None: the broker
+    cannot say yet, e.g. the group coordinator of a fresh broker is still being elected)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    committed = admin.list_group_offsets(settings.consumer_group).get(settings.consumer_group, {})
-    admin.close()
+    try:
+        committed = admin.list_group_offsets(settings.consumer_group).get(settings.consumer_group, {})
+    except KafkaError as exc:
+        if getattr(exc, "retriable", False):
+            return None
+        raise
+    finally:
+        admin.close()
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     topics = [t for t in consumer.topics() if t.startswith(settings.raw_topic_prefix) or t == settings.qc_topic]
     from kafka import TopicPartition
