@@ -88,6 +88,24 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--config-dir", type=Path)
     n.set_defaults(func=cmd_normalize)
 
+    ev = sub.add_parser("evaluate", help="measure detection quality (results in docs/evaluation.md)")
+    evs = ev.add_subparsers(dest="benchmark", required=True)
+    fr = evs.add_parser("failure-rate", help="detection delay and in-control run length of the failure-rate monitor")
+    fr.add_argument("--seeds", type=int, default=200)
+    fr.add_argument("--p0", type=float, default=0.05)
+    fr.add_argument("--steps", default="0.20,0.10,0.08", help="post-change failure rates, comma-separated")
+    fr.add_argument("--json", action="store_true", help="print the full result as JSON")
+    fr.set_defaults(func=cmd_evaluate_failure_rate)
+    nab = evs.add_parser("nab", help="NAB-compatible score of linewatch (--data) or of other detectors (--scores)")
+    source = nab.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="directory of timestamp,value CSVs: run linewatch's detector")
+    source.add_argument("--scores", type=Path, help="directory of timestamp,value,anomaly_score CSVs to score")
+    nab.add_argument("--windows", type=Path, required=True, help="labels in NAB's combined_windows.json format")
+    nab.add_argument("--out", type=Path, default=Path("var/nab-scores"), help="where --data writes its scores")
+    nab.add_argument("--detector", help="with --scores: NAB results layout <category>/<detector>_<file>.csv")
+    nab.add_argument("--json", action="store_true")
+    nab.set_defaults(func=cmd_evaluate_nab)
+
     c = sub.add_parser("check-config", help="validate plant, catalogue and manufacturer profiles")
     c.add_argument("--config-dir", type=Path)
     c.set_defaults(func=cmd_check_config)
@@ -127,6 +145,50 @@ def _summary(stats, wall: float) -> str:
 
 
 # ---------------------------------------------------------------- commands
+
+
+def cmd_evaluate_failure_rate(args: argparse.Namespace) -> int:
+    from linewatch.evaluate.failure_rate import evaluate
+
+    steps = tuple(float(s) for s in args.steps.split(","))
+    result = evaluate(seeds=args.seeds, p0=args.p0, steps=steps)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    ic = result["in_control"]
+    print(f"in control at {ic['p0']:.0%}: ARL0 mean {ic['arl0_mean_units']:,.0f} units, median "
+          f"{ic['arl0_median_units']:,.0f} ({ic['seeds']} seeds, baseline learned from "
+          f"{result['settings']['baseline_units']} units)")
+    for s in result["steps"]:
+        print(f"{s['p0']:.0%} -> {s['p1']:.0%}: median delay {s['median_delay']:.0f} units, mean "
+              f"{s['mean_delay']:.0f}, p90 {s['p90_delay']:.0f}; false alarms before the step "
+              f"{s['false_alarms_before_step']}/{s['seeds']}, missed {s['missed']}")
+    for name, delay in result["adwin_median_delay"].items():
+        print(f"reference: river ADWIN (defaults) {name}: median delay {delay:.0f} units")
+    return 0
+
+
+def cmd_evaluate_nab(args: argparse.Namespace) -> int:
+    from linewatch.evaluate import nab
+
+    try:
+        if args.data:
+            from linewatch.evaluate.detector import score_directory as run_linewatch
+
+            frames = run_linewatch(args.data, args.windows, args.out)
+            results = nab.score_corpus({k: v for k, v in frames.items()}, nab.load_windows(args.windows))
+        else:
+            results = nab.score_directory(args.scores, args.windows, detector=args.detector)
+    except (OSError, ValueError) as exc:
+        print(f"linewatch evaluate nab: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({name: {"score": r.score, "threshold": r.threshold, "tp": r.tp, "fp": r.fp, "fn": r.fn,
+                                 "tn": r.tn} for name, r in results.items()}, indent=2))
+    else:
+        for name, r in results.items():
+            print(f"{name:<20} {r.score:7.2f}  (threshold {r.threshold:.4f}; rows tp {r.tp} fp {r.fp} fn {r.fn})")
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
