@@ -96,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     fr.add_argument("--steps", default="0.20,0.10,0.08", help="post-change failure rates, comma-separated")
     fr.add_argument("--json", action="store_true", help="print the full result as JSON")
     fr.set_defaults(func=cmd_evaluate_failure_rate)
+    sk = evs.add_parser("skab", help="SKAB outlier F1 / FAR / MAR with the published protocol")
+    sk.add_argument("path", type=Path, nargs="?", default=Path("../shared/datasets/skab"))
+    sk.add_argument("--json", action="store_true")
+    sk.set_defaults(func=cmd_evaluate_skab)
     nab = evs.add_parser("nab", help="NAB-compatible score of linewatch (--data) or of other detectors (--scores)")
     source = nab.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="directory of timestamp,value CSVs: run linewatch's detector")
@@ -165,6 +169,23 @@ def cmd_evaluate_failure_rate(args: argparse.Namespace) -> int:
               f"{s['false_alarms_before_step']}/{s['seeds']}, missed {s['missed']}")
     for name, delay in result["adwin_median_delay"].items():
         print(f"reference: river ADWIN (defaults) {name}: median delay {delay:.0f} units")
+    return 0
+
+
+def cmd_evaluate_skab(args: argparse.Namespace) -> int:
+    from linewatch.evaluate.skab import evaluate
+
+    try:
+        result = evaluate(args.path)
+    except OSError as exc:
+        print(f"linewatch evaluate skab: {exc}", file=sys.stderr)
+        return 2
+    o = result["outlier"]
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"SKAB outliers over {o['files']} runs: F1 {o['f1']:.3f}, FAR {o['far_percent']:.2f} %, "
+              f"MAR {o['mar_percent']:.2f} % (leaderboard best: Conv-AE F1 0.78, FAR 13.55 %, MAR 28.02 %)")
     return 0
 
 
