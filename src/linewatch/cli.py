@@ -256,7 +256,50 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(command: str, messages, topics: list[str], to: str, bootstrap: str | None, speed: float,
+             total: int | None = None) -> int:
+    """Send simulated or replayed messages to Kafka, or print them as JSON lines {topic, key, value}
+    with the exact payload text; ``speed`` > 0 paces them on their own clock (X times real time)."""
+    from tqdm import tqdm
+
+    from linewatch.settings import Settings
+
+    producer = None
+    if to == "kafka":
+        if not bootstrap:
+            print(f"linewatch {command} --to kafka needs --bootstrap or LINEWATCH_KAFKA_BOOTSTRAP "
+                  "(scripts/kafka-local start prints one)", file=sys.stderr)
+            return 2
+        from linewatch.sources.kafka import ensure_topics, raw_producer
+
+        ensure_topics(bootstrap, topics, Settings().topic_partitions)
+        producer = raw_producer(bootstrap)
+    wall0, first, count = time.monotonic(), None, 0
+    # disable=None: a bar when a person watches the terminal, silence in pipes and CI logs
+    with tqdm(total=total, desc=command, unit="msg", file=sys.stderr, disable=None) as bar:
+        for sm in messages:
+            if speed > 0:
+                first = first or sm.ts
+                wait = (sm.ts - first).total_seconds() / speed - (time.monotonic() - wall0)
+                if wait > 0:
+                    time.sleep(wait)
+            m = sm.message
+            if producer is not None:
+                producer.send(m.topic, key=m.key, value=m.value)
+            else:
+                sys.stdout.write(json.dumps({"topic": m.topic, "key": m.key.decode() if m.key else None,
+                                             "value": m.value.decode()}) + "\n")
+            count += 1
+            bar.update()
+    if producer is not None:
+        producer.flush()
+        producer.close()
+        print(f"{command}: produced {count} messages to {bootstrap}", file=sys.stderr)
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from linewatch.settings import Settings
     from linewatch.sources.simulator import LineSimulator, SimulatorSettings
 
     settings = SimulatorSettings(seed=args.seed)
@@ -265,47 +308,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC) - timedelta(seconds=args.seconds)
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
-    from linewatch.settings import Settings
-
     topics = Settings()
     sim = LineSimulator(start, settings, topics.raw_topic_prefix, topics.qc_topic)
-    producer = None
-    if args.to == "kafka":
-        bootstrap = args.bootstrap or os.environ.get("LINEWATCH_KAFKA_BOOTSTRAP")
-        if not bootstrap:
-            print("linewatch simulate --to kafka needs --bootstrap or LINEWATCH_KAFKA_BOOTSTRAP "
-                  "(scripts/kafka-local start prints one)", file=sys.stderr)
-            return 2
-        from linewatch.sources.kafka import ensure_topics, raw_producer
-
-        ensure_topics(bootstrap, [f"{topics.raw_topic_prefix}{m}" for m in settings.vendor_ids] + [topics.qc_topic],
-                      topics.topic_partitions)
-        producer = raw_producer(bootstrap)
-    wall0 = time.monotonic()
-    count = 0
-    for sm in sim.messages(seconds=args.seconds):
-        if args.speed > 0:
-            wait = (sm.ts - start).total_seconds() / args.speed - (time.monotonic() - wall0)
-            if wait > 0:
-                time.sleep(wait)
-        m = sm.message
-        if producer is not None:
-            producer.send(m.topic, key=m.key, value=m.value)
-        else:
-            sys.stdout.write(json.dumps({"topic": m.topic, "key": m.key.decode() if m.key else None,
-                                         "value": m.value.decode()}) + "\n")
-        count += 1
-    if producer is not None:
-        producer.flush()
-        producer.close()
-        print(f"simulate: produced {count} messages to {bootstrap}", file=sys.stderr)
-    return 0
+    names = [f"{topics.raw_topic_prefix}{m}" for m in settings.vendor_ids] + [topics.qc_topic]
+    bootstrap = args.bootstrap or topics.kafka_bootstrap
+    return _publish("simulate", sim.messages(seconds=args.seconds), names, args.to, bootstrap, args.speed)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Stream a real dataset through the same topics and profiles as a vendor's machines."""
-    from tqdm import tqdm
-
     from linewatch.settings import Settings
     from linewatch.sources.replay import replay_secom, replay_skab
 
@@ -317,39 +328,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"linewatch replay: {exc}", file=sys.stderr)
         return 2
-    producer = None
-    bootstrap = args.bootstrap or settings.kafka_bootstrap
-    if args.to == "kafka":
-        if not bootstrap:
-            print("linewatch replay --to kafka needs --bootstrap or LINEWATCH_KAFKA_BOOTSTRAP "
-                  "(scripts/kafka-local start prints one)", file=sys.stderr)
-            return 2
-        from linewatch.sources.kafka import ensure_topics, raw_producer
-
-        ensure_topics(bootstrap, replay.topics, settings.topic_partitions)
-        producer = raw_producer(bootstrap)
-    wall0 = time.monotonic()
-    start: datetime | None = None
-    # disable=None: a bar when a person watches the terminal, silence in pipes and CI logs
-    with tqdm(total=replay.total, desc=f"replay {args.dataset}", unit="msg", file=sys.stderr, disable=None) as bar:
-        for sm in replay:
-            if args.speed > 0:
-                start = start or sm.ts
-                wait = (sm.ts - start).total_seconds() / args.speed - (time.monotonic() - wall0)
-                if wait > 0:
-                    time.sleep(wait)
-            m = sm.message
-            if producer is not None:
-                producer.send(m.topic, key=m.key, value=m.value)
-            else:
-                sys.stdout.write(json.dumps({"topic": m.topic, "key": m.key.decode() if m.key else None,
-                                             "value": m.value.decode()}) + "\n")
-            bar.update()
-    if producer is not None:
-        producer.flush()
-        producer.close()
-        print(f"replay: produced {replay.total} messages to {bootstrap}", file=sys.stderr)
-    return 0
+    return _publish(f"replay {args.dataset}", replay, list(replay.topics), args.to,
+                    args.bootstrap or settings.kafka_bootstrap, args.speed, replay.total)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
