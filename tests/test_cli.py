@@ -53,6 +53,7 @@ def test_demo_shows_both_alert_kinds_and_a_summary(tmp_path):
     assert re.search(r"FIRED\s+\w+\s+failure_rate\s+Failure rate", out), out
     summary = re.search(r"summary: .* (\d+) readings processed, (\d+) QC results, (\d+) rejected", out)
     assert summary and int(summary.group(1)) > 5000 and summary.group(3) == "0", out
+    assert re.search(r"API token for changes \(ack, resolve, silence\): \S{20,}", out), out
     assert (tmp_path / "var" / "demo.db").exists()
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -382,6 +383,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for stale in (demo_db, demo_db.with_suffix(".db-wal"), demo_db.with_suffix(".db-shm")):
             stale.unlink(missing_ok=True)
         settings.database_url = f"sqlite:///{demo_db}"
+    if not settings.api_token:
+        settings.api_token = secrets.token_urlsafe(18)  # the demo's own: printed below, valid while it runs
     sim_settings = SimulatorSettings(seed=args.seed)
     simulation = PacedSimulation(sim_settings, backfill=args.backfill, speed=args.speed,
                                  raw_prefix=settings.raw_topic_prefix, qc_topic=settings.qc_topic)
@@ -410,6 +413,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{len(config.profiles)} manufacturers, {where}.\n"
           f"  line time starts {args.backfill / 3600:.1f} h ago and runs {args.speed:g}x until it reaches now\n"
           f"  alerts: {settings.database_url}   API: {url}/api/v1/alerts  {url}/api/v1/machines  {url}/metrics\n"
+          f"  wall board: {url}/board   API token for changes (ack, resolve, silence): {settings.api_token}\n"
           f"  injected faults: " + "; ".join(f.describe() for f in sim_settings.faults) + "\n"
           f"  Ctrl-C stops.", flush=True)
     if producer_thread:

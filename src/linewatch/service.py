@@ -118,7 +118,9 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     http = None
     if with_http:
         app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,
-                         on_silences_changed=silencer.invalidate)
+                         on_silences_changed=silencer.invalidate, api_token=settings.api_token,
+                         protect_reads=settings.protect_reads, cors_origins=settings.cors_origins,
+                         max_body_bytes=settings.max_body_bytes)
         http = HttpServer(app, settings.http_host, settings.http_port)
     return Service(settings, config, metrics, store, pipeline, runner, http, webhook)
 

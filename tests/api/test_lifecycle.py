@@ -26,8 +26,8 @@ T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 def world(config, database_url):
     store = AlertStore(database_url)
     pipeline = Pipeline(config, Metrics(), AlertBook())
-    app = create_app(store, pipeline, pipeline.metrics)
-    with TestClient(app) as client:
+    app = create_app(store, pipeline, pipeline.metrics, api_token="line-1-shift-token")
+    with TestClient(app, headers={"Authorization": "Bearer line-1-shift-token"}) as client:
         yield client, store, pipeline, app
     store.close()
 

@@ -10,7 +10,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from linewatch import __version__
 from linewatch.alerts.broadcast import Broadcaster
+from linewatch.api.security import BodyLimit, TokenGuard
 from linewatch.alerts.store import AlertConflict, AlertNotFound, AlertStore, decode_cursor, encode_cursor
 from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
 from linewatch.metrics import Metrics
@@ -91,9 +93,18 @@ def _iso(ts: datetime | None) -> str | None:
 
 def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                is_ready: Callable[[], bool] = lambda: True, broadcaster: Broadcaster | None = None,
-               on_silences_changed: Callable[[], None] = lambda: None) -> FastAPI:
+               on_silences_changed: Callable[[], None] = lambda: None, api_token: str | None = None,
+               protect_reads: bool = False, cors_origins: list[str] | None = None,
+               max_body_bytes: int = 65536) -> FastAPI:
+    guard = TokenGuard(api_token, protect_reads)
+    read, write = [Depends(guard.reader)], [Depends(guard.writer)]
     app = FastAPI(title="linewatch", version=__version__,
-                  description="Streaming quality monitoring for production lines.")
+                  description="Streaming quality monitoring for production lines. Changes (acknowledge, "
+                              "resolve, silence) need 'Authorization: Bearer <token>'.")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
     hub = broadcaster or Broadcaster()
     app.state.broadcaster = hub
 
@@ -126,7 +137,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     cache: dict[str, tuple[int, float, bytes]] = {}  # query -> (store version, time, response body)
 
-    @app.get("/api/v1/alerts", tags=["alerts"])
+    @app.get("/api/v1/alerts", tags=["alerts"], dependencies=read)
     async def list_alerts(request: Request, status: list[StatusFilter] = Query(default=[]),
                     kind: list[KindFilter] = Query(default=[]), severity: list[SeverityFilter] = Query(default=[]),
                     machine: str | None = None, line: str | None = None, since: datetime | None = None,
@@ -164,20 +175,20 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         cache[key] = (version, now, body)
         return Response(body, media_type="application/json")
 
-    @app.get("/api/v1/alerts/stream", tags=["alerts"])
+    @app.get("/api/v1/alerts/stream", tags=["alerts"], dependencies=read)
     async def alert_stream() -> StreamingResponse:
         """Server-Sent Events: one ``alert`` event per change, for live displays."""
         return StreamingResponse(hub.stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"])
+    @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"], dependencies=read)
     def get_alert(alert_id: str) -> dict[str, Any]:
         alert = store.get(alert_id)
         if alert is None:
             raise HTTPException(status_code=404, detail=f"No alert has id {alert_id!r}.")
         return alert.to_dict()
 
-    @app.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"])
+    @app.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"], dependencies=write)
     def acknowledge(alert_id: str, action: PersonAction) -> dict[str, Any]:
         """Someone has seen it and is on it. A resolved alert cannot be acknowledged (409)."""
         now = datetime.now(UTC)
@@ -187,7 +198,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         hub.publish([AlertEvent(AlertEventType.ACKNOWLEDGED, alert)])
         return alert.to_dict()
 
-    @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["alerts"])
+    @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["alerts"], dependencies=write)
     def resolve(alert_id: str, action: PersonAction) -> dict[str, Any]:
         """Close the episode by hand; if the condition persists, the next occurrence is a new alert."""
         now = datetime.now(UTC)
@@ -200,12 +211,12 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     # ------------------------------------------------------------ silences
 
-    @app.get("/api/v1/silences", tags=["silences"])
+    @app.get("/api/v1/silences", tags=["silences"], dependencies=read)
     def list_silences(active: bool = False) -> dict[str, Any]:
         silences = store.silences(active_at=datetime.now(UTC) if active else None)
         return {"silences": [s.to_dict() for s in silences], "count": len(silences)}
 
-    @app.post("/api/v1/silences", tags=["silences"], status_code=201)
+    @app.post("/api/v1/silences", tags=["silences"], status_code=201, dependencies=write)
     def add_silence(req: SilenceRequest) -> dict[str, Any]:
         """Mute a machine, a line or an alert kind for a while, saying who and why."""
         now = datetime.now(UTC)
@@ -224,7 +235,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         on_silences_changed()
         return silence.to_dict()
 
-    @app.delete("/api/v1/silences/{silence_id}", tags=["silences"])
+    @app.delete("/api/v1/silences/{silence_id}", tags=["silences"], dependencies=write)
     def end_silence(silence_id: str) -> dict[str, Any]:
         try:
             silence = store.end_silence(silence_id, datetime.now(UTC))
@@ -255,13 +266,13 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                                    "silenced": headline.silence_id is not None}})
         return out, lines, open_alerts
 
-    @app.get("/api/v1/machines", tags=["machines"])
+    @app.get("/api/v1/machines", tags=["machines"], dependencies=read)
     def list_machines() -> dict[str, Any]:
         """Each machine's status: ok, warning, alarm, stale or waiting (no reading yet)."""
         machines, lines, _ = _machines_view()
         return {"machines": machines, "lines": [_line_dict(ls) for ls in lines]}
 
-    @app.get("/api/v1/lines", tags=["machines"])
+    @app.get("/api/v1/lines", tags=["machines"], dependencies=read)
     def list_lines() -> dict[str, Any]:
         """Each line with its machines and its failure rate against baseline and limits."""
         machines, lines, open_alerts = _machines_view()
@@ -278,7 +289,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                         "failure_rate_alert": None if rate_alert is None else rate_alert.to_dict()})
         return {"lines": out}
 
-    @app.get("/api/v1/machines/{machine_id}", tags=["machines"])
+    @app.get("/api/v1/machines/{machine_id}", tags=["machines"], dependencies=read)
     def machine_detail(machine_id: str) -> dict[str, Any]:
         """The profile in use, the raw→canonical mapping with units and factors, the last raw and
         normalised sample: what was converted and how."""
@@ -288,7 +299,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                         "GET /api/v1/machines lists them.")
         return detail
 
-    @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"])
+    @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"], dependencies=read)
     def machine_history(machine_id: str, since: datetime | None = None,
                         limit: int = Query(default=200, ge=1, le=5000)) -> dict[str, Any]:
         """A machine's alerts, newest first, with how long each lasted and totals per kind."""
