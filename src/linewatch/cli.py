@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     sk.add_argument("path", type=Path, nargs="?", default=Path("../shared/datasets/skab"))
     sk.add_argument("--json", action="store_true")
     sk.set_defaults(func=cmd_evaluate_skab)
+    se = evs.add_parser("secom", help="SECOM: ROC AUC of the per-unit score vs Pass/Fail, failure-rate alarms")
+    se.add_argument("path", type=Path, nargs="?", default=Path("../shared/datasets/secom"))
+    se.set_defaults(func=cmd_evaluate_secom)
     nab = evs.add_parser("nab", help="NAB-compatible score of linewatch (--data) or of other detectors (--scores)")
     source = nab.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="directory of timestamp,value CSVs: run linewatch's detector")
@@ -187,6 +190,18 @@ def cmd_evaluate_skab(args: argparse.Namespace) -> int:
     else:
         print(f"SKAB outliers over {o['files']} runs: F1 {o['f1']:.3f}, FAR {o['far_percent']:.2f} %, "
               f"MAR {o['mar_percent']:.2f} % (leaderboard best: Conv-AE F1 0.78, FAR 13.55 %, MAR 28.02 %)")
+    return 0
+
+
+def cmd_evaluate_secom(args: argparse.Namespace) -> int:
+    from linewatch.evaluate.secom import evaluate
+
+    try:
+        result = evaluate(args.path)
+    except OSError as exc:
+        print(f"linewatch evaluate secom: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
