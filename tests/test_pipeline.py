@@ -107,3 +107,17 @@ def test_a_restored_checkpoint_continues_exactly_where_the_models_were(config):
     for machine in config.machines:
         assert original.machines[machine].score == restored.machines[machine].score
     assert restored.monitors["line-1"].units == 1200
+
+
+def test_new_normal_relearns_instead_of_alerting_forever(config):
+    pipeline = Pipeline(config, Metrics())
+    # a new material: die pressure sits 25 bar higher from t+800 s on, for good
+    level_shift = (Fault("spike", "extruder-1", start=800, duration=100_000, sensor="die_pressure", magnitude=25.0),)
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=level_shift)).messages(3000)]
+    events = run(pipeline, msgs[:5 * 1000])
+    assert any(e.alert.kind is AlertKind.ANOMALY and e.type.value == "fired" for e in events)
+    assert pipeline.new_normal("extruder-1")
+    assert pipeline.machines["extruder-1"].phase == "warming_up"
+    after = run(pipeline, msgs[5 * 1000:])
+    assert not [e for e in after if e.alert.kind is AlertKind.ANOMALY and e.alert.machine == "extruder-1"]
+    assert pipeline.models["extruder-1"].phase == "monitoring"  # relearned on the new level

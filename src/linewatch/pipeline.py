@@ -346,6 +346,18 @@ class Pipeline:
         for (kind, severity), n in counts.items():
             self.metrics.alerts_open.labels(kind, severity).set(n)
 
+    def new_normal(self, machine: str) -> bool:
+        """Operator feedback: relearn this machine's normal behaviour from now on (see MachineModel)."""
+        with self.lock:
+            model = self.models.get(machine)
+            if model is None:
+                return False
+            model.start_new_normal()
+            self.book.open.pop((AlertKind.ANOMALY, self.machines[machine].line, machine, None), None)
+            self.machines[machine].phase = model.phase
+            self._refresh_open_gauge()
+            return True
+
     # ------------------------------------------------------------ checkpoints
 
     def export_state(self) -> dict[str, bytes]:

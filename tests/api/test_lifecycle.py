@@ -14,6 +14,7 @@ from linewatch.alerts.lifecycle import AlertBook
 from linewatch.alerts.silences import Silencer
 from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
+from linewatch.detect.anomaly import MachineModel
 from linewatch.domain import AlertEvent, AlertEventType, AlertKind, Severity
 from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
@@ -149,3 +150,15 @@ def test_server_sent_events_reach_a_live_client(config, tmp_path):
         store.close()
     assert received and received[0]["event"] == "fired"
     assert received[0]["alert"]["summary"].startswith("Failure rate 19.8%")
+
+
+def test_new_normal_resolves_and_restarts_the_model(world):
+    client, store, pipeline, _ = world
+    alert_id = fire(pipeline, store)
+    pipeline.models["extruder-1"] = MachineModel("extruder-1", pipeline.config.detection.anomaly)
+    r = client.post(f"/api/v1/alerts/{alert_id}/new-normal", json={"by": "process-engineer", "note": "recipe B"})
+    assert r.status_code == 200 and r.json()["status"] == "resolved" and "recipe B" in r.json()["ack_note"]
+    assert pipeline.machines["extruder-1"].phase == "warming_up"
+    rate = pipeline.book.raise_(AlertKind.FAILURE_RATE, "line-1", None, None, T0, Severity.WARNING, "x", {})
+    store.save([rate])
+    assert client.post(f"/api/v1/alerts/{rate.alert.id}/new-normal", json={"by": "x"}).status_code == 409

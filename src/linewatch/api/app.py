@@ -209,6 +209,24 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         hub.publish([AlertEvent(AlertEventType.RESOLVED, alert)])
         return alert.to_dict()
 
+    @app.post("/api/v1/alerts/{alert_id}/new-normal", tags=["alerts"], dependencies=write)
+    def new_normal(alert_id: str, action: PersonAction) -> dict[str, Any]:
+        """The machine's current behaviour is its new normal (new material, recipe change): the alert is
+        resolved and the machine's model relearns from now on instead of raising it again."""
+        alert = store.get(alert_id)
+        if alert is None:
+            raise HTTPException(status_code=404, detail=f"No alert has id {alert_id!r}.")
+        if alert.kind is not AlertKind.ANOMALY or not alert.machine:
+            raise HTTPException(status_code=409, detail="Only an anomaly alert on a machine can be marked as "
+                                                        "the new normal.")
+        now = datetime.now(UTC)
+        note = f"new normal: {action.note}" if action.note else "new normal"
+        if alert.status is not AlertStatus.RESOLVED:
+            alert = _act(lambda: store.resolve(alert_id, action.by, note, now), alert_id)
+        pipeline.new_normal(alert.machine)
+        hub.publish([AlertEvent(AlertEventType.RESOLVED, alert)])
+        return {**alert.to_dict(), "model_phase": "warming_up"}
+
     # ------------------------------------------------------------ silences
 
     @app.get("/api/v1/silences", tags=["silences"], dependencies=read)

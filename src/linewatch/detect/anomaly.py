@@ -145,9 +145,20 @@ class MachineModel:
         out.sort(key=lambda c: abs(c.z), reverse=True)
         return tuple(out)
 
-    def accept_as_normal(self, values: dict[str, float]) -> None:
-        """Operator feedback ("new normal"): learn this reading even though it scored high."""
-        self.model.learn_one(self._features(values))
+    def start_new_normal(self) -> None:
+        """Operator feedback: what the machine does now is normal (a new material, a recipe change).
+
+        The old notion of normal would flag the new regime forever, and learning it slowly while
+        refusing to learn outliers never gets there; so the model starts again: warm-up and
+        calibration on the new regime, silent meanwhile, keeping its sensors.
+        """
+        fresh = MachineModel(self.machine, self.settings, seed=self.trees.seed or 42)
+        sensors, last = self.sensors, self.last
+        self.__dict__.update(fresh.__dict__)
+        self.sensors, self.last = None, last
+        if sensors is not None:
+            self.sensors = sensors
+            self.trees.limits.update({s: (-HST_LIMIT, HST_LIMIT) for s in sensors})
 
 
 def _quantile(values: list[float], q: float) -> float:
