@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, RebalanceInProgressError, TopicAlreadyExistsError
 
 from linewatch.domain import AlertEvent, RawMessage, Rejection
 from linewatch.settings import Settings
@@ -79,8 +79,15 @@ class KafkaSource:
         return out
 
     def commit(self) -> None:
-        """Commit the positions of everything polled so far (the runner calls this after durability)."""
-        self.consumer.commit()
+        """Commit the positions of everything polled so far (the runner calls this after durability).
+
+        If the group rebalanced meanwhile, the commit is refused: the partitions' new owner replays
+        from the last committed offset (at least once), so this worker logs it and goes on.
+        """
+        try:
+            self.consumer.commit()
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            log.warning("offsets not committed, the group is rebalancing (%s); the new owner replays them", exc)
 
     def assignment(self) -> set:
         return self.consumer.assignment()
