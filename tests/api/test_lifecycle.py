@@ -64,7 +64,7 @@ def test_clear_errors(world):
     r = client.get("/api/v1/alerts", params={"severity": "apocalyptic"})
     assert r.status_code == 422 and r.json()["message"].startswith("query.severity")
     r = client.get("/api/v1/alerts", params={"cursor": "bm9uc2Vuc2U="})
-    assert r.status_code == 422 and "cursor" in r.json()["detail"]
+    assert r.status_code == 422 and r.json()["message"].startswith("query.cursor: cursor 'bm9uc2Vuc2U='")
 
 
 def test_filters_and_cursor_pagination(world):
@@ -98,7 +98,7 @@ def test_silence_marks_new_alerts_and_can_be_ended(world):
     assert client.delete(f"/api/v1/silences/{silence['id']}").status_code == 200
     assert client.get("/api/v1/silences", params={"active": True}).json()["count"] == 0
     bad = client.post("/api/v1/silences", json={"machine": "press-9", "minutes": 5, "by": "x", "reason": "y"})
-    assert bad.status_code == 422 and "press-9" in bad.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["message"] == "machine: no machine has id 'press-9'"
     everything = client.post("/api/v1/silences", json={"minutes": 5, "by": "x", "reason": "y"})
     assert everything.status_code == 422 and "silencing everything" in everything.json()["message"]
 

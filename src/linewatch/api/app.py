@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
@@ -73,6 +73,17 @@ class SilenceRequest(BaseModel):
         return self
 
 
+class Problem(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {401: "no or wrong API token", 403: "changes are disabled (no API token configured)",
+            404: "no such alert, silence or machine", 409: "the action does not fit the alert's state",
+            413: "request body too large", 503: "not ready"}
+    return {c: {"model": Problem, "description": text[c]} for c in codes}
+
+
 def machine_state(m: MachineStatus, open_alerts: list[Alert]) -> str:
     """ok, warning, alarm, stale, or waiting (no reading yet): what a tile on the wall shows."""
     mine = [a for a in open_alerts if a.machine == m.machine and a.silence_id is None]
@@ -122,14 +133,15 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "the worker or the store is not ready"}})
     def readyz() -> JSONResponse:
         """The worker is consuming and the alert store answers."""
         worker, db = is_ready(), store.ping()
         body = {"ready": worker and db, "worker": worker, "store": db}
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -137,7 +149,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     cache: dict[str, tuple[int, float, bytes]] = {}  # query -> (store version, time, response body)
 
-    @app.get("/api/v1/alerts", tags=["alerts"], dependencies=read)
+    @app.get("/api/v1/alerts", tags=["alerts"], dependencies=read, responses=_errors(401))
     async def list_alerts(request: Request, status: list[StatusFilter] = Query(default=[]),
                     kind: list[KindFilter] = Query(default=[]), severity: list[SeverityFilter] = Query(default=[]),
                     machine: str | None = None, line: str | None = None, since: datetime | None = None,
@@ -164,7 +176,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
             try:
                 after = decode_cursor(cursor)
             except ValueError as exc:
-                raise HTTPException(status_code=422, detail=f"cursor: {exc}") from None
+                raise invalid(("query", "cursor"), str(exc)) from None
         alerts = store.query(status=[s.value for s in status], kind=[k.value for k in kind],
                              severity=[s.value for s in severity], machine=machine, line=line,
                              since=_aware(since), until=_aware(until), after=after, limit=limit)
@@ -175,20 +187,20 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         cache[key] = (version, now, body)
         return Response(body, media_type="application/json")
 
-    @app.get("/api/v1/alerts/stream", tags=["alerts"], dependencies=read)
+    @app.get("/api/v1/alerts/stream", tags=["alerts"], dependencies=read, responses=_errors(401))
     async def alert_stream() -> StreamingResponse:
         """Server-Sent Events: one ``alert`` event per change, for live displays."""
         return StreamingResponse(hub.stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"], dependencies=read)
+    @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"], dependencies=read, responses=_errors(401, 404))
     def get_alert(alert_id: str) -> dict[str, Any]:
         alert = store.get(alert_id)
         if alert is None:
             raise HTTPException(status_code=404, detail=f"No alert has id {alert_id!r}.")
         return alert.to_dict()
 
-    @app.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"], dependencies=write)
+    @app.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
     def acknowledge(alert_id: str, action: PersonAction) -> dict[str, Any]:
         """Someone has seen it and is on it. A resolved alert cannot be acknowledged (409)."""
         now = datetime.now(UTC)
@@ -198,7 +210,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         hub.publish([AlertEvent(AlertEventType.ACKNOWLEDGED, alert)])
         return alert.to_dict()
 
-    @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["alerts"], dependencies=write)
+    @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
     def resolve(alert_id: str, action: PersonAction) -> dict[str, Any]:
         """Close the episode by hand; if the condition persists, the next occurrence is a new alert."""
         now = datetime.now(UTC)
@@ -209,7 +221,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         hub.publish([AlertEvent(AlertEventType.RESOLVED, alert)])
         return alert.to_dict()
 
-    @app.post("/api/v1/alerts/{alert_id}/new-normal", tags=["alerts"], dependencies=write)
+    @app.post("/api/v1/alerts/{alert_id}/new-normal", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
     def new_normal(alert_id: str, action: PersonAction) -> dict[str, Any]:
         """The machine's current behaviour is its new normal (new material, recipe change): the alert is
         resolved and the machine's model relearns from now on instead of raising it again."""
@@ -229,31 +241,31 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     # ------------------------------------------------------------ silences
 
-    @app.get("/api/v1/silences", tags=["silences"], dependencies=read)
+    @app.get("/api/v1/silences", tags=["silences"], dependencies=read, responses=_errors(401))
     def list_silences(active: bool = False) -> dict[str, Any]:
         silences = store.silences(active_at=datetime.now(UTC) if active else None)
         return {"silences": [s.to_dict() for s in silences], "count": len(silences)}
 
-    @app.post("/api/v1/silences", tags=["silences"], status_code=201, dependencies=write)
+    @app.post("/api/v1/silences", tags=["silences"], status_code=201, dependencies=write, responses=_errors(401, 403, 413))
     def add_silence(req: SilenceRequest) -> dict[str, Any]:
         """Mute a machine, a line or an alert kind for a while, saying who and why."""
         now = datetime.now(UTC)
         known_machines, known_lines = set(pipeline.normalizer.machines), set(pipeline.lines)
         if req.machine and req.machine not in known_machines:
-            raise HTTPException(status_code=422, detail=f"machine: no machine has id {req.machine!r}")
+            raise invalid(("body", "machine"), f"no machine has id {req.machine!r}")
         if req.line and req.line not in known_lines:
-            raise HTTPException(status_code=422, detail=f"line: no line is called {req.line!r}")
+            raise invalid(("body", "line"), f"no line is called {req.line!r}")
         ends = now + timedelta(minutes=req.minutes) if req.minutes else _aware(req.ends_at)
         assert ends is not None
         if ends <= now:
-            raise HTTPException(status_code=422, detail="ends_at: the silence would already be over")
+            raise invalid(("body", "ends_at"), "the silence would already be over")
         silence = store.add_silence(line=req.line, machine=req.machine,
                                     kind=None if req.kind is None else AlertKind(req.kind.value),
                                     starts_at=now, ends_at=ends, created_by=req.by, reason=req.reason, at=now)
         on_silences_changed()
         return silence.to_dict()
 
-    @app.delete("/api/v1/silences/{silence_id}", tags=["silences"], dependencies=write)
+    @app.delete("/api/v1/silences/{silence_id}", tags=["silences"], dependencies=write, responses=_errors(401, 403, 404))
     def end_silence(silence_id: str) -> dict[str, Any]:
         try:
             silence = store.end_silence(silence_id, datetime.now(UTC))
@@ -284,13 +296,13 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                                    "silenced": headline.silence_id is not None}})
         return out, lines, open_alerts
 
-    @app.get("/api/v1/machines", tags=["machines"], dependencies=read)
+    @app.get("/api/v1/machines", tags=["machines"], dependencies=read, responses=_errors(401))
     def list_machines() -> dict[str, Any]:
         """Each machine's status: ok, warning, alarm, stale or waiting (no reading yet)."""
         machines, lines, _ = _machines_view()
         return {"machines": machines, "lines": [_line_dict(ls) for ls in lines]}
 
-    @app.get("/api/v1/lines", tags=["machines"], dependencies=read)
+    @app.get("/api/v1/lines", tags=["machines"], dependencies=read, responses=_errors(401))
     def list_lines() -> dict[str, Any]:
         """Each line with its machines and its failure rate against baseline and limits."""
         machines, lines, open_alerts = _machines_view()
@@ -307,7 +319,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                         "failure_rate_alert": None if rate_alert is None else rate_alert.to_dict()})
         return {"lines": out}
 
-    @app.get("/api/v1/machines/{machine_id}", tags=["machines"], dependencies=read)
+    @app.get("/api/v1/machines/{machine_id}", tags=["machines"], dependencies=read, responses=_errors(401, 404))
     def machine_detail(machine_id: str) -> dict[str, Any]:
         """The profile in use, the raw→canonical mapping with units and factors, the last raw and
         normalised sample: what was converted and how."""
@@ -317,7 +329,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                         "GET /api/v1/machines lists them.")
         return detail
 
-    @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"], dependencies=read)
+    @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"], dependencies=read, responses=_errors(401, 404))
     def machine_history(machine_id: str, since: datetime | None = None,
                         limit: int = Query(default=200, ge=1, le=5000)) -> dict[str, Any]:
         """A machine's alerts, newest first, with how long each lasted and totals per kind."""
@@ -343,6 +355,11 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
             return FileResponse(STATIC / "board.html", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def invalid(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own validation errors, for checks a schema cannot express."""
+    return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error", "input": None}])
 
 
 def _act(action: Callable[[], Alert], alert_id: str) -> Alert:
