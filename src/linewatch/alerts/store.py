@@ -162,25 +162,27 @@ class AlertStore:
 
     # ------------------------------------------------------------ people's side
 
+    @staticmethod
+    def _open_row(session: Session, alert_id: str, conflict: str) -> AlertRow:
+        """The alert's row for a person's action; it must exist and not be resolved."""
+        row = session.get(AlertRow, alert_id)
+        if row is None:
+            raise AlertNotFound(alert_id)
+        if row.status == AlertStatus.RESOLVED.value:
+            raise AlertConflict(f"alert {alert_id} is already resolved{conflict}")
+        return row
+
     def acknowledge(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
         self.version += 1
         with Session(self.engine) as session, session.begin():
-            row = session.get(AlertRow, alert_id)
-            if row is None:
-                raise AlertNotFound(alert_id)
-            if row.status == AlertStatus.RESOLVED.value:
-                raise AlertConflict(f"alert {alert_id} is already resolved; there is nothing to acknowledge")
+            row = self._open_row(session, alert_id, "; there is nothing to acknowledge")
             row.status, row.acked_by, row.acked_at, row.ack_note = AlertStatus.ACKNOWLEDGED.value, by, at, note
             return _to_alert(row)
 
     def resolve(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
         self.version += 1
         with Session(self.engine) as session, session.begin():
-            row = session.get(AlertRow, alert_id)
-            if row is None:
-                raise AlertNotFound(alert_id)
-            if row.status == AlertStatus.RESOLVED.value:
-                raise AlertConflict(f"alert {alert_id} is already resolved")
+            row = self._open_row(session, alert_id, "")
             row.status, row.ended_at, row.resolved_by = AlertStatus.RESOLVED.value, at, by
             if note:
                 row.ack_note = note if not row.ack_note else f"{row.ack_note}\n{note}"
