@@ -86,7 +86,7 @@ class Pipeline:
         self.models: dict[str, MachineModel] = {}
         self.aggregators = {name: spec.aggregate for name, spec in config.profiles.items() if spec.aggregate}
         self.machine_aggregators: dict[str, Aggregator] = {}
-        self.monitors = {line: FailureRateMonitor(line, settings.failure_rate) for line in config.lines}
+        self.monitors: dict[str, FailureRateMonitor] = {}  # made on a line's first QC result (owned lines only)
         self.anomaly_clear = timedelta(seconds=settings.anomaly.clear_after_seconds)
         self.dq_clear = timedelta(seconds=settings.data_quality.clear_after_seconds)
         self.stale_after = timedelta(seconds=settings.data_quality.stale_after_seconds)
@@ -284,7 +284,7 @@ class Pipeline:
         monitor = self.monitors.get(qc.line)
         if monitor is None:
             monitor = self.monitors[qc.line] = FailureRateMonitor(qc.line, self.config.detection.failure_rate)
-            self.lines[qc.line] = LineStatus(qc.line)
+            self.lines.setdefault(qc.line, LineStatus(qc.line))
         v = monitor.observe(qc.passed, qc.ts, qc.unit_id)
         self.metrics.qc_results.labels(qc.line, "pass" if qc.passed else "fail").inc()
         self.metrics.failure_rate.labels(qc.line).set(v.rate)
@@ -361,38 +361,53 @@ class Pipeline:
     # ------------------------------------------------------------ checkpoints
 
     def export_state(self) -> dict[str, bytes]:
-        """Everything learned, as bytes per key: one per machine model, line monitor and stage."""
+        """Everything learned, as bytes per key: ``machine:<id>`` for each machine (its model, data-quality,
+        aggregation and normaliser state travel together, as its partition does) and ``line:<name>`` for
+        each line's failure-rate monitor."""
         with self.lock:
-            out = {f"model:{m}": pickle.dumps(model, protocol=5) for m, model in self.models.items()}
-            out.update({f"monitor:{line}": pickle.dumps(mon, protocol=5) for line, mon in self.monitors.items()})
-            out["quality"] = pickle.dumps(self.quality.state, protocol=5)
-            out["aggregators"] = pickle.dumps(self.machine_aggregators, protocol=5)
             n = self.normalizer
-            out["normalizer"] = pickle.dumps((n.last_ts, n.fields_seen, n.top_keys), protocol=5)
+            machines = set(self.models) | set(self.quality.state) | set(n.last_ts)
+            out = {}
+            for m in machines:
+                out[f"machine:{m}"] = pickle.dumps({
+                    "model": self.models.get(m), "quality": self.quality.state.get(m),
+                    "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
+                    "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m)}, protocol=5)
+            out.update({f"line:{line}": pickle.dumps(mon, protocol=5) for line, mon in self.monitors.items()})
             return out
 
     def import_state(self, states: dict[str, bytes]) -> None:
         """Continue from a checkpoint (state saved by export_state, possibly by another worker)."""
         with self.lock:
+            n = self.normalizer
             for key, blob in states.items():
                 kind, _, name = key.partition(":")
-                if kind == "model":
-                    self.models[name] = pickle.loads(blob)
-                elif kind == "monitor":
+                if kind == "machine":
+                    st = pickle.loads(blob)
+                    for target, value in ((self.models, st["model"]), (self.quality.state, st["quality"]),
+                                          (self.machine_aggregators, st["aggregator"]), (n.last_ts, st["last_ts"]),
+                                          (n.fields_seen, st["fields_seen"]), (n.top_keys, st["top_keys"])):
+                        if value is not None:
+                            target[name] = value
+                    if st["model"] is not None and name in self.machines:
+                        self.machines[name].phase = st["model"].phase
+                elif kind == "line":
                     self.monitors[name] = pickle.loads(blob)
                     self.lines.setdefault(name, LineStatus(name))
-                elif key == "quality":
-                    self.quality.state.update(pickle.loads(blob))
-                elif key == "aggregators":
-                    self.machine_aggregators.update(pickle.loads(blob))
-                elif key == "normalizer":
-                    last_ts, fields_seen, top_keys = pickle.loads(blob)
-                    self.normalizer.last_ts.update(last_ts)
-                    self.normalizer.fields_seen.update(fields_seen)
-                    self.normalizer.top_keys.update(top_keys)
-            for name, model in self.models.items():
-                if name in self.machines:
-                    self.machines[name].phase = model.phase
+
+    def release(self, machines: set[str], lines: set[str]) -> None:
+        """Forget machines and lines this worker no longer owns (their partitions moved to another
+        worker), so its checkpoints never overwrite the new owner's fresher state."""
+        with self.lock:
+            n = self.normalizer
+            for m in machines:
+                for store in (self.models, self.quality.state, self.machine_aggregators, n.last_ts,
+                              n.fields_seen, n.top_keys):
+                    store.pop(m, None)
+                if m in self.machines:
+                    self.machines[m].phase = "handed over"
+            for line in lines:
+                self.monitors.pop(line, None)
 
     def machine_detail(self, machine_id: str) -> dict[str, Any] | None:
         """What was converted and how, for one machine: profile, mapping with factors, last samples."""

@@ -84,6 +84,7 @@ class Runner:
 
     def step(self) -> BatchOutcome | None:
         batch = self.source.next_batch()
+        self._take_over()
         if not batch:
             idle = self.pipeline.idle()  # silence is news too: streams go stale
             if idle.events:
@@ -107,6 +108,27 @@ class Runner:
         if self.on_events and outcome.events:
             self.on_events(outcome.events)
         return outcome
+
+    def _take_over(self) -> None:
+        """After a rebalance: forget what moved away, load the checkpoint of what arrived."""
+        changes = getattr(self.source, "ownership_changes", None)
+        if changes is None:
+            return
+        from linewatch.sources.kafka import owners
+
+        settings = self.source.settings  # type: ignore[attr-defined]
+        stations = {m.id: m.line for m in self.pipeline.config.machines.values()
+                    if (p := self.pipeline.config.profiles.get(m.manufacturer)) and p.qc}
+        for change, partitions in changes():
+            machines, lines = owners(partitions, settings.raw_topic_prefix, settings.qc_topic,
+                                     self.source.partition_count, stations)  # type: ignore[attr-defined]
+            if change == "revoked":
+                self.pipeline.release(machines, lines)
+                log.info("handed over %d machine(s) and %d line(s)", len(machines), len(lines))
+            elif self.state is not None:
+                keys = [f"machine:{m}" for m in machines] + [f"line:{line}" for line in lines]
+                self.pipeline.import_state(self.state.load(keys))
+                log.info("took over %d machine(s) and %d line(s) from their checkpoints", len(machines), len(lines))
 
     def checkpoint(self) -> None:
         """Save what the detectors have learned, then commit the offsets that state corresponds to."""

@@ -113,7 +113,9 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
                             qc_topic=settings.qc_topic)
     pipeline = Pipeline(config, metrics, book, normalizer)
     state = StateStore(store.engine)
-    pipeline.import_state(state.load())  # continue where the last worker left off
+    if not hasattr(source, "ownership_changes"):
+        pipeline.import_state(state.load())  # one source of everything: continue where it left off
+    # a Kafka worker loads the state of the partitions it is assigned, when they are assigned
     runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds)
     http = None
     if with_http:

@@ -107,11 +107,59 @@ def test_a_restarted_worker_continues_from_the_checkpoint(kafka_settings, config
     produce(settings, messages[5 * 800:])
     second = RunningWorker(settings, config)
     try:
-        first_seen = second.get("/api/v1/machines").json()["machines"]
-        assert {m["model_phase"] for m in first_seen} == {"monitoring"}  # no second warm-up
+        def phases():
+            seen = {m["model_phase"] for m in second.get("/api/v1/machines").json()["machines"]}
+            assert "warming_up" not in seen and "calibrating" not in seen, seen  # no second warm-up, ever
+            return seen == {"monitoring"}
+
+        second.wait_for(phases, what="the checkpoint loaded when the partitions were assigned")
         second.wait_for(lambda: committed_lag(settings) == 0, what="the second half committed")
         lines = second.get("/api/v1/lines").json()["lines"]
         assert lines[0]["units"] == 1600  # the failure-rate monitor counted on from 800
         assert metric_total(second, "linewatch_readings_total") == 4 * 800  # only the new half was read
+    finally:
+        second.stop()
+
+
+def test_workers_joining_and_leaving_hand_machines_over_through_checkpoints(kafka_settings, config):
+    """Scale-out on Kafka: a second worker joins, then the first leaves; every machine continues from
+    its checkpoint on whichever worker owns its partition, and no reading is lost."""
+    from kafka import TopicPartition
+
+    from linewatch.sources.kafka import key_partition
+
+    settings = kafka_settings.model_copy(update={"checkpoint_seconds": 1.0})
+    create_topics(settings, config)
+    sim = LineSimulator(T0, SimulatorSettings(faults=()), settings.raw_topic_prefix, settings.qc_topic)
+    messages = [sm.message for sm in sim.messages(2000)]
+    produce(settings, messages[:5 * 800])
+
+    def owner_of(worker: RunningWorker, machine: str) -> bool:
+        topic = f"{settings.raw_topic_prefix}{machine}"
+        return TopicPartition(topic, key_partition(machine, settings.topic_partitions)) in worker.source.assignment()
+
+    first = RunningWorker(settings, config)
+    second = None
+    try:
+        first.wait_for(lambda: committed_lag(settings) == 0, what="the first part committed by one worker")
+        second = RunningWorker(settings, config)
+        second.wait_for(lambda: second.source.assignment() and all(
+            owner_of(first, m) != owner_of(second, m) for m in config.machines), what="the group to share out")
+        moved = [m for m in config.machines if owner_of(second, m)]
+        produce(settings, messages[5 * 800:5 * 1600])
+        second.wait_for(lambda: committed_lag(settings) == 0, what="the second part committed by two workers")
+        for m in moved:  # continued from the first worker's checkpoint: no second warm-up
+            assert second.service.pipeline.models[m].seen >= 1600, m
+        for m in set(config.machines) - set(moved):
+            assert first.service.pipeline.models[m].seen >= 1600, m
+    finally:
+        first.stop()
+    try:
+        second.wait_for(lambda: all(owner_of(second, m) for m in config.machines), what="the survivor to own all")
+        produce(settings, messages[5 * 1600:])
+        second.wait_for(lambda: committed_lag(settings) == 0, what="the last part committed by the survivor")
+        for m in config.machines:
+            assert second.service.pipeline.models[m].seen >= 2000, m  # every machine, every reading, one history
+        assert second.service.pipeline.monitors["line-1"].units >= 2000
     finally:
         second.stop()

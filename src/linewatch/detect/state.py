@@ -41,6 +41,10 @@ class StateStore:
             session.execute(delete(StateRow).where(StateRow.key.in_(list(states))))
             session.add_all(StateRow(key=k, state=v, saved_at=now) for k, v in states.items())
 
-    def load(self) -> dict[str, bytes]:
+    def load(self, keys: list[str] | None = None) -> dict[str, bytes]:
+        """All checkpointed state, or only ``keys`` (e.g. the machines a worker was just given)."""
+        stmt = select(StateRow)
+        if keys is not None:
+            stmt = stmt.where(StateRow.key.in_(keys))
         with Session(self.engine) as session:
-            return {r.key: r.state for r in session.scalars(select(StateRow))}
+            return {r.key: r.state for r in session.scalars(stmt)}

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.partitioner.default import murmur2
 from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, RebalanceInProgressError, TopicAlreadyExistsError
 
@@ -54,7 +57,21 @@ class KafkaSource:
             metadata_max_age_ms=settings.metadata_max_age_ms,
         )
         raw = re.escape(settings.raw_topic_prefix)
-        self.consumer.subscribe(pattern=f"^(?:{raw}.+|{re.escape(settings.qc_topic)})$")
+        self._changes: list[tuple[str, set[TopicPartition]]] = []
+        self._changes_lock = threading.Lock()
+        self.consumer.subscribe(pattern=f"^(?:{raw}.+|{re.escape(settings.qc_topic)})$",
+                                listener=_Ownership(self._record))
+
+    def _record(self, change: str, partitions: set[TopicPartition]) -> None:
+        # kafka-python 3 runs rebalance listeners on its IO thread: only note the change here
+        with self._changes_lock:
+            self._changes.append((change, set(partitions)))
+
+    def ownership_changes(self) -> list[tuple[str, set[TopicPartition]]]:
+        """("revoked" | "assigned", partitions) since the last call, in order (runner's thread)."""
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        return changes
 
     def next_batch(self) -> list[RawMessage]:
         records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
@@ -78,6 +95,9 @@ class KafkaSource:
                 continue
         return out
 
+    def partition_count(self, topic: str) -> int:
+        return len(self.consumer.partitions_for_topic(topic) or ())
+
     def commit(self) -> None:
         """Commit the positions of everything polled so far (the runner calls this after durability).
 
@@ -94,6 +114,38 @@ class KafkaSource:
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+class _Ownership(ConsumerRebalanceListener):
+    def __init__(self, record: Callable[[str, set[TopicPartition]], None]):
+        self.record = record
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.record("revoked", set(revoked))
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.record("assigned", set(assigned))
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner puts ``key`` in (murmur2, as the Java client)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % max(1, partitions)
+
+
+def owners(partitions: set[TopicPartition], raw_prefix: str, qc_topic: str, partition_count: Callable[[str], int],
+           qc_stations: dict[str, str]) -> tuple[set[str], set[str]]:
+    """The machines and lines whose state lives with these partitions.
+
+    A machine's readings are on ``<prefix><machine>`` keyed by the machine id, so they sit in the one
+    partition that key hashes to; a line's failure-rate monitor follows the partition of its QC
+    station's key on the QC topic (``qc_stations`` maps each station to its line).
+    """
+    machines = {tp.topic[len(raw_prefix):] for tp in partitions if tp.topic.startswith(raw_prefix)
+                and tp.partition == key_partition(tp.topic[len(raw_prefix):], partition_count(tp.topic))}
+    qc = {tp.partition for tp in partitions if tp.topic == qc_topic}
+    lines = {line for station, line in qc_stations.items()
+             if key_partition(station, partition_count(qc_topic)) in qc}
+    return machines, lines
 
 
 class KafkaSink:
