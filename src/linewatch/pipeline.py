@@ -103,7 +103,8 @@ class Pipeline:
 
     # ------------------------------------------------------------ batches
 
-    def process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
+    def process(self, messages: Sequence[RawMessage], pending: frozenset[str] = frozenset()) -> BatchOutcome:
+        """``pending``: machines whose partitions still hold unread messages (never judged stale)."""
         started = time.perf_counter()
         out = BatchOutcome(messages=len(messages))
         with self.lock:
@@ -122,7 +123,7 @@ class Pipeline:
                     if result.reason == "future_timestamp" and result.machine:
                         self._clock_problem(result, out)
             self._schema_drift(out)
-            self._check_stale(out)
+            self._check_stale(out, pending)
             out.events = _compact(out.events)
             if out.events:
                 self._count_events(out.events)
@@ -130,11 +131,11 @@ class Pipeline:
         self.metrics.batch_size.observe(len(messages))
         return out
 
-    def idle(self) -> BatchOutcome:
+    def idle(self, pending: frozenset[str] = frozenset()) -> BatchOutcome:
         """Nothing arrived: time still passes on the line, so silent machines become stale."""
         out = BatchOutcome()
         with self.lock:
-            self._check_stale(out)
+            self._check_stale(out, pending)
             if out.events:
                 self._count_events(out.events)
         return out
@@ -259,7 +260,9 @@ class Pipeline:
                 "(readings still accepted; extend the profile to use them)",
                 {"check": "schema", "new_fields": list(d.fields), "manufacturer": d.manufacturer}))
 
-    def _check_stale(self, out: BatchOutcome) -> None:
+    def _check_stale(self, out: BatchOutcome, pending: frozenset[str] = frozenset()) -> None:
+        """Stale: silent for ``stale_after`` on the line's clock. A machine whose partition still holds
+        unread messages is not silent, only behind: a worker catching up reads partitions unevenly."""
         out.events.extend(self._events_pending)
         self._events_pending.clear()
         if self.newest is None:
@@ -268,6 +271,8 @@ class Pipeline:
         line_now = newest + timedelta(seconds=max(0.0, self.wall_clock() - wall))
         for st in self.machines.values():
             if st.last_reading_at is None or line_now - st.last_reading_at <= self.stale_after:
+                continue
+            if st.machine in pending:
                 continue
             key = (AlertKind.STALE_STREAM, st.line, st.machine, None)
             if key in self.book.open:

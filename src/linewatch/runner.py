@@ -86,7 +86,7 @@ class Runner:
         batch = self.source.next_batch()
         self._take_over()
         if not batch:
-            idle = self.pipeline.idle()  # silence is news too: streams go stale
+            idle = self.pipeline.idle(self._behind())  # silence is news too: streams go stale
             if idle.events:
                 self._make_durable(idle)
                 self._count(idle)
@@ -95,7 +95,7 @@ class Runner:
             if self.uncommitted:
                 self.checkpoint()
             return None
-        outcome = self.pipeline.process(batch)
+        outcome = self.pipeline.process(batch, self._behind())
         self._observe(batch)
         if self.silencer and outcome.events:
             with self.pipeline.lock:
@@ -152,6 +152,14 @@ class Runner:
         self.source.commit()
         self.uncommitted = False
         self.last_checkpoint = time.monotonic()
+
+    def _behind(self) -> frozenset[str]:
+        """Machines whose partitions still hold messages this worker has not read."""
+        lag = getattr(self.source, "lag", None)
+        if lag is None:
+            return frozenset()
+        prefix = self.source.settings.raw_topic_prefix  # type: ignore[attr-defined]
+        return frozenset(topic[len(prefix):] for (topic, _), n in lag().items() if n > 0 and topic.startswith(prefix))
 
     def _observe(self, batch: list[RawMessage]) -> None:
         """Latency from the source to scored, and how far behind the partitions this worker is."""
