@@ -171,6 +171,8 @@ def cmd_evaluate_failure_rate(args: argparse.Namespace) -> int:
         print(f"{s['p0']:.0%} -> {s['p1']:.0%}: median delay {s['median_delay']:.0f} units, mean "
               f"{s['mean_delay']:.0f}, p90 {s['p90_delay']:.0f}; false alarms before the step "
               f"{s['false_alarms_before_step']}/{s['seeds']}, missed {s['missed']}")
+    print(f"ADWIN backstop in control: {result['backstop_false_alarms_per_10k_units']:.3f} upward alarms "
+          f"per 10,000 units")
     for name, delay in result["adwin_median_delay"].items():
         print(f"reference: river ADWIN (defaults) {name}: median delay {delay:.0f} units")
     return 0

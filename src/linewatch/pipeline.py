@@ -322,6 +322,7 @@ class Pipeline:
                    "upper_control_limit": None if v.upper_control_limit is None else round(v.upper_control_limit, 4),
                    "cusum": round(v.statistic, 3), "cusum_limit": round(v.limit or 0.0, 3),
                    "since": v.since.isoformat() if v.since else None, "first_unit": v.first_unit,
+                   "detector": v.detector,
                    "units": v.units}
         summary = failure_rate_summary(qc.line, rate, v.baseline, v.since, v.first_unit)
         return self.book.raise_(AlertKind.FAILURE_RATE, qc.line, None, None, qc.ts, severity, summary, details)

@@ -68,3 +68,18 @@ def test_stable_process_stays_quiet_and_alarm_clears():
     after = feed(monitor, [(400, 0.30), (1500, 0.05)], seed=6)
     assert any(v.alarm for v in after[:400])
     assert not after[-1].alarm
+
+
+def test_a_slow_creep_is_caught_by_the_adwin_backstop_or_the_cusum():
+    monitor = FailureRateMonitor("line-1", FailureRateSettings(baseline_units=1000))
+    rng = np.random.default_rng(21)
+    n = 0
+    for _ in range(1000):
+        n += 1
+        monitor.observe(rng.random() >= 0.05, T0 + timedelta(seconds=n))
+    verdicts = []
+    for i in range(6000):  # 5 % creeping to 11 % over 6,000 units
+        n += 1
+        verdicts.append(monitor.observe(rng.random() >= 0.05 + 0.06 * i / 6000, T0 + timedelta(seconds=n), f"U-{n}"))
+    alarms = [v for v in verdicts if v.alarm]
+    assert alarms and alarms[0].detector in {"cusum", "adwin"}

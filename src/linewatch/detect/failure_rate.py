@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from river import drift
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
 from linewatch.config import FailureRateSettings
+
+BACKSTOP_RATIO = 1.5  # ADWIN alarms only on a rise to at least this multiple of the baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class RateVerdict:
     rate_since: float | None = None
     first_unit: str | None = None  # first failed unit after the change
     upper_control_limit: float | None = None
+    detector: str | None = None  # what raised the alarm: "cusum", or "adwin" (the model-free backstop)
 
 
 def cusum_arl(p: float, a: float, b: float, h: float, resolution: int = 20) -> float:
@@ -90,6 +94,9 @@ class FailureRateMonitor:
         self.run_start: tuple[datetime, int, int] | None = None  # (ts, units, fails) when S left 0
         self.first_unit: str | None = None
         self.clear_streak = 0
+        # model-free backstop: river's ADWIN notices a rise the CUSUM was not tuned for (a slow creep)
+        self.backstop = drift.ADWIN()
+        self.alarmed_by: str | None = None
         if self.baseline is not None:
             self._arm(self.baseline)
 
@@ -130,9 +137,12 @@ class FailureRateMonitor:
         if failed and self.first_unit is None and not self.alarm:
             self.first_unit = unit_id
         ucl = self.upper_control_limit(len(self.recent))
-        if not self.alarm and self.s > self.h:
+        self.backstop.update(float(failed))
+        drifted_up = self.backstop.drift_detected and self.backstop.estimation > BACKSTOP_RATIO * self.baseline
+        if not self.alarm and (self.s > self.h or drifted_up):
             # the episode's start (where the CUSUM last left zero) is frozen until it clears
             self.alarm = True
+            self.alarmed_by = "cusum" if self.s > self.h else "adwin"
             self.clear_streak = 0
         elif self.alarm:
             # clear when the recent window is back under the p-chart limit for a sustained stretch
@@ -141,10 +151,12 @@ class FailureRateMonitor:
             if self.clear_streak >= self.settings.clear_after_units:
                 self.alarm = False
                 self.s = 0.0
+                self.backstop = drift.ADWIN()
         since = rate_since = None
         if self.alarm and self.run_start is not None:
             since, u0, f0 = self.run_start
             n = self.units - u0
             rate_since = (self.fails - f0) / n if n else None
         return RateVerdict("monitoring", self.units, rate, self.baseline, self.s, self.h, self.alarm, since,
-                           rate_since, self.first_unit if self.alarm else None, ucl)
+                           rate_since, self.first_unit if self.alarm else None, ucl,
+                           self.alarmed_by if self.alarm else None)
