@@ -99,7 +99,7 @@ class Pipeline:
         metrics.initialise([(m.line, m.id) for m in config.machines.values()], REASONS)
         self.newest: tuple[datetime, float] | None = None  # (newest reading time, wall clock when it came)
         self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
-        self._refresh_open_gauge()
+        self.refresh_open_gauge()
 
     # ------------------------------------------------------------ batches
 
@@ -339,12 +339,9 @@ class Pipeline:
         for ev in events:
             if ev.type is AlertEventType.FIRED:
                 self.metrics.alerts_fired.labels(ev.alert.kind.value, ev.alert.severity.value).inc()
-        self._refresh_open_gauge()
+        self.refresh_open_gauge()
 
     def refresh_open_gauge(self) -> None:
-        self._refresh_open_gauge()
-
-    def _refresh_open_gauge(self) -> None:
         counts: dict[tuple[str, str], int] = {(k.value, s.value): 0 for k in AlertKind for s in Severity}
         for a in self.book.open.values():
             if a.status is not AlertStatus.RESOLVED:
@@ -361,7 +358,7 @@ class Pipeline:
             model.start_new_normal()
             self.book.open.pop((AlertKind.ANOMALY, self.machines[machine].line, machine, None), None)
             self.machines[machine].phase = model.phase
-            self._refresh_open_gauge()
+            self.refresh_open_gauge()
             return True
 
     # ------------------------------------------------------------ checkpoints
