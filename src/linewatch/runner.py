@@ -85,8 +85,9 @@ class Runner:
     def step(self) -> BatchOutcome | None:
         batch = self.source.next_batch()
         self._take_over()
+        lag = self._lag()  # asked once per step: it feeds stale-stream judgement and the lag gauge
         if not batch:
-            idle = self.pipeline.idle(self._behind())  # silence is news too: streams go stale
+            idle = self.pipeline.idle(self._behind(lag))  # silence is news too: streams go stale
             if idle.events:
                 self._make_durable(idle)
                 self._count(idle)
@@ -95,7 +96,7 @@ class Runner:
             if self.uncommitted:
                 self.checkpoint()
             return None
-        outcome = self.pipeline.process(batch, self._behind())
+        outcome = self.pipeline.process(batch, self._behind(lag))
         self._observe(batch)
         if self.silencer and outcome.events:
             with self.pipeline.lock:
@@ -153,30 +154,36 @@ class Runner:
         self.uncommitted = False
         self.last_checkpoint = time.monotonic()
 
-    def _behind(self) -> frozenset[str]:
+    def _lag(self) -> dict[tuple[str, int], int]:
+        """Unread messages per assigned partition (empty for sources without partitions), also
+        published as linewatch_consumer_lag_messages."""
+        lag_of = getattr(self.source, "lag", None)
+        if lag_of is None:
+            return {}
+        lag = lag_of()
+        gauge = self.pipeline.metrics.consumer_lag
+        current = {(topic, str(partition)): n for (topic, partition), n in lag.items()}
+        for labels in self._lag_labels - current.keys():  # partitions this worker no longer owns
+            gauge.remove(*labels)
+        for labels, n in current.items():
+            gauge.labels(*labels).set(n)
+        self._lag_labels = set(current)
+        return lag
+
+    def _behind(self, lag: dict[tuple[str, int], int]) -> frozenset[str]:
         """Machines whose partitions still hold messages this worker has not read."""
-        lag = getattr(self.source, "lag", None)
-        if lag is None:
+        if not lag:
             return frozenset()
         prefix = self.source.settings.raw_topic_prefix  # type: ignore[attr-defined]
-        return frozenset(topic[len(prefix):] for (topic, _), n in lag().items() if n > 0 and topic.startswith(prefix))
+        return frozenset(topic[len(prefix):] for (topic, _), n in lag.items() if n > 0 and topic.startswith(prefix))
 
     def _observe(self, batch: list[RawMessage]) -> None:
-        """Latency from the source to scored, and how far behind the partitions this worker is."""
+        """Latency from the source to scored, sampled per batch."""
         now_ms = time.time() * 1000
         observe = self.pipeline.metrics.latency.observe
         for m in batch[:: max(1, len(batch) // 100)]:  # a sample is enough for a histogram
             if m.timestamp_ms is not None:
                 observe(max(0.0, now_ms - m.timestamp_ms) / 1000)
-        lag = getattr(self.source, "lag", None)
-        if lag is not None:
-            gauge = self.pipeline.metrics.consumer_lag
-            current = {(topic, str(partition)): n for (topic, partition), n in lag().items()}
-            for labels in self._lag_labels - current.keys():  # partitions this worker no longer owns
-                gauge.remove(*labels)
-            for labels, n in current.items():
-                gauge.labels(*labels).set(n)
-            self._lag_labels = set(current)
 
     def _make_durable(self, outcome: BatchOutcome) -> None:
         delay = 0.5
