@@ -1,56 +1,67 @@
-"""One online anomaly model per machine, built from river.
+"""One online anomaly model per machine: river's StandardScaler and Half-Space Trees, scored in batches.
 
-Two river views of each reading: Half-Space Trees over the standard-scaled sensors (joint behaviour
-that no single sensor shows) and the largest per-sensor deviation from the scaler's running mean, in
-standard deviations (one sensor far out, which Half-Space Trees dilute across dimensions). The model
-learns the machine's normal behaviour during a warm-up, then sets a threshold for each view from the
-scores it sees during calibration (a quantile, not a magic number). The machine's score is the larger
-of the two scores divided by its threshold, so 1.0 is the line between normal and anomalous on every
-machine. A reading only counts as anomalous when k of the last n readings were, so one
-noisy sample on a vibrating cutter does not flap an alert, and anomalous readings are not learned as
-normal. Explanations come from the scaler's running mean and variance: which sensors are furthest
-from their normal range, in the sensor's own unit.
+Two views of each reading: Half-Space Trees over the standard-scaled sensors (joint behaviour that
+no single sensor shows) and the largest per-sensor deviation from the running mean, in standard
+deviations (one sensor far out, which Half-Space Trees dilute across dimensions). The model learns
+the machine's normal behaviour during a warm-up, then sets a threshold for each view from the scores
+it sees during calibration (a quantile, not a magic number). The machine's score is the larger of
+the two scores divided by its threshold, so 1.0 is the line between normal and anomalous on every
+machine. A reading only counts as anomalous when k of the last n readings were, so one noisy
+sample on a vibrating cutter does not flap an alert, and anomalous readings are not learned as
+normal. Explanations come from the running mean and variance: which sensors are furthest from
+their normal range, in the sensor's own unit.
+
+The model is river's (``linewatch.detect.reference.RiverMachineModel`` is the same model written
+with river's objects, one reading at a time); this class computes the same scores for a whole batch
+with numpy, several times faster and about 30 times smaller. How: a reading is learned unless it
+is an outlier, so the batch is scored as if every reading were learned, which is then true up to
+the first outlier; from the reading after it, the rest is scored again.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from river import anomaly, compose, preprocessing
+import numpy as np
 
 from linewatch.config import AnomalySettings
+from linewatch.detect.halfspace import HalfSpaceForest
+from linewatch.detect.moments import SensorMoments, scale
+from linewatch.detect.verdict import (HST_LIMIT, MIN_DEVIATION_THRESHOLD, N_TREES, TREE_HEIGHT, WINDOW_SIZE,
+                                      Contribution, Phase, Verdict, quantile)
 
-Phase = Literal["warming_up", "calibrating", "monitoring"]
-HST_LIMIT = 4.0  # scaled sensors beyond +-4 sigma all fall in the outermost half-space
-# Slowly wandering (autocorrelated) sensors cross 3 sigma in runs that debouncing cannot break up;
-# below this many standard deviations a single sensor never makes a reading anomalous on its own.
-MIN_DEVIATION_THRESHOLD = 4.0
+__all__ = ["MONITORING", "Contribution", "MachineModel", "Phase", "Verdict", "Verdicts"]
 
-
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """How far one sensor is from normal, for the alert sentence and the details."""
-
-    sensor: str
-    value: float
-    z: float
-    normal_low: float
-    normal_high: float
+PHASES: tuple[Phase, ...] = ("warming_up", "calibrating", "monitoring")
+WARMING_UP, CALIBRATING, MONITORING = range(3)
+# Readings scored together at most, and guesses at which of them are outliers before the exact prefix is kept.
+LONGEST_RUN, MAX_GUESSES = 2048, 4
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    score: float  # max(tree score / its threshold, deviation / its threshold); 0 before calibration
-    threshold: float | None  # 1.0 once calibrated
-    tree_score: float
-    deviation: float  # largest |z| over the sensors
-    phase: Phase
-    outlier: bool  # this reading alone is beyond the threshold
-    anomalous: bool  # debounced: k of the last n readings were outliers
-    contributions: tuple[Contribution, ...] = field(default=())
+@dataclass
+class Verdicts:
+    """The model's verdicts on a batch of readings, as arrays (one entry per reading)."""
+
+    score: np.ndarray
+    tree_score: np.ndarray
+    deviation: np.ndarray
+    phase: np.ndarray  # index into PHASES
+    outlier: np.ndarray
+    anomalous: np.ndarray
+    contributions: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def __getitem__(self, i: int) -> Verdict:
+        phase = PHASES[self.phase[i]]
+        monitoring = phase == "monitoring"
+        return Verdict(float(self.score[i]), 1.0 if monitoring else None, float(self.tree_score[i]),
+                       float(self.deviation[i]), phase, bool(self.outlier[i]), bool(self.anomalous[i]),
+                       self.contributions.get(i, ()))
 
 
 class MachineModel:
@@ -59,9 +70,7 @@ class MachineModel:
     def __init__(self, machine: str, settings: AnomalySettings, seed: int = 42):
         self.machine = machine
         self.settings = settings
-        self.scaler = preprocessing.StandardScaler()
-        self.trees = anomaly.HalfSpaceTrees(n_trees=25, height=8, window_size=250, seed=seed)
-        self.model = compose.Pipeline(self.scaler, self.trees)
+        self.seed = seed
         self.sensors: tuple[str, ...] | None = None
         self.last: dict[str, float] = {}
         self.seen = 0
@@ -69,6 +78,8 @@ class MachineModel:
         self.tree_threshold: float | None = None
         self.deviation_threshold: float | None = None
         self.recent: deque[bool] = deque(maxlen=settings.debounce_n)
+        self.moments: SensorMoments | None = None
+        self.forest: HalfSpaceForest | None = None
 
     @property
     def phase(self) -> Phase:
@@ -78,72 +89,161 @@ class MachineModel:
             return "calibrating"
         return "monitoring"
 
-    def score_one(self, values: dict[str, float]) -> Verdict:
+    # ------------------------------------------------------------ scoring
+
+    def score_one(self, values: Mapping[str, float]) -> Verdict:
         """Score one reading, learn it if it looks normal, and say how anomalous it is."""
-        x = self._features(values)
+        return self.score_batch([values])[0]
+
+    def score_batch(self, readings: Sequence[Mapping[str, float]]) -> Verdicts:
+        """Score readings in order, exactly as if each were scored and learned one after the other."""
+        if not readings:
+            return self.score_array(np.empty((0, len(self.sensors or ()))))
         if self.sensors is None:
-            self.sensors = tuple(sorted(values))
-            self.trees.limits.update({s: (-HST_LIMIT, HST_LIMIT) for s in self.sensors})
-            x = self._features(values)
-        phase = self.phase
-        tree = float(self.model.score_one(x)) if self.seen >= self.trees.window_size else 0.0
-        deviation = self._deviation(x) if self.seen >= 2 else 0.0
-        self.seen += 1
-        if phase == "warming_up":
-            self.model.learn_one(x)
-            return Verdict(0.0, None, tree, deviation, phase, False, False)
-        if phase == "calibrating":
-            self.model.learn_one(x)
-            self.calibration.append((tree, deviation))
-            if len(self.calibration) >= self.settings.calibration_readings:
-                q, margin = self.settings.threshold_quantile, self.settings.threshold_margin
-                self.tree_threshold = _quantile([c[0] for c in self.calibration], q) * margin
-                self.deviation_threshold = max(_quantile([c[1] for c in self.calibration], q) * margin, MIN_DEVIATION_THRESHOLD)
-                self.calibration = []
-            return Verdict(0.0, None, tree, deviation, phase, False, False)
+            self._start(tuple(sorted(readings[0])))
+        return self.score_array(self._rows(readings))
+
+    def score_array(self, x: np.ndarray) -> Verdicts:
+        """Score rows of sensor values (columns in ``self.sensors`` order; the model must have its sensors)."""
+        assert self.moments is not None and self.forest is not None, "the model learns its sensors from a reading"
+        n = x.shape[0]
+        out = Verdicts(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int8),
+                       np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
+        pos, guess = 0, np.zeros(0, dtype=bool)
+        while pos < n:
+            phase = self.phase
+            if phase == "warming_up":
+                end = min(n, pos + self.settings.warmup_readings - self.seen)
+            elif phase == "calibrating":
+                end = min(n, pos + self.settings.calibration_readings - len(self.calibration))
+            else:
+                end = min(n, pos + LONGEST_RUN)
+            rows = x[pos:end]
+            if phase != "monitoring":  # everything is learned while warming up and calibrating
+                learned = np.ones(len(rows), dtype=bool)
+                tree, deviation, means, variances, learn_paths = self._evaluate(rows, learned)
+                taken = len(rows)
+                if phase == "calibrating":
+                    self.calibration.extend(zip(tree.tolist(), deviation.tolist()))
+                    if len(self.calibration) >= self.settings.calibration_readings:
+                        self._set_thresholds()
+                out.phase[pos:end] = WARMING_UP if phase == "warming_up" else CALIBRATING
+            else:
+                # Guess which readings are outliers (far out on one sensor, at first), score as if the others were
+                # learned, and compare: scores up to the first reading whose verdict differs from
+                # the guess are exact. Guessing the verdicts just computed usually agrees at once.
+                guess = np.concatenate([guess[:len(rows)], self._cheap_guess(rows[len(guess):])])
+                for _ in range(MAX_GUESSES):
+                    learned = ~guess
+                    tree, deviation, means, variances, learn_paths = self._evaluate(rows, learned)
+                    score = self._score(tree, deviation)
+                    outlier = score > 1.0
+                    differ = np.flatnonzero(outlier != guess)
+                    taken = int(differ[0]) if len(differ) else len(rows)
+                    guess = outlier
+                    if taken == len(rows):
+                        break
+                learned[taken:] = False
+                guess = guess[taken:]  # the next run starts from what this one found
+                span = slice(pos, pos + taken)
+                out.phase[span] = MONITORING
+                out.score[span] = score[:taken]
+                out.outlier[span] = outlier[:taken]
+                out.anomalous[span] = self._debounce(outlier[:taken])
+                for i in np.flatnonzero(out.outlier[span] | out.anomalous[span]).tolist():
+                    out.contributions[pos + i] = self._explain(rows[i], means[i], variances[i])
+            out.tree_score[pos:pos + taken] = tree[:taken]
+            out.deviation[pos:pos + taken] = deviation[:taken]
+            self.moments.set(self.moments.count + int(learned[:taken].sum()), means[taken], variances[taken])
+            self.forest.learn(learn_paths[:, :, :taken], learned[:taken])
+            self.seen += taken
+            pos += taken
+        return out
+
+    def _evaluate(self, rows: np.ndarray, learned: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Tree score and deviation of each row, each scored before it is learned, learning the rows
+        marked ``learned``; also the running mean and variance before each row and the rows' paths as learned."""
+        assert self.moments is not None and self.forest is not None
+        means, variances = self.moments.prefix(rows, learned)
+        before = scale(rows, means[:-1], variances[:-1])  # as scored: the state before each row
+        after = scale(rows, means[1:], variances[1:])  # as learned: river updates, then transforms
+        learn_paths = self.forest.paths(after)
+        tree = self.forest.score(self.forest.paths(before), learn_paths, learned)
+        deviation = np.abs(before).max(axis=1) if rows.shape[1] else np.zeros(len(rows))
+        if self.seen < 2:  # river: no deviation before two readings
+            deviation[: 2 - self.seen] = 0.0
+        return tree, deviation, means, variances, learn_paths
+
+    def _cheap_guess(self, rows: np.ndarray) -> np.ndarray:
+        """Readings far out on one sensor, judged without the trees (a tenth of the work): a first
+        guess at the outliers that is right for most of them."""
+        assert self.moments is not None and self.deviation_threshold is not None
+        if not len(rows):
+            return np.zeros(0, dtype=bool)
+        means, variances = self.moments.prefix(rows)
+        return np.abs(scale(rows, means[:-1], variances[:-1])).max(axis=1) > self.deviation_threshold
+
+    def _score(self, tree: np.ndarray, deviation: np.ndarray) -> np.ndarray:
         assert self.tree_threshold is not None and self.deviation_threshold is not None
-        score = max(tree / self.tree_threshold, deviation / self.deviation_threshold)
-        outlier = score > 1.0
-        self.recent.append(outlier)
-        anomalous = sum(self.recent) >= self.settings.debounce_k
-        contributions = self.explain(x) if (outlier or anomalous) else ()
-        if not outlier:
-            self.model.learn_one(x)
-        return Verdict(score, 1.0, tree, deviation, phase, outlier, anomalous, contributions)
+        score = deviation / self.deviation_threshold
+        if self.tree_threshold > 0:  # 0 when calibration ended before the trees' first window
+            score = np.maximum(tree / self.tree_threshold, score)
+        return score
 
-    def _deviation(self, x: dict[str, float]) -> float:
-        means, vars_ = self.scaler.means, self.scaler.vars
-        worst = 0.0
-        for s, v in x.items():
-            var = vars_.get(s, 0.0)
-            if var > 0.0:
-                z = abs(v - means[s]) / math.sqrt(var)
-                if z > worst:
-                    worst = z
-        return worst
+    def _debounce(self, outliers: np.ndarray) -> np.ndarray:
+        """k of the last n readings (including those of earlier batches) were outliers."""
+        history = np.concatenate([np.fromiter(self.recent, dtype=bool, count=len(self.recent)), outliers])
+        counts = np.concatenate([[0], np.cumsum(history)])
+        n, ends = self.settings.debounce_n, np.arange(len(self.recent) + 1, len(history) + 1)
+        self.recent.extend(outliers.tolist())
+        return counts[ends] - counts[np.maximum(ends - n, 0)] >= self.settings.debounce_k
 
-    def _features(self, values: dict[str, float]) -> dict[str, float]:
-        """The model's fixed feature set: a sensor missing from one reading keeps its last value."""
-        if self.sensors is None:
-            return dict(values)
-        x = {}
-        for s in self.sensors:
-            v = values.get(s)
-            if v is None:
-                v = self.last.get(s, 0.0)
-            x[s] = v
-        self.last = x
-        return x
+    def _set_thresholds(self) -> None:
+        q, margin = self.settings.threshold_quantile, self.settings.threshold_margin
+        self.tree_threshold = quantile([c[0] for c in self.calibration], q) * margin
+        self.deviation_threshold = max(quantile([c[1] for c in self.calibration], q) * margin,
+                                       MIN_DEVIATION_THRESHOLD)
+        self.calibration = []
 
-    def explain(self, x: dict[str, float]) -> tuple[Contribution, ...]:
+    # ------------------------------------------------------------ explanations
+
+    def _explain(self, row: np.ndarray, means: np.ndarray, variances: np.ndarray) -> tuple[Contribution, ...]:
         """Sensors ordered by how far they are from their learned mean, in standard deviations."""
+        assert self.sensors is not None
         out = []
-        for s, v in x.items():
-            mean = self.scaler.means.get(s, 0.0)
-            sd = math.sqrt(self.scaler.vars.get(s, 0.0)) or 1e-9
+        for s, v, mean, var in zip(self.sensors, row.tolist(), means.tolist(), variances.tolist()):
+            sd = math.sqrt(var) or 1e-9
             out.append(Contribution(s, v, (v - mean) / sd, mean - 3 * sd, mean + 3 * sd))
         out.sort(key=lambda c: abs(c.z), reverse=True)
         return tuple(out)
+
+    def normal_range(self) -> dict[str, tuple[float, float]]:
+        """Each sensor's learned mean +- 3 standard deviations (empty before the first reading)."""
+        if self.sensors is None or self.moments is None:
+            return {}
+        sd = np.sqrt(self.moments.var)
+        return {s: (float(m - 3 * d), float(m + 3 * d)) for s, m, d in zip(self.sensors, self.moments.mean, sd)}
+
+    # ------------------------------------------------------------ state
+
+    def _start(self, sensors: tuple[str, ...]) -> None:
+        self.sensors = sensors
+        self.moments = SensorMoments(len(sensors))
+        self.forest = HalfSpaceForest(len(sensors), N_TREES, TREE_HEIGHT, WINDOW_SIZE, HST_LIMIT, self.seed)
+
+    def _rows(self, readings: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The model's fixed feature set: a sensor missing from a reading keeps its last value."""
+        sensors = self.sensors
+        assert sensors is not None
+        x = np.empty((len(readings), len(sensors)))
+        previous = [self.last.get(s, 0.0) for s in sensors]
+        for i, values in enumerate(readings):
+            row = [values.get(s) for s in sensors]
+            if None in row:
+                row = [p if v is None else v for v, p in zip(row, previous)]
+            x[i] = previous = row
+        self.last = dict(zip(sensors, x[-1].tolist())) if len(x) else self.last
+        return x
 
     def start_new_normal(self) -> None:
         """Operator feedback: what the machine does now is normal (a new material, a recipe change).
@@ -152,18 +252,8 @@ class MachineModel:
         refusing to learn outliers never gets there; so the model starts again: warm-up and
         calibration on the new regime, silent meanwhile, keeping its sensors.
         """
-        fresh = MachineModel(self.machine, self.settings, seed=self.trees.seed or 42)
         sensors, last = self.sensors, self.last
-        self.__dict__.update(fresh.__dict__)
-        self.sensors, self.last = None, last
+        self.__init__(self.machine, self.settings, self.seed)  # type: ignore[misc]
+        self.last = last
         if sensors is not None:
-            self.sensors = sensors
-            self.trees.limits.update({s: (-HST_LIMIT, HST_LIMIT) for s in sensors})
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+            self._start(sensors)
