@@ -57,30 +57,54 @@ def bench_normalize(config, repeat: int, seconds: int = 20_000) -> dict[str, flo
 
 
 def bench_models(config, repeat: int, n: int = 20_000) -> dict[str, float]:
-    from river import anomaly, compose, preprocessing
+    """8-sensor readings: river reading by reading beside linewatch's batch model, same readings, same seed."""
+    import numpy as np
 
-    normalizer = Normalizer(config)
-    readings = [r.values for sm in LineSimulator(T0, SimulatorSettings(faults=())).messages(n)
-                if isinstance(r := normalizer.normalize(sm.message), Reading) and r.machine == "extruder-1"]
+    from linewatch.detect.reference import RiverMachineModel
 
-    def ours():
-        model = MachineModel("extruder-1", config.detection.anomaly)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(n, 8)) * np.arange(1, 9) + 100.0
+    x[rng.integers(1000, n, 40), rng.integers(0, 8, 40)] += 60.0  # some outliers, so the rescoring path runs
+    sensors = [f"sensor_{i}" for i in range(8)]
+    readings = [dict(zip(sensors, row)) for row in x.tolist()]
+    settings = config.detection.anomaly
+    scores: dict[str, np.ndarray] = {}
+
+    def river():
+        model = RiverMachineModel("m", settings, seed=3)
         t = time.perf_counter()
-        for x in readings:
-            model.score_one(x)
-        return len(readings), time.perf_counter() - t
+        verdicts = [model.score_one(r) for r in readings]
+        elapsed = time.perf_counter() - t
+        scores["river"] = np.array([v.score for v in verdicts])
+        return n, elapsed
 
-    def bare_river():
-        model = compose.Pipeline(preprocessing.StandardScaler(), anomaly.HalfSpaceTrees(n_trees=25, height=8,
-                                                                                         window_size=250, seed=1))
+    def batches(size: int):
+        def run():
+            model = MachineModel("m", settings, seed=3)
+            model.score_batch(readings[:1])  # learns its sensors
+            t = time.perf_counter()
+            got = [model.score_array(x[i:i + size]).score for i in range(1, n, size)]
+            elapsed = time.perf_counter() - t
+            scores[f"batch {size}"] = np.concatenate([[0.0], *got])
+            return n - 1, elapsed
+        return run
+
+    def dict_batches():
+        model = MachineModel("m", settings, seed=3)
         t = time.perf_counter()
-        for x in readings:
-            model.score_one(x)
-            model.learn_one(x)
-        return len(readings), time.perf_counter() - t
+        for i in range(0, n, 500):
+            model.score_batch(readings[i:i + 500])
+        return n, time.perf_counter() - t
 
-    return {"linewatch MachineModel.score_one (5 sensors)": median_rate(ours, repeat),
-            "river StandardScaler|HalfSpaceTrees score_one+learn_one": median_rate(bare_river, repeat)}
+    out = {"river RiverMachineModel.score_one, reading by reading (8 sensors)": median_rate(river, repeat),
+           "linewatch MachineModel.score_array, batches of 100": median_rate(batches(100), repeat),
+           "linewatch MachineModel.score_array, batches of 1000": median_rate(batches(1000), repeat),
+           "linewatch MachineModel.score_batch, dicts, batches of 500": median_rate(dict_batches, repeat)}
+    worst = max(float(np.max(np.abs(scores[k] - scores["river"]))) for k in scores if k != "river")
+    print(f"largest score difference from river over {n:,} readings: {worst:.3g}", file=sys.stderr)
+    if worst > 1e-9:
+        raise SystemExit(f"batch scores differ from river's by {worst:.3g} (> 1e-9)")
+    return out
 
 
 def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, float]:

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.config import Machine, PlantConfig
-from linewatch.detect.anomaly import MachineModel, Verdict
+from linewatch.detect.anomaly import MONITORING, MachineModel, Verdict
 from linewatch.detect.failure_rate import FailureRateMonitor, RateVerdict
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
                               Reading, Rejection, Severity)
@@ -99,6 +101,7 @@ class Pipeline:
         metrics.initialise([(m.line, m.id) for m in config.machines.values()], REASONS)
         self.newest: tuple[datetime, float] | None = None  # (newest reading time, wall clock when it came)
         self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
+        self._to_score: dict[str, list[Reading]] = {}  # this batch's readings per machine, scored together
         self.refresh_open_gauge()
 
     # ------------------------------------------------------------ batches
@@ -122,6 +125,9 @@ class Pipeline:
                     self.metrics.rejected.labels(result.reason).inc()
                     if result.reason == "future_timestamp" and result.machine:
                         self._clock_problem(result, out)
+            for machine, readings in self._to_score.items():
+                self._score(machine, readings, out)
+            self._to_score.clear()
             self._schema_drift(out)
             self._check_stale(out, pending)
             out.events = _compact(out.events)
@@ -175,26 +181,35 @@ class Pipeline:
                 if ev:
                     out.events.append(ev)
         if reading.values:
-            self._score(reading, out)
+            self._to_score.setdefault(reading.machine, []).append(reading)
 
-    def _score(self, reading: Reading, out: BatchOutcome) -> None:
-        model = self.models.get(reading.machine)
+    def _score(self, machine: str, readings: list[Reading], out: BatchOutcome) -> None:
+        """Score a machine's readings of this batch at once, then raise or clear its anomaly alert
+        reading by reading, in order."""
+        model = self.models.get(machine)
         if model is None:
-            model = self.models[reading.machine] = MachineModel(reading.machine, self.config.detection.anomaly,
-                                                                seed=len(self.models) + 1)
-        verdict = model.score_one(reading.values)
-        status = self.machines[reading.machine]
-        status.score, status.threshold, status.phase = verdict.score, verdict.threshold, verdict.phase
+            model = self.models[machine] = MachineModel(machine, self.config.detection.anomaly,
+                                                        seed=len(self.models) + 1)
+        verdicts = model.score_batch([r.values for r in readings])
+        last = verdicts[len(verdicts) - 1]
+        status = self.machines[machine]
+        status.score, status.threshold, status.phase = last.score, last.threshold, last.phase
+        line = status.line
         m = self.metrics
-        m.anomaly_score.labels(reading.line, reading.machine).set(verdict.score)
-        if verdict.threshold is not None:
-            m.anomaly_threshold.labels(reading.line, reading.machine).set(verdict.threshold)
-        if verdict.anomalous and verdict.outlier:
-            out.events.append(self._anomaly_event(reading, verdict))
-        elif verdict.phase == "monitoring" and not verdict.anomalous:
-            if (AlertKind.ANOMALY, reading.line, reading.machine, None) in self.book.open:
-                ev = self.book.clear(AlertKind.ANOMALY, reading.line, reading.machine, None, reading.ts,
-                                     self.anomaly_clear)
+        m.anomaly_score.labels(line, machine).set(last.score)
+        if last.threshold is not None:
+            m.anomaly_threshold.labels(line, machine).set(last.threshold)
+        raise_ = verdicts.anomalous & verdicts.outlier
+        key = (AlertKind.ANOMALY, line, machine, None)
+        if not raise_.any() and key not in self.book.open:
+            return
+        quiet = (verdicts.phase == MONITORING) & ~verdicts.anomalous
+        for i in np.flatnonzero(raise_ | quiet).tolist():
+            reading = readings[i]
+            if raise_[i]:
+                out.events.append(self._anomaly_event(reading, verdicts[i]))
+            elif key in self.book.open:
+                ev = self.book.clear(AlertKind.ANOMALY, line, machine, None, reading.ts, self.anomaly_clear)
                 if ev:
                     out.events.append(ev)
 
