@@ -4,7 +4,8 @@ The trees are grown by river itself (``river.tree.padded.make_padded_tree`` with
 generator and limits as ``river.anomaly.HalfSpaceTrees``), then laid out as complete binary trees in
 heap order: node ``i`` has children ``2i+1`` (value below the split) and ``2i+2``. What river keeps
 on node objects (split feature, split value, the masses of the reference and the latest window)
-becomes four arrays, about 110 kB per machine instead of river's ~3 MB of Python objects.
+becomes four arrays: the trees (shared by machines with the same seed) and about 50 kB of masses
+per machine, instead of river's ~3 MB of Python objects.
 
 A reading's score depends only on the reference masses (``r``), which change only when a window of
 ``window_size`` learned readings completes. So a batch splits into at most a few spans with constant
@@ -15,6 +16,7 @@ the last bit once the paths agree.
 
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -29,9 +31,9 @@ class HalfSpaceForest:
 
     def __init__(self, n_features: int, n_trees: int, height: int, window_size: int, limit: float, seed: int):
         self.n_trees, self.height, self.window_size = n_trees, height, window_size
-        n_inner, n_nodes = 2**height - 1, 2 ** (height + 1) - 1
-        self.feature = np.zeros((n_trees, n_inner), dtype=np.int8 if n_features < 128 else np.int32)
-        self.split = np.zeros((n_trees, n_inner), dtype=np.float64)
+        n_nodes = 2 ** (height + 1) - 1
+        self._shape = (n_features, n_trees, height, limit, seed)
+        self.feature, self.split = _grown(*self._shape)
         # a mass never exceeds window_size: 16-bit counters halve the memory of 1,000 machines' models
         mass_type = np.int16 if window_size < 2**15 else np.int32
         self.l_mass = np.zeros((n_trees, n_nodes), dtype=mass_type)
@@ -40,23 +42,17 @@ class HalfSpaceForest:
         self.first_window = True
         self.size_limit = SIZE_LIMIT_FRACTION * window_size
         self.max_score = n_trees * window_size * (2 ** (height + 1) - 1)
-        rng = random.Random(seed)
-        for t in range(n_trees):
-            # river passes the sorted features' limits; our features are already sorted by position
-            root = make_padded_tree(limits={i: (-limit, limit) for i in range(n_features)}, height=height,
-                                    padding=PADDING, rng=rng, r_mass=0, l_mass=0)
-            self._flatten(t, root)
-        self._tree_index = np.arange(n_trees)[:, None]
         self._depth_weight = (2 ** np.arange(height + 1, dtype=np.int64))[None, :, None]
 
-    def _flatten(self, t: int, root: PaddedBranch) -> None:
-        stack = [(root, 0)]
-        while stack:
-            node, i = stack.pop()
-            if isinstance(node, PaddedBranch):
-                self.feature[t, i], self.split[t, i] = node.feature, node.threshold
-                stack.append((node.children[0], 2 * i + 1))
-                stack.append((node.children[1], 2 * i + 2))
+    def __getstate__(self) -> dict:
+        """Checkpoints carry the masses; the trees are grown again from their seed (same trees)."""
+        state = self.__dict__.copy()
+        del state["feature"], state["split"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.feature, self.split = _grown(*self._shape)
 
     def paths(self, x: np.ndarray) -> np.ndarray:
         """Node index at each depth for each tree and row: shape (trees, height+1, rows).
@@ -137,3 +133,26 @@ class HalfSpaceForest:
                 self.r_mass, self.l_mass = self.l_mass, np.zeros_like(self.l_mass)
                 self.first_window = False
                 self.counter = 0
+
+
+@functools.cache
+def _grown(n_features: int, n_trees: int, height: int, limit: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split feature and split value of every inner node, grown by river and shared (read-only) by
+    every model with the same shape and seed: growing costs ~80 ms, and a plant has many machines."""
+    n_inner = 2**height - 1
+    feature = np.zeros((n_trees, n_inner), dtype=np.int8 if n_features < 128 else np.int32)
+    split = np.zeros((n_trees, n_inner), dtype=np.float64)
+    rng = random.Random(seed)
+    for t in range(n_trees):
+        # river passes the sorted features' limits; our features are already sorted by name
+        root = make_padded_tree(limits={i: (-limit, limit) for i in range(n_features)}, height=height,
+                                padding=PADDING, rng=rng, r_mass=0, l_mass=0)
+        stack = [(root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if isinstance(node, PaddedBranch):
+                feature[t, i], split[t, i] = node.feature, node.threshold
+                stack.append((node.children[0], 2 * i + 1))
+                stack.append((node.children[1], 2 * i + 2))
+    feature.flags.writeable = split.flags.writeable = False
+    return feature, split
