@@ -102,6 +102,9 @@ class Pipeline:
         self.newest: tuple[datetime, float] | None = None  # (newest reading time, wall clock when it came)
         self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
         self._to_score: dict[str, list[Reading]] = {}  # this batch's readings per machine, scored together
+        # metrics are updated once per batch, not per reading: a labelled update costs as much as normalising
+        self._readings_in_batch: dict[str, int] = {}
+        self._qc_in_batch: dict[tuple[str, str], int] = {}
         self.refresh_open_gauge()
 
     # ------------------------------------------------------------ batches
@@ -128,6 +131,7 @@ class Pipeline:
             for machine, readings in self._to_score.items():
                 self._score(machine, readings, out)
             self._to_score.clear()
+            self._flush_metrics()
             self._schema_drift(out)
             self._check_stale(out, pending)
             out.events = _compact(out.events)
@@ -150,7 +154,7 @@ class Pipeline:
 
     def _reading(self, reading: Reading, out: BatchOutcome) -> None:
         machine = self.normalizer.machines[reading.machine]
-        self.metrics.readings.labels(reading.line, reading.machine).inc()
+        self._readings_in_batch[reading.machine] = self._readings_in_batch.get(reading.machine, 0) + 1
         if machine.manufacturer in self.aggregators:
             agg = self.machine_aggregators.get(machine.id)
             if agg is None:
@@ -188,8 +192,8 @@ class Pipeline:
         reading by reading, in order."""
         model = self.models.get(machine)
         if model is None:
-            model = self.models[machine] = MachineModel(machine, self.config.detection.anomaly,
-                                                        seed=len(self.models) + 1)
+            # one seed for all: every machine shares the same (random) trees and keeps its own masses
+            model = self.models[machine] = MachineModel(machine, self.config.detection.anomaly)
         verdicts = model.score_batch([r.values for r in readings])
         last = verdicts[len(verdicts) - 1]
         status = self.machines[machine]
@@ -218,7 +222,6 @@ class Pipeline:
         status.readings += 1
         status.last_reading_at = reading.ts
         status.last_values = reading.values
-        self.metrics.last_reading.labels(reading.line, reading.machine).set(reading.ts.timestamp())
         if self.newest is None or reading.ts > self.newest[0]:
             self.newest = (reading.ts, self.wall_clock())
         key = (AlertKind.STALE_STREAM, reading.line, reading.machine, None)
@@ -306,15 +309,8 @@ class Pipeline:
             monitor = self.monitors[qc.line] = FailureRateMonitor(qc.line, self.config.detection.failure_rate)
             self.lines.setdefault(qc.line, LineStatus(qc.line))
         v = monitor.observe(qc.passed, qc.ts, qc.unit_id)
-        self.metrics.qc_results.labels(qc.line, "pass" if qc.passed else "fail").inc()
-        self.metrics.failure_rate.labels(qc.line).set(v.rate)
-        self.metrics.failure_rate_statistic.labels(qc.line).set(v.statistic)
-        if v.baseline is not None:
-            self.metrics.failure_rate_baseline.labels(qc.line).set(v.baseline)
-        if v.limit is not None:
-            self.metrics.failure_rate_cusum_limit.labels(qc.line).set(v.limit)
-        if v.upper_control_limit is not None:
-            self.metrics.failure_rate_limit.labels(qc.line).set(v.upper_control_limit)
+        outcome = (qc.line, "pass" if qc.passed else "fail")
+        self._qc_in_batch[outcome] = self._qc_in_batch.get(outcome, 0) + 1
         ls = self.lines[qc.line]
         ls.units, ls.failure_rate, ls.baseline, ls.statistic, ls.limit, ls.phase = (
             v.units, v.rate, v.baseline, v.statistic, v.limit, v.phase)
@@ -355,6 +351,25 @@ class Pipeline:
             if ev.type is AlertEventType.FIRED:
                 self.metrics.alerts_fired.labels(ev.alert.kind.value, ev.alert.severity.value).inc()
         self.refresh_open_gauge()
+
+    def _flush_metrics(self) -> None:
+        m = self.metrics
+        for machine, n in self._readings_in_batch.items():
+            status = self.machines[machine]
+            m.readings.labels(status.line, machine).inc(n)
+            if status.last_reading_at is not None:
+                m.last_reading.labels(status.line, machine).set(status.last_reading_at.timestamp())
+        for (line, outcome), n in self._qc_in_batch.items():
+            m.qc_results.labels(line, outcome).inc(n)
+            ls = self.lines[line]
+            m.failure_rate.labels(line).set(ls.failure_rate or 0.0)
+            m.failure_rate_statistic.labels(line).set(ls.statistic)
+            for gauge, value in ((m.failure_rate_baseline, ls.baseline), (m.failure_rate_cusum_limit, ls.limit),
+                                 (m.failure_rate_limit, ls.upper_control_limit)):
+                if value is not None:
+                    gauge.labels(line).set(value)
+        self._readings_in_batch.clear()
+        self._qc_in_batch.clear()
 
     def refresh_open_gauge(self) -> None:
         counts: dict[tuple[str, str], int] = {(k.value, s.value): 0 for k in AlertKind for s in Severity}
