@@ -105,6 +105,8 @@ class Pipeline:
         # metrics are updated once per batch, not per reading: a labelled update costs as much as normalising
         self._readings_in_batch: dict[str, int] = {}
         self._qc_in_batch: dict[tuple[str, str], int] = {}
+        self._changed_machines: set[str] = set()  # learned something since the last checkpoint
+        self._changed_lines: set[str] = set()
         self.refresh_open_gauge()
 
     # ------------------------------------------------------------ batches
@@ -155,6 +157,7 @@ class Pipeline:
     def _reading(self, reading: Reading, out: BatchOutcome) -> None:
         machine = self.normalizer.machines[reading.machine]
         self._readings_in_batch[reading.machine] = self._readings_in_batch.get(reading.machine, 0) + 1
+        self._changed_machines.add(reading.machine)
         if machine.manufacturer in self.aggregators:
             agg = self.machine_aggregators.get(machine.id)
             if agg is None:
@@ -309,6 +312,7 @@ class Pipeline:
             monitor = self.monitors[qc.line] = FailureRateMonitor(qc.line, self.config.detection.failure_rate)
             self.lines.setdefault(qc.line, LineStatus(qc.line))
         v = monitor.observe(qc.passed, qc.ts, qc.unit_id)
+        self._changed_lines.add(qc.line)
         outcome = (qc.line, "pass" if qc.passed else "fail")
         self._qc_in_batch[outcome] = self._qc_in_batch.get(outcome, 0) + 1
         ls = self.lines[qc.line]
@@ -386,6 +390,7 @@ class Pipeline:
             if model is None:
                 return False
             model.start_new_normal()
+            self._changed_machines.add(machine)
             self.book.open.pop((AlertKind.ANOMALY, self.machines[machine].line, machine, None), None)
             self.machines[machine].phase = model.phase
             self.refresh_open_gauge()
@@ -393,20 +398,29 @@ class Pipeline:
 
     # ------------------------------------------------------------ checkpoints
 
-    def export_state(self) -> dict[str, bytes]:
-        """Everything learned, as bytes per key: ``machine:<id>`` for each machine (its model, data-quality,
-        aggregation and normaliser state travel together, as its partition does) and ``line:<name>`` for
-        each line's failure-rate monitor."""
+    def export_state(self, everything: bool = False) -> dict[str, bytes]:
+        """What was learned since the last export (or ``everything``), as bytes per key:
+        ``machine:<id>`` for each machine (its model, data-quality, aggregation and normaliser state
+        travel together, as its partition does) and ``line:<name>`` for each line's failure-rate monitor.
+
+        Incremental by default: a checkpoint rewrites only the machines and lines that received data
+        since the previous one, so 1,000 mostly idle machines do not cost 1,000 rows every 5 seconds.
+        """
         with self.lock:
             n = self.normalizer
             machines = set(self.models) | set(self.quality.state) | set(n.last_ts)
+            lines = set(self.monitors)
+            if not everything:
+                machines &= self._changed_machines
+                lines &= self._changed_lines
+            self._changed_machines, self._changed_lines = set(), set()
             out = {}
             for m in machines:
                 out[f"machine:{m}"] = pickle.dumps({
                     "model": self.models.get(m), "quality": self.quality.state.get(m),
                     "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m)}, protocol=5)
-            out.update({f"line:{line}": pickle.dumps(mon, protocol=5) for line, mon in self.monitors.items()})
+            out.update({f"line:{line}": pickle.dumps(self.monitors[line], protocol=5) for line in lines})
             return out
 
     def import_state(self, states: dict[str, bytes]) -> None:
