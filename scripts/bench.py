@@ -107,6 +107,55 @@ def bench_models(config, repeat: int, n: int = 20_000) -> dict[str, float]:
     return out
 
 
+MEMORY_PROBE = """
+import sys, numpy as np
+import linewatch.service, linewatch.runner, linewatch.sources.kafka  # everything a worker imports
+from linewatch.config import AnomalySettings
+from linewatch.detect.anomaly import MachineModel
+from linewatch.detect.reference import RiverMachineModel
+
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+kind, machines = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(1)
+x = rng.normal(size=(800, 8)) * np.arange(1, 9) + 100.0
+rows = [dict((f"sensor_{i}", v) for i, v in enumerate(r)) for r in x.tolist()]
+before = rss_mb()
+models = []
+for m in range(machines):
+    if kind == "batch":
+        model = MachineModel(f"machine-{m}", AnomalySettings())
+        model.score_batch(rows)
+    else:
+        model = RiverMachineModel(f"machine-{m}", AnomalySettings())
+        for r in rows:
+            model.score_one(r)
+    models.append(model)
+assert all(mdl.phase == "monitoring" for mdl in models)
+print(rss_mb(), rss_mb() - before)
+"""
+
+
+def bench_memory() -> dict[str, float]:
+    """Resident memory of a process with every worker import and N machines' models, each past calibration."""
+    import subprocess
+
+    def probe(kind: str, machines: int) -> tuple[float, float]:
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, kind, str(machines)], capture_output=True,
+                             text=True, check=True).stdout.split()
+        return float(out[0]), float(out[1])
+
+    total, models = probe("batch", 1000)
+    river_total, river_models = probe("river", 100)
+    return {"linewatch, 1,000 machines: resident MB (whole process)": total,
+            "linewatch, 1,000 machines: MB for the models": models,
+            "river objects, 100 machines: resident MB (whole process)": river_total,
+            "river objects, 100 machines: MB for the models (x10 for 1,000)": river_models}
+
+
 def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, float]:
     from kafka import KafkaConsumer
 
@@ -205,6 +254,108 @@ def _paced_producer(bootstrap: str, prefix: str, qc: str, rate: int, seconds: in
     producer.close()
 
 
+def bench_alert_latency(bootstrap: str, seconds: int, rate: int) -> dict[str, float]:
+    """From a reading produced to the alert it raises being visible in the API, at ``rate`` readings/s.
+
+    The simulated line runs ~1,250x faster than real time (5 messages per line second), with a
+    die-pressure spike on extruder-1 every 600 line seconds; each spike raises a fresh alert once
+    the last has cleared. The producer notes when it sent each spike reading; a poller asks
+    GET /api/v1/alerts every 20 ms and notes when each alert first appears. Latency = first seen -
+    sent time of the reading the alert started at (the alert's ``started_at``), so it includes
+    Kafka, the worker's batch, the store and the API, plus up to 20 ms of polling.
+    """
+    import json
+    import subprocess
+    import threading
+    import urllib.request
+
+    from linewatch.sources.kafka import ensure_topics, raw_producer
+    from linewatch.sources.simulator import Fault
+
+    config = load_config()
+    tag = uuid.uuid4().hex[:8]
+    prefix, qc = f"lat{tag}.raw.", f"lat{tag}.qc"
+    ensure_topics(bootstrap, [f"{prefix}{m}" for m in config.machines] + [qc], 8)
+    line_seconds = seconds * rate // 4
+    faults = tuple(Fault("spike", "extruder-1", start=float(t), duration=4.0, sensor="die_pressure", magnitude=80.0)
+                   for t in range(3000, line_seconds, 600))
+    windows = [(T0.timestamp() + f.start, T0.timestamp() + f.start + f.duration) for f in faults]
+    messages = [(sm.ts, sm.message) for sm in LineSimulator(T0, SimulatorSettings(faults=faults), prefix, qc).messages(line_seconds)]
+    sent: dict[tuple[str, float], float] = {}
+    first_seen: dict[str, tuple[float, str, float]] = {}
+    done = threading.Event()
+    env = {**os.environ, "LINEWATCH_KAFKA_BOOTSTRAP": bootstrap, "LINEWATCH_RAW_TOPIC_PREFIX": prefix,
+           "LINEWATCH_QC_TOPIC": qc, "LINEWATCH_DLQ_TOPIC": f"lat{tag}.dlq", "LINEWATCH_ALERTS_TOPIC": f"lat{tag}.alerts",
+           "LINEWATCH_CONSUMER_GROUP": f"lat-{tag}"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def produce() -> None:
+        producer = raw_producer(bootstrap)
+        per_tick = max(1, int(rate * 1.25 / 50))  # 50 ticks a second; 5 messages per 4 readings
+        start = time.monotonic()
+        for i in range(0, len(messages), per_tick):
+            for ts, m in messages[i:i + per_tick]:
+                t = ts.timestamp()
+                if m.key == b"extruder-1" and m.topic != qc and any(a <= t < b for a, b in windows):
+                    sent[("extruder-1", t)] = time.time()
+                producer.send(m.topic, key=m.key, value=m.value)
+            wait = start + (i // per_tick + 1) / 50 - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        producer.flush()
+        producer.close()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                body = json.loads(urllib.request.urlopen(f"{url}/api/v1/alerts?kind=anomaly&limit=20", timeout=2).read())
+            except OSError:
+                time.sleep(0.02)
+                continue
+            now = time.time()
+            for a in body["alerts"]:
+                if a["id"] not in first_seen:
+                    started = datetime.fromisoformat(a["started_at"].replace("Z", "+00:00")).timestamp()
+                    first_seen[a["id"]] = (now, a["machine"], started)
+            time.sleep(0.02)
+
+    linewatch = os.path.join(os.path.dirname(sys.executable), "linewatch")
+    with tempfile.TemporaryDirectory() as tmp:
+        env["LINEWATCH_DATABASE_URL"] = f"sqlite:///{tmp}/alerts.db"
+        worker = subprocess.Popen([linewatch, "run", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if urllib.request.urlopen(url + "/readyz", timeout=2).status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            time.sleep(3)  # the consumer group settles
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            produce()
+            time.sleep(3)
+            done.set()
+            poller.join(5)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    latencies = sorted(seen - sent[(machine, started)] for seen, machine, started in first_seen.values()
+                       if (machine, started) in sent)
+    if len(latencies) < 20:
+        raise SystemExit(f"only {len(latencies)} alerts were matched to their readings; the latency run failed")
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    return {"alerts measured": len(latencies), "p50 produced -> visible (ms)": pct(0.5),
+            "p90 produced -> visible (ms)": pct(0.9), "p99 produced -> visible (ms)": pct(0.99),
+            "max produced -> visible (ms)": latencies[-1] * 1000}
+
+
 def bench_api_under_load(bootstrap: str, seconds: int, rate: int) -> dict[str, float]:
     """GET /api/v1/alerts?status=firing with wrk while one worker ingests ``rate`` readings/s from Kafka."""
     import re
@@ -277,16 +428,25 @@ def main() -> int:
     p.add_argument("--api-only", action="store_true", help="only the HTTP API run (implies --api)")
     p.add_argument("--api-seconds", type=int, default=20)
     p.add_argument("--api-rate", type=int, default=5000, help="readings/s the worker ingests during the API run")
+    p.add_argument("--latency", action="store_true", help="also measure produced -> alert visible in the API")
+    p.add_argument("--latency-only", action="store_true", help="only the alert latency run")
+    p.add_argument("--latency-seconds", type=int, default=40)
     args = p.parse_args()
     config = load_config()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"command: scripts/bench {' '.join(sys.argv[1:])}".rstrip())
-    sections = [] if args.api_only else [("normalisation alone (readings/s, one core)", bench_normalize(config, args.repeat)),
-                ("anomaly model per reading (readings/s, one core)", bench_models(config, args.repeat))]
+    only = args.api_only or args.latency_only
+    sections = [] if only else [("normalisation alone (readings/s, one core)", bench_normalize(config, args.repeat)),
+                ("anomaly model per reading (readings/s, one core)", bench_models(config, args.repeat)),
+                ("memory with every model past calibration (8 sensors each)", bench_memory())]
     bootstrap = os.environ.get("LINEWATCH_KAFKA_BOOTSTRAP")
-    if bootstrap and not args.skip_kafka and not args.api_only:
+    if bootstrap and not args.skip_kafka and not only:
         sections.append((f"through the local broker {bootstrap} ({args.line_seconds * 5} messages, msgs/s)",
                          bench_kafka(config, bootstrap, args.repeat, args.line_seconds)))
+    if bootstrap and (args.latency or args.latency_only):
+        sections.append((f"reading produced -> alert visible in the API, worker ingesting {args.api_rate} readings/s "
+                         f"from {bootstrap} ({args.latency_seconds} s, one run)",
+                         bench_alert_latency(bootstrap, args.latency_seconds, args.api_rate)))
     if bootstrap and (args.api or args.api_only):
         sections.append((f"HTTP API under load (wrk -t2 -c14, 10 ms between requests per connection, "
                          f"{args.api_seconds} s, worker ingesting "
