@@ -215,6 +215,74 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
             "linewatch worker end to end (consume, normalise, score, store, commit)": median_rate(worker, repeat)}
 
 
+def _metric_sum(url: str, name: str) -> float:
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def bench_scaling(bootstrap: str, line_seconds: int) -> dict[str, float]:
+    """The same topics (8 partitions each) consumed by 1, then 2 worker processes of one group.
+
+    Each worker is ``linewatch run`` with its own SQLite (no handover is measured here); throughput
+    is messages / (first message processed -> last message processed), rebalances included.
+    """
+    import subprocess
+
+    from linewatch.sources.kafka import ensure_topics, raw_producer
+
+    config = load_config()
+    tag = uuid.uuid4().hex[:8]
+    prefix, qc = f"scale{tag}.raw.", f"scale{tag}.qc"
+    ensure_topics(bootstrap, [f"{prefix}{m}" for m in config.machines] + [qc], 8)
+    producer = raw_producer(bootstrap)
+    total = 0
+    for sm in LineSimulator(T0, SimulatorSettings(faults=()), prefix, qc).messages(line_seconds):
+        producer.send(sm.message.topic, key=sm.message.key, value=sm.message.value)
+        total += 1
+    producer.flush()
+    producer.close()
+    linewatch = os.path.join(os.path.dirname(sys.executable), "linewatch")
+    out = {}
+    for workers in (1, 2):
+        env = {**os.environ, "LINEWATCH_KAFKA_BOOTSTRAP": bootstrap, "LINEWATCH_RAW_TOPIC_PREFIX": prefix,
+               "LINEWATCH_QC_TOPIC": qc, "LINEWATCH_DLQ_TOPIC": f"scale{tag}.dlq",
+               "LINEWATCH_ALERTS_TOPIC": f"scale{tag}.alerts", "LINEWATCH_CONSUMER_GROUP": f"scale-{tag}-{workers}"}
+        with tempfile.TemporaryDirectory() as tmp:
+            urls, procs = [], []
+            for i in range(workers):
+                port = _free_port()
+                urls.append(f"http://127.0.0.1:{port}")
+                procs.append(subprocess.Popen([linewatch, "run", "--port", str(port)],
+                                              env={**env, "LINEWATCH_DATABASE_URL": f"sqlite:///{tmp}/w{i}.db"},
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            try:
+                first = None
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    done = sum(_metric_sum(u, "linewatch_batch_messages_sum") for u in urls)
+                    now = time.monotonic()
+                    if done > 0 and first is None:
+                        first = now
+                    if done >= total:
+                        break
+                    time.sleep(0.1)
+                else:
+                    raise SystemExit(f"{workers} worker(s) did not finish {total} messages in 600 s")
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait(30)
+        out[f"{workers} worker process(es), msgs/s"] = total / (now - first)
+    out["2 workers / 1 worker"] = out["2 worker process(es), msgs/s"] / out["1 worker process(es), msgs/s"]
+    return out
+
+
 def _free_port() -> int:
     import socket
 
@@ -431,11 +499,13 @@ def main() -> int:
     p.add_argument("--latency", action="store_true", help="also measure produced -> alert visible in the API")
     p.add_argument("--latency-only", action="store_true", help="only the alert latency run")
     p.add_argument("--latency-seconds", type=int, default=40)
+    p.add_argument("--scaling", action="store_true", help="also compare 1 and 2 worker processes on one topic set")
+    p.add_argument("--scaling-only", action="store_true", help="only the 1 -> 2 worker processes run")
     args = p.parse_args()
     config = load_config()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"command: scripts/bench {' '.join(sys.argv[1:])}".rstrip())
-    only = args.api_only or args.latency_only
+    only = args.api_only or args.latency_only or args.scaling_only
     sections = [] if only else [("normalisation alone (readings/s, one core)", bench_normalize(config, args.repeat)),
                 ("anomaly model per reading (readings/s, one core)", bench_models(config, args.repeat)),
                 ("memory with every model past calibration (8 sensors each)", bench_memory())]
@@ -443,6 +513,10 @@ def main() -> int:
     if bootstrap and not args.skip_kafka and not only:
         sections.append((f"through the local broker {bootstrap} ({args.line_seconds * 5} messages, msgs/s)",
                          bench_kafka(config, bootstrap, args.repeat, args.line_seconds)))
+    if bootstrap and (args.scaling or args.scaling_only):
+        sections.append((f"1 -> 2 worker processes, same consumer group, {args.line_seconds * 5} messages over "
+                         f"8 partitions per topic ({bootstrap}, one run each)",
+                         bench_scaling(bootstrap, args.line_seconds)))
     if bootstrap and (args.latency or args.latency_only):
         sections.append((f"reading produced -> alert visible in the API, worker ingesting {args.api_rate} readings/s "
                          f"from {bootstrap} ({args.latency_seconds} s, one run)",
