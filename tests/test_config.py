@@ -69,3 +69,32 @@ def test_iso_local_needs_a_real_time_zone(configs):
     path.write_text(path.read_text().replace("timezone: Europe/Berlin", "timezone: Europe/Atlantis"))
     [problem] = _problems(configs)
     assert "unknown time zone 'Europe/Atlantis'" in problem
+
+
+def test_genealogy_settings_load_and_are_located(configs):
+    assert load_config(configs).detection.genealogy.horizon_units == 50_000
+    path = configs / "plant.yaml"
+    text = path.read_text().replace("horizon_units: 50000", "horizon_units: 10")
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "horizon_units: 10" in t)
+    [problem] = _problems(configs)
+    assert problem.startswith(f"{path}:{line}:") and "detection.genealogy.horizon_units" in problem
+
+
+def test_an_id_field_that_is_already_a_sensor_is_located(configs):
+    path = configs / "manufacturers" / "schneidwerk.yaml"
+    text = path.read_text().replace("batch_id_path: data.piece.lot", "batch_id_path: data.knife.speed")
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("batch_id_path:"))
+    [problem] = _problems(configs)
+    assert problem.startswith(f"{path}:{line}:")
+    assert "'data.knife.speed' is already read as sensor knife_speed" in problem
+
+
+def test_unit_and_batch_ids_need_fields_of_their_own(configs):
+    path = configs / "manufacturers" / "weighpro.yaml"
+    text = path.read_text().replace("  batch_id_path: lot", "  batch_id_path: bag")
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "batch_id_path: bag" in t)
+    [problem] = _problems(configs)
+    assert problem.startswith(f"{path}:{line}:") and "also qc.unit_id_path" in problem

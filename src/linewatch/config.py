@@ -126,11 +126,26 @@ class DataQualitySettings(_Strict):
     clear_after_seconds: float = Field(60.0, gt=0)
 
 
+class GenealogySettings(_Strict):
+    """Failure rate per machine: unit and batch ids on readings link QC results to the machines that made them."""
+
+    per_machine: bool = True  # one failure-rate monitor per machine, fed through the genealogy
+    horizon_units: int = Field(50_000, ge=100)  # recent units remembered (LRU), about 400 bytes each
+    horizon_batches: int = Field(5_000, ge=10)  # recent batches remembered (LRU)
+    # a machine on more than this share of a line's attributed QC results (the only extruder, the QC
+    # station) says nothing the line's own monitor does not: its verdicts never alarm
+    line_wide_share: float = Field(0.9, gt=0.0, le=1.0)
+    # each machine's in-control average run length: with several machines watched at once, each needs a
+    # longer one than the line's for false alarms on the line as a whole to stay as rare
+    target_arl0_units: int = Field(100_000, ge=100)
+
+
 class DetectionSettings(_Strict):
     escalate_after_seconds: float | None = Field(900.0, gt=0)  # a warning that persists this long becomes critical
     anomaly: AnomalySettings = AnomalySettings()
     failure_rate: FailureRateSettings = FailureRateSettings()
     data_quality: DataQualitySettings = DataQualitySettings()
+    genealogy: GenealogySettings = GenealogySettings()
 
 
 class UnknownMachines(_Strict):
@@ -201,6 +216,7 @@ class QcSpec(_Strict):
     fail_values: list[str | bool | int]
     defect_path: str | None = None
     test: str
+    test_path: str | None = None  # field naming the test when one station reports several (else ``test``)
 
 
 Aggregation = Literal["mean", "max", "min", "rms", "last"]
@@ -323,6 +339,8 @@ def load_config(directory: Path | None = None) -> PlantConfig:
             continue
         profiles[profile.manufacturer] = profile
         profile_files[profile.manufacturer] = path
+        for loc, message in _id_field_problems(profile):
+            problems.append(ConfigProblem(file=str(path), line=_line_of(path, loc), message=message))
 
     if catalogue is not None:
         from linewatch.normalize.units import check_unit
@@ -396,6 +414,35 @@ def load_config(directory: Path | None = None) -> PlantConfig:
     assert plant is not None and catalogue is not None
     return PlantConfig(directory=directory, site=plant.site, machines=machines, catalogue=catalogue,
                        profiles=profiles, detection=plant.detection, unknown_machines=plant.unknown_machines)
+
+
+def _id_field_problems(profile: ProfileSpec) -> list[tuple[list[Any], str]]:
+    """Unit and batch ids (genealogy) need fields of their own: a field already read as a sensor value,
+    the timestamp or the machine id would link every reading to a nonsense unit, silently."""
+    taken = {m.path: f"sensor {m.sensor}" for m in profile.sensors if m.path}
+    taken[profile.timestamp.path] = "the timestamp"
+    if profile.machine_id.path:
+        taken[profile.machine_id.path] = "the machine id"
+    if profile.tags_path:
+        taken[profile.tags_path] = "the tag list"
+    out: list[tuple[list[Any], str]] = []
+    for name in ("unit_id_path", "batch_id_path"):
+        value = getattr(profile, name)
+        if value is not None and value in taken:
+            out.append(([name], f"{name}: {value!r} is already read as {taken[value]}"))
+    if profile.unit_id_path is not None and profile.unit_id_path == profile.batch_id_path:
+        out.append((["batch_id_path"], f"batch_id_path: {profile.batch_id_path!r} is also unit_id_path; "
+                                       "a unit and its batch need fields of their own"))
+    qc = profile.qc
+    if qc is not None:
+        if qc.unit_id_path is not None and qc.unit_id_path == qc.batch_id_path:
+            out.append((["qc", "batch_id_path"], f"qc.batch_id_path: {qc.batch_id_path!r} is also qc.unit_id_path; "
+                                                 "a unit and its batch need fields of their own"))
+        for name in ("unit_id_path", "batch_id_path", "test_path"):
+            value = getattr(qc, name)
+            if value is not None and value == qc.verdict_path:
+                out.append((["qc", name], f"qc.{name}: {value!r} is the verdict field"))
+    return out
 
 
 # ---------------------------------------------------------------- YAML with line numbers

@@ -66,6 +66,58 @@ def test_epoch_seconds_and_qc_verdicts(normalizer):
     assert isinstance(ok, QcResult) and ok.passed and ok.defect is None
 
 
+def test_readings_carry_unit_and_batch_ids_for_genealogy(normalizer):
+    cut = normalizer.normalize(msg("linewatch.raw.cutter-1", {
+        "device": {"id": "SW-CUT-01"}, "time": "2026-07-01T12:00:00.250",
+        "data": {"knife": {"speed": 1450.0}, "piece": {"length_cm": 2.5, "id": "U-0001234", "lot": "L-00012"}}}))
+    assert isinstance(cut, Reading) and (cut.unit_id, cut.batch_id) == ("U-0001234", "L-00012")
+    dry = normalizer.normalize(msg("linewatch.raw.dryer-1", {
+        "ts": "2025-11-22T09:15:00.000Z", "lot": 12, "tags": [{"tag": "Exhaust.RH", "value": 35, "unit": "%"}]},
+        key="dryer-1"))
+    assert isinstance(dry, Reading) and (dry.unit_id, dry.batch_id) == (None, "12")  # an integer id is text
+    ext = normalizer.normalize(msg("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "batchId": "L-00012"}))
+    assert isinstance(ext, Reading) and (ext.unit_id, ext.batch_id) == (None, "L-00012")
+    plain = normalizer.normalize(msg("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "batchId": "  "}))
+    assert isinstance(plain, Reading) and plain.batch_id is None  # blank is absent
+    drifted = {f for d in normalizer.schema_drift for f in d.fields}
+    assert not drifted & {"batchId", "lot", "data.piece.id", "data.piece.lot"}  # mapped, so not reported as new
+
+
+@pytest.mark.parametrize("bad", [{"lot": 12}, [12], 12.5, True])
+def test_an_id_that_no_other_message_could_match_is_rejected(normalizer, bad):
+    r = normalizer.normalize(msg("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "batchId": bad}))
+    assert isinstance(r, Rejection) and r.reason == "bad_value" and "batchId" in r.detail
+    q = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "bag": bad, "verdict": "PASS"}, key="checkweigher-1"))
+    assert isinstance(q, Rejection) and q.reason == "bad_value" and "bag" in q.detail
+
+
+def test_qc_names_the_lot_and_the_test_when_the_payload_does(normalizer):
+    bag = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "bag": "U-7", "lot": "L-3",
+                                                    "verdict": "PASS"}, key="checkweigher-1"))
+    assert (bag.unit_id, bag.batch_id, bag.test) == ("U-7", "L-3", "checkweigher")
+    crush = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "lot": "L-3", "test": "crush",
+                                                      "verdict": "FAIL", "reason": "BRITTLE"}, key="checkweigher-1"))
+    assert (crush.unit_id, crush.batch_id, crush.test, crush.defect) == (None, "L-3", "crush", "BRITTLE")
+
+
+def test_qc_fields_the_profile_does_not_name_are_absent(config, tmp_path):
+    """A profile without qc.batch_id_path (or defect_path) must not read the whole payload as the id."""
+    import shutil
+
+    from linewatch.config import load_config
+
+    shutil.copytree(config.directory, tmp_path / "c")
+    prof = tmp_path / "c" / "manufacturers" / "weighpro.yaml"
+    text = prof.read_text()
+    for line in ("  batch_id_path: lot\n", "  defect_path: reason\n"):
+        assert line in text
+        text = text.replace(line, "")
+    prof.write_text(text)
+    n = Normalizer(load_config(tmp_path / "c"))
+    q = n.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "bag": "U-1", "lot": "L-1", "verdict": "FAIL"}, key="checkweigher-1"))
+    assert isinstance(q, QcResult) and (q.unit_id, q.batch_id, q.defect) == ("U-1", None, None)
+
+
 GOOD_EXTRUDER = {"machineId": "EXT-4471", "tsMs": 1763800000123, "barrelTempF": 392.0, "diePressurePsi": 2683.2}
 
 

@@ -17,7 +17,7 @@ import orjson
 
 from linewatch.config import Machine, PlantConfig
 from linewatch.domain import QcResult, RawMessage, Reading, Rejection, Source
-from linewatch.normalize.profile import CompiledProfile, PayloadError, dig, leaf_paths
+from linewatch.normalize.profile import CompiledProfile, PayloadError, dig, identifier, leaf_paths
 
 RAW_TOPIC_PREFIX = "linewatch.raw."
 QC_TOPIC = "linewatch.qc"
@@ -141,11 +141,13 @@ class Normalizer:
         if prev is None or ts > prev:
             self.last_ts[machine.id] = ts
         self.last_raw[machine.id] = msg.value
-        unit_id = dig(payload, profile.unit_id_keys) if profile.unit_id_keys else None
-        batch_id = dig(payload, profile.batch_id_keys) if profile.batch_id_keys else None
+        unit_id = batch_id = None
+        if profile.unit_id_keys:
+            unit_id = identifier(dig(payload, profile.unit_id_keys), "unit id", profile.unit_id_keys)
+        if profile.batch_id_keys:
+            batch_id = identifier(dig(payload, profile.batch_id_keys), "batch id", profile.batch_id_keys)
         return Reading(machine=machine.id, line=machine.line, ts=ts, values=values, source=source,
-                       unit_id=None if unit_id is None else str(unit_id),
-                       batch_id=None if batch_id is None else str(batch_id))
+                       unit_id=unit_id, batch_id=batch_id)
 
     def _refresh_horizon(self) -> datetime:
         """Move the clock-skew horizon to now + the allowed lead; only needed when a reading passes it."""
@@ -220,12 +222,19 @@ class Normalizer:
         else:
             raise PayloadError("bad_verdict", f"verdict {verdict!r} is neither a pass ({sorted(profile.qc_pass)}) "
                                               f"nor a fail ({sorted(profile.qc_fail)}) value")
-        unit_id = dig(payload, profile.qc_unit_keys)
-        batch_id = dig(payload, profile.qc_batch_keys)
-        defect = dig(payload, profile.qc_defect_keys)
-        return QcResult(ts=ts, line=machine.line, passed=passed, test=profile.qc.test, source=source,
-                        machine=machine.id, unit_id=None if unit_id is None else str(unit_id),
-                        batch_id=None if batch_id is None else str(batch_id),
+        # dig() with no keys returns the whole payload: a field the profile does not name is absent
+        unit_id = batch_id = defect = test = None
+        if profile.qc_unit_keys:
+            unit_id = identifier(dig(payload, profile.qc_unit_keys), "unit id", profile.qc_unit_keys)
+        if profile.qc_batch_keys:
+            batch_id = identifier(dig(payload, profile.qc_batch_keys), "batch id", profile.qc_batch_keys)
+        if profile.qc_defect_keys:
+            defect = dig(payload, profile.qc_defect_keys)
+        if profile.qc_test_keys:
+            test = dig(payload, profile.qc_test_keys)
+        return QcResult(ts=ts, line=machine.line, passed=passed,
+                        test=profile.qc.test if test is None or test == "" else str(test), source=source,
+                        machine=machine.id, unit_id=unit_id, batch_id=batch_id,
                         defect=None if defect is None or passed else str(defect))
 
     def _reject(self, msg: RawMessage, reason: str, detail: str) -> Rejection:

@@ -90,12 +90,13 @@ class CompiledProfile:
         self.qc: QcSpec | None = spec.qc
         if spec.qc:
             self.known_fields |= {p for p in (spec.qc.unit_id_path, spec.qc.batch_id_path, spec.qc.verdict_path,
-                                              spec.qc.defect_path) if p}
+                                              spec.qc.defect_path, spec.qc.test_path) if p}
         if spec.qc:
             self.qc_unit_keys = _keys(spec.qc.unit_id_path)
             self.qc_batch_keys = _keys(spec.qc.batch_id_path)
             self.qc_verdict_keys = _keys(spec.qc.verdict_path)
             self.qc_defect_keys = _keys(spec.qc.defect_path)
+            self.qc_test_keys = _keys(spec.qc.test_path)
             self.qc_pass = {str(v).upper() for v in spec.qc.pass_values}
             self.qc_fail = {str(v).upper() for v in spec.qc.fail_values}
 
@@ -224,6 +225,22 @@ def leaf_paths(payload: Any, prefix: str = "") -> set[str]:
         else:
             out.add(path)
     return out
+
+
+def identifier(raw: Any, what: str, where: tuple[str, ...]) -> str | None:
+    """A unit or batch id as text: a string or an integer; None when absent or blank.
+
+    Anything else (a number with a fraction, a list, an object, true/false) would become an id no other
+    message can ever match, so genealogy would lose the link without a trace: it is rejected instead.
+    """
+    if raw is None:
+        return None
+    t = type(raw)
+    if t is str:
+        return raw if raw.strip() else None
+    if t is int:
+        return str(raw)
+    raise PayloadError("bad_value", f"{what} ({'.'.join(where)}) is {raw!r}; an id must be a string or an integer")
 
 
 def _overflow(sensor: str, where: str, raw: Any) -> None:
