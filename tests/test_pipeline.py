@@ -145,3 +145,38 @@ def test_new_normal_relearns_instead_of_alerting_forever(config):
     after = run(pipeline, msgs[5 * 1000:])
     assert not [e for e in after if e.alert.kind is AlertKind.ANOMALY and e.alert.machine == "extruder-1"]
     assert pipeline.models["extruder-1"].phase == "monitoring"  # relearned on the new level
+
+
+def test_a_failing_machine_gets_its_own_failure_rate_alert_through_the_genealogy(tmp_path, config):
+    """Two cutters; cutter-2's units start failing at 20 %. The pipeline raises a failure-rate alert
+    on cutter-2 (the sentence names it and its line), none on cutter-1, and the per-machine state
+    travels with the line's checkpoint."""
+    import shutil
+
+    from linewatch.config import load_config
+    from linewatch.sources.simulator import Fault
+
+    target = tmp_path / "configs"
+    shutil.copytree(config.directory, target)
+    plant = target / "plant.yaml"
+    cutter = "            vendor_ids: [SW-CUT-01]\n"
+    text = plant.read_text().replace(cutter, cutter + "          - id: cutter-2\n            kind: cutter\n"
+                                     "            manufacturer: schneidwerk\n            vendor_ids: [SW-CUT-02]\n")
+    assert "baseline_units: 1000" in text
+    plant.write_text(text.replace("baseline_units: 1000", "baseline_units: 800"))  # a shorter phase I
+    two_cutters = load_config(target)
+    vendor_ids = {"extruder-1": "EXT-4471", "cutter-1": "SW-CUT-01", "cutter-2": "SW-CUT-02", "dryer-1": "TF-DRY-7",
+                  "checkweigher-1": "CW1"}
+    faults = (Fault("failure_rate", "cutter-2", start=1200.0, duration=3600, magnitude=0.20),)
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(seed=2, genealogy=True, vendor_ids=vendor_ids,
+                                                                   faults=faults)).messages(1800)]
+    pipeline = Pipeline(two_cutters, Metrics())
+    first = pipeline.process(msgs[: len(msgs) // 2])
+    restored = Pipeline(two_cutters, Metrics())
+    restored.import_state(pipeline.export_state())
+    assert restored.machine_rates["line-1"].monitors.keys() == pipeline.machine_rates["line-1"].monitors.keys()
+    events = first.events + restored.process(msgs[len(msgs) // 2:]).events
+    per_machine = {e.alert.machine: e.alert.summary for e in events
+                   if e.alert.kind == AlertKind.FAILURE_RATE and e.alert.machine is not None}
+    assert set(per_machine) == {"cutter-2"}, per_machine
+    assert "on cutter-2 (line-1)" in per_machine["cutter-2"]

@@ -22,6 +22,7 @@ from linewatch.alerts.lifecycle import AlertBook
 from linewatch.config import Machine, PlantConfig
 from linewatch.detect.anomaly import MONITORING, MachineModel, Verdict
 from linewatch.detect.failure_rate import FailureRateMonitor, RateVerdict
+from linewatch.detect.genealogy import MachineFailureRates
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
                               Reading, Rejection, Severity)
 from linewatch.explain import anomaly_summary, failure_rate_summary
@@ -89,6 +90,9 @@ class Pipeline:
         self.aggregators = {name: spec.aggregate for name, spec in config.profiles.items() if spec.aggregate}
         self.machine_aggregators: dict[str, Aggregator] = {}
         self.monitors: dict[str, FailureRateMonitor] = {}  # made on a line's first QC result (owned lines only)
+        # failure rate per machine, where unit/batch ids on readings link QC results to machines (per line)
+        self.machine_rates: dict[str, MachineFailureRates] = {}
+        self._per_machine_rates = settings.genealogy.per_machine
         self.anomaly_clear = timedelta(seconds=settings.anomaly.clear_after_seconds)
         self.dq_clear = timedelta(seconds=settings.data_quality.clear_after_seconds)
         self.stale_after = timedelta(seconds=settings.data_quality.stale_after_seconds)
@@ -157,6 +161,10 @@ class Pipeline:
     def _reading(self, reading: Reading, out: BatchOutcome) -> None:
         machine = self.normalizer.machines[reading.machine]
         self._readings_in_batch[reading.machine] = self._readings_in_batch.get(reading.machine, 0) + 1
+        # genealogy before aggregation: a folded reading keeps only its first reading's ids
+        if self._per_machine_rates and (reading.unit_id is not None or reading.batch_id is not None):
+            self._machine_rates(reading.line).record(reading)
+            self._changed_lines.add(reading.line)
         self._changed_machines.add(reading.machine)
         if machine.manufacturer in self.aggregators:
             agg = self.machine_aggregators.get(machine.id)
@@ -327,8 +335,25 @@ class Pipeline:
                 ev = self.book.resolve(key, qc.ts)
                 if ev:
                     out.events.append(ev)
+        if self._per_machine_rates:
+            for machine, mv in self._machine_rates(qc.line).observe(qc):
+                if mv.alarm:
+                    out.events.append(self._rate_event(qc, mv, machine))
+                elif mv.phase == "monitoring":
+                    key = (AlertKind.FAILURE_RATE, qc.line, machine, None)
+                    if key in self.book.open:
+                        ev = self.book.resolve(key, qc.ts)
+                        if ev:
+                            out.events.append(ev)
 
-    def _rate_event(self, qc: QcResult, v: RateVerdict) -> AlertEvent:
+    def _machine_rates(self, line: str) -> MachineFailureRates:
+        rates = self.machine_rates.get(line)
+        if rates is None:
+            detection = self.config.detection
+            rates = self.machine_rates[line] = MachineFailureRates(line, detection.genealogy, detection.failure_rate)
+        return rates
+
+    def _rate_event(self, qc: QcResult, v: RateVerdict, machine: str | None = None) -> AlertEvent:
         assert v.baseline is not None
         rate = v.rate_since if v.rate_since is not None else v.rate
         severity = Severity.CRITICAL if rate >= 3 * v.baseline else Severity.WARNING
@@ -339,8 +364,13 @@ class Pipeline:
                    "since": v.since.isoformat() if v.since else None, "first_unit": v.first_unit,
                    "detector": v.detector,
                    "units": v.units}
-        summary = failure_rate_summary(qc.line, rate, v.baseline, v.since, v.first_unit)
-        return self.book.raise_(AlertKind.FAILURE_RATE, qc.line, None, None, qc.ts, severity, summary, details)
+        where = qc.line
+        if machine is not None:  # per machine, through the genealogy
+            details["machine"] = machine
+            details["share_of_line_results"] = round(self.machine_rates[qc.line].share(machine), 3)
+            where = f"{machine} ({qc.line})"
+        summary = failure_rate_summary(where, rate, v.baseline, v.since, v.first_unit)
+        return self.book.raise_(AlertKind.FAILURE_RATE, qc.line, machine, None, qc.ts, severity, summary, details)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -420,7 +450,10 @@ class Pipeline:
                     "model": self.models.get(m), "quality": self.quality.state.get(m),
                     "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m)}, protocol=5)
-            out.update({f"line:{line}": pickle.dumps(self.monitors[line], protocol=5) for line in lines})
+            # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
+            out.update({f"line:{line}": pickle.dumps({"monitor": self.monitors[line],
+                                                      "machine_rates": self.machine_rates.get(line)}, protocol=5)
+                        for line in lines})
             return out
 
     def import_state(self, states: dict[str, bytes]) -> None:
@@ -439,7 +472,12 @@ class Pipeline:
                     if st["model"] is not None and name in self.machines:
                         self.machines[name].phase = st["model"].phase
                 elif kind == "line":
-                    self.monitors[name] = pickle.loads(blob)
+                    st = pickle.loads(blob)
+                    if isinstance(st, FailureRateMonitor):  # checkpoints written before genealogy
+                        st = {"monitor": st, "machine_rates": None}
+                    self.monitors[name] = st["monitor"]
+                    if st["machine_rates"] is not None:
+                        self.machine_rates[name] = st["machine_rates"]
                     self.lines.setdefault(name, LineStatus(name))
 
     def release(self, machines: set[str], lines: set[str]) -> None:
@@ -455,6 +493,7 @@ class Pipeline:
                     self.machines[m].phase = "handed over"
             for line in lines:
                 self.monitors.pop(line, None)
+                self.machine_rates.pop(line, None)
 
     def machine_detail(self, machine_id: str) -> dict[str, Any] | None:
         """What was converted and how, for one machine: profile, mapping with factors, last samples."""
