@@ -97,8 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     fr.add_argument("--steps", default="0.20,0.10,0.08", help="post-change failure rates, comma-separated")
     fr.add_argument("--json", action="store_true", help="print the full result as JSON")
     fr.set_defaults(func=cmd_evaluate_failure_rate)
-    sk = evs.add_parser("skab", help="SKAB outlier F1 / FAR / MAR with the published protocol")
+    sk = evs.add_parser("skab", help="SKAB outlier F1 / FAR / MAR and changepoint NAB with the published protocol")
     sk.add_argument("path", type=Path, nargs="?", default=Path("../shared/datasets/skab"))
+    sk.add_argument("--detector", choices=["mewma", "halfspace"], default="mewma",
+                    help="mewma: multivariate EWMA / Hotelling T² (default); halfspace: Half-Space Trees + deviation")
     sk.add_argument("--json", action="store_true")
     sk.set_defaults(func=cmd_evaluate_skab)
     se = evs.add_parser("secom", help="SECOM: ROC AUC of the per-unit score vs Pass/Fail, failure-rate alarms")
@@ -182,16 +184,23 @@ def cmd_evaluate_skab(args: argparse.Namespace) -> int:
     from linewatch.evaluate.skab import evaluate
 
     try:
-        result = evaluate(args.path)
+        result = evaluate(args.path, detector=args.detector)
     except OSError as exc:
         print(f"linewatch evaluate skab: {exc}", file=sys.stderr)
         return 2
-    o = result["outlier"]
+    o, cp = result["outlier"], result["changepoint"]
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        nab = cp["skab_nab"]
+        print(f"detector {result['detector']}" + (f" ({result['note']})" if result.get("note") else ""))
         print(f"SKAB outliers over {o['files']} runs: F1 {o['f1']:.3f}, FAR {o['far_percent']:.2f} %, "
               f"MAR {o['mar_percent']:.2f} % (leaderboard best: Conv-AE F1 0.78, FAR 13.55 %, MAR 28.02 %)")
+        print(f"SKAB changepoint NAB (SKAB's scorer): standard {nab['standard']:.2f}, low FP {nab['low_FP']:.2f}, "
+              f"low FN {nab['low_FN']:.2f} (leaderboard best standard: MSCRED 32.42); {cp['detected']} of "
+              f"{cp['windows']} windows found, {cp['false_positives']} false changepoints")
+        print(f"same changepoints, linewatch's NAB (original sigmoid) scorer, standard: "
+              f"{cp['linewatch_nab_standard']:.2f} (not comparable with SKAB's table)")
     return 0
 
 

@@ -1,0 +1,206 @@
+import pickle
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from linewatch.config import AnomalySettings
+from linewatch.detect.mewma import MewmaModel, MewmaSettings
+
+SETTINGS = AnomalySettings(warmup_readings=250, calibration_readings=150)
+TRAIN = SETTINGS.warmup_readings + SETTINGS.calibration_readings
+FLOW_SD, CURRENT_SD = 2.0, 0.2
+
+
+def normal_readings(n: int, seed: int = 0) -> list[dict[str, float]]:
+    """A pump: pressure follows current closely (correlated pair), flow and vibration independent."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        current = 5 + rng.normal(0, CURRENT_SD)
+        out.append({"current": current, "pressure": 3 + 0.5 * (current - 5) + rng.normal(0, 0.03),
+                    "flow": 120 + rng.normal(0, FLOW_SD), "vibration": 0.05 + rng.normal(0, 0.004)})
+    return out
+
+
+def trained(settings: AnomalySettings = SETTINGS, mewma: MewmaSettings | None = None, seed: int = 0) -> MewmaModel:
+    model = MewmaModel("pump-1", settings, mewma=mewma)
+    model.score_batch(normal_readings(settings.warmup_readings + settings.calibration_readings, seed))
+    assert model.phase == "monitoring"
+    return model
+
+
+def test_phases_follow_the_settings_and_stay_silent_until_calibrated():
+    model = MewmaModel("pump-1", SETTINGS)
+    verdicts = [model.score_one(x) for x in normal_readings(TRAIN)]
+    phases = [v.phase for v in verdicts]
+    assert phases == ["warming_up"] * 250 + ["calibrating"] * 150
+    assert not any(v.anomalous or v.outlier for v in verdicts)
+    assert all(v.threshold is None and v.score == 0.0 for v in verdicts)
+    assert model.phase == "monitoring" and model.threshold is not None
+    after = model.score_one(normal_readings(1, seed=9)[0])
+    assert after.threshold == 1.0 and after.score == pytest.approx(after.tree_score / model.threshold)
+
+
+def test_normal_operation_stays_quiet():
+    # production phase lengths (400 + 300); the threshold is the max of autocorrelated calibration
+    # scores, so it varies between machines: judge the average over several
+    alarm_time = []
+    for seed in range(10):
+        model = trained(AnomalySettings(), seed=seed)
+        alarm_time.append(model.score_batch(normal_readings(3000, seed=100 + seed)).anomalous.mean())
+    assert np.mean(alarm_time) < 0.01
+
+
+def test_mean_shift_on_one_sensor_is_flagged_and_explained_by_that_sensor():
+    model = trained()
+    shifted = [dict(r, flow=r["flow"] + 5 * FLOW_SD) for r in normal_readings(20, seed=1)]
+    verdicts = model.score_batch(shifted)
+    first = int(np.argmax(verdicts.outlier))
+    assert verdicts.outlier.any() and first <= 3  # the EWMA needs a reading or two to cross
+    assert verdicts.anomalous[first:].all()
+    v = verdicts[len(verdicts) - 1]
+    assert v.score > 1.0
+    top = v.contributions[0]
+    assert top.sensor == "flow"
+    assert top.normal_low < 120 < top.normal_high < top.value
+    assert top.z > 3  # in scales, as the alert sentence reads it
+    assert {c.sensor for c in v.contributions} == {"current", "pressure", "flow", "vibration"}
+
+
+def test_correlated_pair_break_is_flagged_though_each_sensor_is_normal():
+    model = trained()
+    pressure_sd = float(np.sqrt((0.5 * CURRENT_SD) ** 2 + 0.03 ** 2))
+    # current one scale high, pressure one scale low: each well inside its range, the relation broken
+    broken = [{"current": 5 + CURRENT_SD, "pressure": 3 - pressure_sd, "flow": 120.0, "vibration": 0.05}] * 10
+    verdicts = model.score_batch(broken)
+    assert (verdicts.deviation < 3).all()  # no sensor is out of its own normal range
+    assert verdicts.outlier[2:].all() and verdicts.anomalous[2:].all()
+    top_two = {c.sensor for c in verdicts[9].contributions[:2]}
+    assert top_two == {"current", "pressure"}
+    # the same move with the relation kept (both up together) is not flagged
+    model = trained()
+    together = [{"current": 5 + CURRENT_SD, "pressure": 3 + 0.5 * CURRENT_SD, "flow": 120.0, "vibration": 0.05}] * 10
+    assert not model.score_batch(together).outlier.any()
+
+
+def _alarm_from_outliers(outlier: np.ndarray, off_delay: int) -> np.ndarray:
+    on, quiet, out = False, 0, []
+    for o in outlier.tolist():
+        if not on:
+            on, quiet = o, 0
+        else:
+            quiet = quiet + 1 if not o else 0
+            on = quiet < off_delay
+        out.append(on)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("off_delay", [1, 5, 12])
+def test_alarm_clears_only_after_off_delay_quiet_readings(off_delay):
+    model = trained(mewma=MewmaSettings(off_delay_readings=off_delay))
+    normal = normal_readings(200, seed=2)
+    stream = normal[:50] + [dict(r, flow=r["flow"] + 6 * FLOW_SD) for r in normal[50:80]] + normal[80:]
+    verdicts = model.score_batch(stream)
+    assert verdicts.outlier[50:80].any()
+    assert (verdicts.anomalous == _alarm_from_outliers(verdicts.outlier, off_delay)).all()
+    # after the fault: the first quiet reading starts the count; the alarm is off on the off_delay-th
+    last_outlier = 50 + int(np.flatnonzero(verdicts.outlier[50:120]).max())
+    assert not verdicts.outlier[last_outlier + 1:last_outlier + 1 + off_delay].any()
+    assert verdicts.anomalous[last_outlier:last_outlier + off_delay].all()
+    assert not verdicts.anomalous[last_outlier + off_delay]
+
+
+def test_anomalous_readings_are_not_learned_but_normal_ones_are():
+    model = trained()
+    before = model.normal_range()
+    verdicts = model.score_batch([dict(r, flow=r["flow"] + 8 * FLOW_SD) for r in normal_readings(60, seed=3)])
+    assert verdicts.anomalous[1:].all()
+    assert model.normal_range() == before  # 59 readings in alarm: the mean has not moved at all
+    model = trained()
+    # a step of half a scale, mostly below the alarm: learned at mean_learning_rate 0.01
+    drift = [dict(r, flow=r["flow"] + 0.5 * FLOW_SD) for r in normal_readings(300, seed=4)]
+    verdicts = model.score_batch(drift)
+    assert verdicts.anomalous.mean() < 0.05
+    assert model.normal_range()["flow"][0] > before["flow"][0] + 0.3 * FLOW_SD
+    assert model.normal_range()["current"] == pytest.approx(before["current"], abs=0.1 * CURRENT_SD)
+
+
+def test_mean_learning_rate_zero_freezes_the_mean():
+    model = trained(mewma=MewmaSettings(mean_learning_rate=0.0))
+    before = model.normal_range()
+    model.score_batch(normal_readings(300, seed=5))
+    assert model.normal_range() == before
+
+
+def test_excluded_sensors_are_not_modelled():
+    model = trained(mewma=MewmaSettings(exclude_sensors=("vibration",)))
+    assert model.sensors == ("current", "flow", "pressure")
+    assert "vibration" not in model.normal_range()
+    verdicts = model.score_batch([dict(r, vibration=50.0) for r in normal_readings(20, seed=6)])
+    assert not verdicts.outlier.any()
+
+
+def test_pickle_round_trip_continues_identically():
+    stream = normal_readings(900, seed=7)
+    stream[600:640] = [dict(r, pressure=r["pressure"] + 0.3) for r in stream[600:640]]
+    for cut in (100, 300, 500):  # warming up, calibrating, monitoring
+        model = MewmaModel("pump-1", SETTINGS)
+        model.score_batch(stream[:cut])
+        copy = pickle.loads(pickle.dumps(model))
+        a, b = model.score_batch(stream[cut:]), copy.score_batch(stream[cut:])
+        for field in ("score", "tree_score", "deviation", "phase", "outlier", "anomalous"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), field
+        assert a.contributions == b.contributions
+    assert len(pickle.dumps(model)) < 4000  # compact: kilobytes, not the warm-up rows
+
+
+def test_score_batch_equals_score_one_row_by_row():
+    stream = normal_readings(1000, seed=8)
+    stream[450:500] = [dict(r, flow=r["flow"] + 4 * FLOW_SD) for r in stream[450:500]]
+    stream[700:720] = [dict(r, current=r["current"] + 0.4) for r in stream[700:720]]
+    del stream[800]["flow"]  # a missing sensor keeps its last value in both forms
+    one = MewmaModel("pump-1", SETTINGS)
+    singles = [one.score_one(r) for r in stream]
+    batch = MewmaModel("pump-1", SETTINGS)
+    rng = np.random.default_rng(0)
+    verdicts, pos = [], 0
+    while pos < len(stream):  # uneven batches, some crossing the phase boundaries
+        size = int(rng.integers(1, 180))
+        got = batch.score_batch(stream[pos:pos + size])
+        verdicts.extend(got[i] for i in range(len(got)))
+        pos += size
+    assert sum(v.anomalous for v in singles) > 40
+    assert verdicts == singles
+
+
+def test_start_new_normal_relearns_silently_and_keeps_the_sensors():
+    model = trained()
+    shifted = [dict(r, flow=r["flow"] + 10 * FLOW_SD) for r in normal_readings(TRAIN + 200, seed=9)]
+    assert model.score_batch(shifted[:20]).anomalous.any()
+    model.start_new_normal()
+    assert model.phase == "warming_up" and model.sensors == ("current", "flow", "pressure", "vibration")
+    assert not model.score_batch(shifted[:TRAIN]).anomalous.any()
+    assert model.normal_range()["flow"][0] > 120 + 5 * FLOW_SD
+    assert model.score_batch(shifted[TRAIN:]).anomalous.mean() < 0.05
+
+
+def test_knobs_come_from_the_plant_settings_when_they_carry_them():
+    # once config.AnomalySettings has a `mewma` field, the pipeline's MewmaModel(machine, settings) uses it
+    plant = SimpleNamespace(warmup_readings=250, calibration_readings=150, mewma=MewmaSettings(smoothing=0.1))
+    assert MewmaModel("pump-1", plant).mewma.smoothing == 0.1  # type: ignore[arg-type]
+    assert MewmaModel("pump-1", SETTINGS).mewma == MewmaSettings()
+    with pytest.raises(ValidationError):
+        MewmaSettings(smoothing=0.0)
+    with pytest.raises(ValidationError):
+        MewmaSettings(off_delay_readings=0)
+
+
+def test_importing_the_model_does_not_import_the_config():
+    # config.py is to import MewmaSettings from linewatch.detect.mewma: that must not be a cycle
+    code = ("import sys, linewatch.detect.mewma; "
+            "assert 'linewatch.config' not in sys.modules and 'linewatch.detect.anomaly' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
