@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from linewatch.detect.mewma import MewmaSettings
+
 
 class ConfigProblem(BaseModel):
     file: str
@@ -102,6 +104,10 @@ class AnomalySettings(_Strict):
     debounce_k: int = Field(3, ge=1)
     debounce_n: int = Field(5, ge=1)
     clear_after_seconds: float = Field(120.0, gt=0)
+    # which per-machine model: river's Half-Space Trees with a per-sensor deviation (detect/anomaly.py),
+    # or a multivariate EWMA with Hotelling's T² (detect/mewma.py: persistent shifts, broken correlations)
+    model: Literal["halfspace", "mewma"] = "halfspace"
+    mewma: MewmaSettings = Field(default_factory=MewmaSettings)  # its knobs when model is mewma
 
     @model_validator(mode="after")
     def _k_le_n(self) -> "AnomalySettings":

@@ -23,6 +23,7 @@ from linewatch.config import Machine, PlantConfig
 from linewatch.detect.anomaly import MONITORING, MachineModel, Verdict
 from linewatch.detect.failure_rate import FailureRateMonitor, RateVerdict
 from linewatch.detect.genealogy import MachineFailureRates
+from linewatch.detect.mewma import MewmaModel
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
                               Reading, Rejection, Severity)
 from linewatch.explain import anomaly_summary, failure_rate_summary
@@ -86,13 +87,14 @@ class Pipeline:
         self.quality = DataQuality(config)
         self.book = book or AlertBook()
         settings = config.detection
-        self.models: dict[str, MachineModel] = {}
+        self.models: dict[str, MachineModel | MewmaModel] = {}
         self.aggregators = {name: spec.aggregate for name, spec in config.profiles.items() if spec.aggregate}
         self.machine_aggregators: dict[str, Aggregator] = {}
         self.monitors: dict[str, FailureRateMonitor] = {}  # made on a line's first QC result (owned lines only)
         # failure rate per machine, where unit/batch ids on readings link QC results to machines (per line)
         self.machine_rates: dict[str, MachineFailureRates] = {}
         self._per_machine_rates = settings.genealogy.per_machine
+        self._model_type = MewmaModel if settings.anomaly.model == "mewma" else MachineModel
         self.anomaly_clear = timedelta(seconds=settings.anomaly.clear_after_seconds)
         self.dq_clear = timedelta(seconds=settings.data_quality.clear_after_seconds)
         self.stale_after = timedelta(seconds=settings.data_quality.stale_after_seconds)
@@ -203,8 +205,11 @@ class Pipeline:
         reading by reading, in order."""
         model = self.models.get(machine)
         if model is None:
-            # one seed for all: every machine shares the same (random) trees and keeps its own masses
-            model = self.models[machine] = MachineModel(machine, self.config.detection.anomaly)
+            settings = self.config.detection.anomaly
+            if settings.model == "mewma":
+                model = self.models[machine] = MewmaModel(machine, settings)
+            else:  # one seed for all: every machine shares the same (random) trees and keeps its own masses
+                model = self.models[machine] = MachineModel(machine, settings)
         verdicts = model.score_batch([r.values for r in readings])
         last = verdicts[len(verdicts) - 1]
         status = self.machines[machine]
@@ -464,6 +469,8 @@ class Pipeline:
                 kind, _, name = key.partition(":")
                 if kind == "machine":
                     st = pickle.loads(blob)
+                    if not isinstance(st["model"], self._model_type):  # the plant switched models: start afresh
+                        st["model"] = None
                     for target, value in ((self.models, st["model"]), (self.quality.state, st["quality"]),
                                           (self.machine_aggregators, st["aggregator"]), (n.last_ts, st["last_ts"]),
                                           (n.fields_seen, st["fields_seen"]), (n.top_keys, st["top_keys"])):
