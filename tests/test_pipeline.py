@@ -180,3 +180,38 @@ def test_a_failing_machine_gets_its_own_failure_rate_alert_through_the_genealogy
                    if e.alert.kind == AlertKind.FAILURE_RATE and e.alert.machine is not None}
     assert set(per_machine) == {"cutter-2"}, per_machine
     assert "on cutter-2 (line-1)" in per_machine["cutter-2"]
+
+
+def test_each_recipe_has_its_own_normal(config):
+    """An extruder switches from PA6 to PA66, which runs 25 bar higher: a model per recipe warms up on
+    PA66 instead of alarming, and PA6's model is still calibrated when the line goes back to it."""
+    extruder = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(4000)
+                if m.message.key == b"extruder-1"]
+
+    def made(msgs, recipe: str, extra_psi: float = 0.0) -> list[RawMessage]:
+        out = []
+        for m in msgs:
+            payload = json.loads(m.value)
+            payload["recipe"] = recipe
+            payload["diePressurePsi"] += extra_psi
+            out.append(RawMessage(topic=m.topic, key=m.key, value=json.dumps(payload).encode()))
+        return out
+
+    pipeline = Pipeline(config, Metrics())
+    pipeline.process(made(extruder[:1500], "PA6"))
+    assert pipeline.machines["extruder-1"].phase == "monitoring"
+    pa66 = pipeline.process(made(extruder[1500:2500], "PA66", extra_psi=25 * 14.5038))
+    assert pipeline.machines["extruder-1"].recipe == "PA66"
+    assert not [e for e in pa66.events if e.alert.kind == AlertKind.ANOMALY]  # a new normal, not an anomaly
+    assert set(pipeline.recipe_models["extruder-1"]) == {"PA6", "PA66"}
+    back = pipeline.process(made(extruder[2500:2600], "PA6"))
+    assert pipeline.machines["extruder-1"].phase == "monitoring"  # PA6's model kept its calibration
+    assert not [e for e in back.events if e.alert.kind == AlertKind.ANOMALY]
+    restored = Pipeline(config, Metrics())
+    restored.import_state(pipeline.export_state(everything=True))
+    assert set(restored.recipe_models["extruder-1"]) == {"PA6", "PA66"}
+    # without recipes the same switch is an anomaly: the test would catch models shared across recipes
+    shared = Pipeline(config, Metrics())
+    shared.process(made(extruder[:1500], "PA6"))
+    shifted = [m for m in made(extruder[1500:1600], "PA6", extra_psi=25 * 14.5038)]
+    assert [e for e in shared.process(shifted).events if e.alert.kind == AlertKind.ANOMALY]

@@ -245,6 +245,7 @@ class ProfileSpec(_Strict):
     tags_path: str | None = None
     unit_id_path: str | None = None  # part/bag id carried by a reading (genealogy)
     batch_id_path: str | None = None  # lot id carried by a reading
+    recipe_path: str | None = None  # product/recipe being run: the machine gets one anomaly model per recipe
     aggregate: AggregateSpec | None = None
     qc: QcSpec | None = None
 
@@ -432,7 +433,7 @@ def _id_field_problems(profile: ProfileSpec) -> list[tuple[list[Any], str]]:
     if profile.tags_path:
         taken[profile.tags_path] = "the tag list"
     out: list[tuple[list[Any], str]] = []
-    for name in ("unit_id_path", "batch_id_path"):
+    for name in ("unit_id_path", "batch_id_path", "recipe_path"):
         value = getattr(profile, name)
         if value is not None and value in taken:
             out.append(([name], f"{name}: {value!r} is already read as {taken[value]}"))

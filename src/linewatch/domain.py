@@ -33,6 +33,7 @@ class Reading:
     source: Source
     unit_id: str | None = None
     batch_id: str | None = None
+    recipe: str | None = None  # product/recipe being made: each gets its own anomaly model
 
 
 @dataclass(slots=True)

@@ -62,6 +62,7 @@ class MachineStatus:
     threshold: float | None = None
     phase: str = "waiting"
     last_values: dict[str, float] = field(default_factory=dict)
+    recipe: str | None = None  # the product/recipe of the last reading, when the machine reports one
 
 
 @dataclass
@@ -87,7 +88,9 @@ class Pipeline:
         self.quality = DataQuality(config)
         self.book = book or AlertBook()
         settings = config.detection
-        self.models: dict[str, MachineModel | MewmaModel] = {}
+        self.models: dict[str, MachineModel | MewmaModel] = {}  # machines whose readings name no recipe
+        # machine -> recipe -> model: a machine making several products has a normal for each
+        self.recipe_models: dict[str, dict[str, MachineModel | MewmaModel]] = {}
         self.aggregators = {name: spec.aggregate for name, spec in config.profiles.items() if spec.aggregate}
         self.machine_aggregators: dict[str, Aggregator] = {}
         self.monitors: dict[str, FailureRateMonitor] = {}  # made on a line's first QC result (owned lines only)
@@ -107,7 +110,8 @@ class Pipeline:
         metrics.initialise([(m.line, m.id) for m in config.machines.values()], REASONS)
         self.newest: tuple[datetime, float] | None = None  # (newest reading time, wall clock when it came)
         self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
-        self._to_score: dict[str, list[Reading]] = {}  # this batch's readings per machine, scored together
+        # this batch's readings per (machine, recipe), scored together
+        self._to_score: dict[tuple[str, str | None], list[Reading]] = {}
         # metrics are updated once per batch, not per reading: a labelled update costs as much as normalising
         self._readings_in_batch: dict[str, int] = {}
         self._qc_in_batch: dict[tuple[str, str], int] = {}
@@ -136,8 +140,8 @@ class Pipeline:
                     self.metrics.rejected.labels(result.reason).inc()
                     if result.reason == "future_timestamp" and result.machine:
                         self._clock_problem(result, out)
-            for machine, readings in self._to_score.items():
-                self._score(machine, readings, out)
+            for (machine, recipe), readings in self._to_score.items():
+                self._score(machine, recipe, readings, out)
             self._to_score.clear()
             self._flush_metrics()
             self._schema_drift(out)
@@ -198,22 +202,30 @@ class Pipeline:
                 if ev:
                     out.events.append(ev)
         if reading.values:
-            self._to_score.setdefault(reading.machine, []).append(reading)
+            self._to_score.setdefault((reading.machine, reading.recipe), []).append(reading)
 
-    def _score(self, machine: str, readings: list[Reading], out: BatchOutcome) -> None:
-        """Score a machine's readings of this batch at once, then raise or clear its anomaly alert
-        reading by reading, in order."""
-        model = self.models.get(machine)
+    def _model(self, machine: str, recipe: str | None) -> MachineModel | MewmaModel:
+        """The machine's model (for this recipe, when its readings name one); a new one warms up."""
+        models = self.models if recipe is None else self.recipe_models.setdefault(machine, {})
+        key = machine if recipe is None else recipe
+        model = models.get(key)
         if model is None:
             settings = self.config.detection.anomaly
             if settings.model == "mewma":
-                model = self.models[machine] = MewmaModel(machine, settings)
+                model = models[key] = MewmaModel(machine, settings)
             else:  # one seed for all: every machine shares the same (random) trees and keeps its own masses
-                model = self.models[machine] = MachineModel(machine, settings)
+                model = models[key] = MachineModel(machine, settings)
+        return model
+
+    def _score(self, machine: str, recipe: str | None, readings: list[Reading], out: BatchOutcome) -> None:
+        """Score a machine's readings of this batch at once, then raise or clear its anomaly alert
+        reading by reading, in order."""
+        model = self._model(machine, recipe)
         verdicts = model.score_batch([r.values for r in readings])
         last = verdicts[len(verdicts) - 1]
         status = self.machines[machine]
         status.score, status.threshold, status.phase = last.score, last.threshold, last.phase
+        status.recipe = recipe
         line = status.line
         m = self.metrics
         m.anomaly_score.labels(line, machine).set(last.score)
@@ -253,6 +265,7 @@ class Pipeline:
         severity = Severity.CRITICAL if worst >= CRITICAL_Z else Severity.WARNING
         details: dict[str, Any] = {
             "score": round(verdict.score, 4),
+            "recipe": reading.recipe,
             "threshold": round(verdict.threshold or 0.0, 4),
             "sensors": [{"sensor": c.sensor, "value": round(c.value, 3), "unit": catalogue[c.sensor].unit,
                          "normal_low": round(c.normal_low, 3), "normal_high": round(c.normal_high, 3),
@@ -421,10 +434,12 @@ class Pipeline:
     def new_normal(self, machine: str) -> bool:
         """Operator feedback: relearn this machine's normal behaviour from now on (see MachineModel)."""
         with self.lock:
-            model = self.models.get(machine)
+            status = self.machines.get(machine)
+            recipe = status.recipe if status else None
+            model = self.models.get(machine) if recipe is None else self.recipe_models.get(machine, {}).get(recipe)
             if model is None:
                 return False
-            model.start_new_normal()
+            model.start_new_normal()  # the recipe being made now; other recipes keep their normal
             self._changed_machines.add(machine)
             self.book.open.pop((AlertKind.ANOMALY, self.machines[machine].line, machine, None), None)
             self.machines[machine].phase = model.phase
@@ -443,7 +458,7 @@ class Pipeline:
         """
         with self.lock:
             n = self.normalizer
-            machines = set(self.models) | set(self.quality.state) | set(n.last_ts)
+            machines = set(self.models) | set(self.recipe_models) | set(self.quality.state) | set(n.last_ts)
             lines = set(self.monitors)
             if not everything:
                 machines &= self._changed_machines
@@ -452,7 +467,8 @@ class Pipeline:
             out = {}
             for m in machines:
                 out[f"machine:{m}"] = pickle.dumps({
-                    "model": self.models.get(m), "quality": self.quality.state.get(m),
+                    "model": self.models.get(m), "recipe_models": self.recipe_models.get(m),
+                    "quality": self.quality.state.get(m),
                     "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m)}, protocol=5)
             # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
@@ -471,6 +487,10 @@ class Pipeline:
                     st = pickle.loads(blob)
                     if not isinstance(st["model"], self._model_type):  # the plant switched models: start afresh
                         st["model"] = None
+                    recipes = {r: mdl for r, mdl in (st.get("recipe_models") or {}).items()
+                               if isinstance(mdl, self._model_type)}
+                    if recipes:
+                        self.recipe_models[name] = recipes
                     for target, value in ((self.models, st["model"]), (self.quality.state, st["quality"]),
                                           (self.machine_aggregators, st["aggregator"]), (n.last_ts, st["last_ts"]),
                                           (n.fields_seen, st["fields_seen"]), (n.top_keys, st["top_keys"])):
@@ -493,7 +513,7 @@ class Pipeline:
         with self.lock:
             n = self.normalizer
             for m in machines:
-                for store in (self.models, self.quality.state, self.machine_aggregators, n.last_ts,
+                for store in (self.models, self.recipe_models, self.quality.state, self.machine_aggregators, n.last_ts,
                               n.fields_seen, n.top_keys):
                     store.pop(m, None)
                 if m in self.machines:

@@ -141,13 +141,15 @@ class Normalizer:
         if prev is None or ts > prev:
             self.last_ts[machine.id] = ts
         self.last_raw[machine.id] = msg.value
-        unit_id = batch_id = None
+        unit_id = batch_id = recipe = None
+        if profile.recipe_keys:
+            recipe = identifier(dig(payload, profile.recipe_keys), "recipe", profile.recipe_keys)
         if profile.unit_id_keys:
             unit_id = identifier(dig(payload, profile.unit_id_keys), "unit id", profile.unit_id_keys)
         if profile.batch_id_keys:
             batch_id = identifier(dig(payload, profile.batch_id_keys), "batch id", profile.batch_id_keys)
         return Reading(machine=machine.id, line=machine.line, ts=ts, values=values, source=source,
-                       unit_id=unit_id, batch_id=batch_id)
+                       unit_id=unit_id, batch_id=batch_id, recipe=recipe)
 
     def _refresh_horizon(self) -> datetime:
         """Move the clock-skew horizon to now + the allowed lead; only needed when a reading passes it."""

@@ -66,6 +66,7 @@ class CompiledProfile:
         self.tags_keys = _keys(spec.tags_path)
         self.unit_id_keys = _keys(spec.unit_id_path)
         self.batch_id_keys = _keys(spec.batch_id_path)
+        self.recipe_keys = _keys(spec.recipe_path)
         self.canonical_units = {name: s.unit for name, s in catalogue.sensors.items()}
         self.fields: list[FieldMapping] = []
         # hot path for flat payloads: (key, sensor, scale, offset) with no path walking
@@ -84,7 +85,8 @@ class CompiledProfile:
                 self.by_tag[m.tag] = fm
         # the fields the profile knows, so a vendor adding one is noticed (schema drift)
         self.known_fields: set[str] = {".".join(k) for k in (self.machine_keys, self.ts_keys, self.tags_keys,
-                                                            self.unit_id_keys, self.batch_id_keys) if k}
+                                                            self.unit_id_keys, self.batch_id_keys,
+                                                            self.recipe_keys) if k}
         self.known_fields |= {".".join(f.keys) for f in self.fields if f.keys}
         self.known_tags: set[str] = {f.tag for f in self.fields if f.tag}
         self.qc: QcSpec | None = spec.qc
