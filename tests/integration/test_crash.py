@@ -98,4 +98,4 @@ def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, 
     for machine in config.machines:
         state = pickle.loads(states[f"machine:{machine}"])
         assert state["model"].seen == LINE_SECONDS, machine
-    assert pickle.loads(states["line:line-1"]).units == LINE_SECONDS
+    assert pickle.loads(states["line:line-1"])["monitor"].units == LINE_SECONDS
