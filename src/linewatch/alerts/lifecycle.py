@@ -4,6 +4,10 @@ One open alert per (kind, machine, sensor): repeats of a condition update it, a 
 escalates it, and a condition that has been clear long enough resolves it. A new episode after
 resolution is a new alert. Alert ids are derived from the episode (kind, line, machine, sensor, start
 time), so a batch replayed after a crash updates the same alert instead of creating a duplicate.
+
+People act on alerts through the API of any worker; the book learns of it by applying the store's
+journal of people's actions (``apply``, driven by ``linewatch.alerts.sync``): an acknowledgement is
+kept on later updates, a resolution by hand ends the episode here too.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ import uuid
 from collections.abc import Iterable
 from copy import copy
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
 
 _NAMESPACE = uuid.UUID("5b0c1f0e-8f53-4c55-a7d4-4c1a1b6e2f10")
 _RANK = {Severity.WARNING: 0, Severity.CRITICAL: 1}
+if TYPE_CHECKING:
+    from linewatch.alerts.store import Action
+
 AlertKey = tuple[AlertKind, str, str | None, str | None]  # kind, line, machine, sensor
 
 
@@ -33,6 +40,9 @@ class AlertBook:
     def __init__(self, open_alerts: Iterable[Alert] = (), escalate_after: timedelta | None = None):
         self.escalate_after = escalate_after  # a warning that persists this long becomes critical
         self.open: dict[AlertKey, Alert] = {}
+        # how far the store's journal of people's actions has been applied (None: not yet read; the
+        # first sync starts where the journal stood when the store opened)
+        self.actions_seen: int | None = None
         for a in open_alerts:
             self.open[(a.kind, a.line, a.machine, a.sensor)] = a
 
@@ -92,3 +102,17 @@ class AlertBook:
         found = self.find(alert_id_)
         if found:
             self.open.pop(found[0], None)
+
+    def apply(self, action: "Action") -> str | None:
+        """Mirror a person's action (from the store's journal, made through any worker's API) and
+        advance ``actions_seen``. Returns the machine whose model must relearn for a "new normal"."""
+        from linewatch.alerts.store import ACKNOWLEDGE, NEW_NORMAL, RESOLVE
+
+        self.actions_seen = max(self.actions_seen or 0, action.seq)
+        if action.alert_id is None:
+            return None
+        if action.action == ACKNOWLEDGE:
+            self.acknowledged(action.alert_id, action.by or "", action.at, action.note)
+        elif action.action in (RESOLVE, NEW_NORMAL):
+            self.resolved_by_person(action.alert_id)
+        return action.machine if action.action == NEW_NORMAL else None

@@ -2,7 +2,10 @@
 
 The schema is managed by Alembic migrations (``linewatch/alerts/migrations``), applied when a store
 opens. Saving alert events is idempotent (replaying a batch leaves the same rows); people's actions
-(acknowledge, resolve, silence) are separate methods that check the alert's state first.
+(acknowledge, resolve, new normal, silence) are separate methods that check the alert's state first
+and append the action to a journal (``alert_actions``) in the same transaction. Every worker shares
+the database; each reads the journal from where it last stopped (``actions_since``) to learn what
+people did through another worker's API.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -17,7 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, DateTime, String, and_, create_engine, event, or_, select
+from sqlalchemy import JSON, BigInteger, DateTime, String, and_, create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -64,6 +68,55 @@ class SilenceRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CounterRow(Base):
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class ActionRow(Base):
+    """One thing a person did, in the order the actions committed (``seq``)."""
+
+    __tablename__ = "alert_actions"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(String(16))
+    alert_id: Mapped[str | None] = mapped_column(String(36))
+    silence_id: Mapped[str | None] = mapped_column(String(36))
+    line: Mapped[str | None] = mapped_column(String(128))
+    machine: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str | None] = mapped_column(String(32))
+    by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(String(1000))
+
+
+ACKNOWLEDGE, RESOLVE, NEW_NORMAL, SILENCE, END_SILENCE = "acknowledge", "resolve", "new_normal", "silence", "end_silence"
+_ACTIONS_COUNTER = "alert_actions"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A person's action as journalled: ``acknowledge``, ``resolve``, ``new_normal`` (an anomaly
+    alert's machine relearns; the alert is resolved if it was open), ``silence`` or ``end_silence``."""
+
+    seq: int
+    action: str
+    at: datetime
+    by: str | None = None
+    note: str | None = None
+    alert_id: str | None = None
+    silence_id: str | None = None
+    line: str | None = None
+    machine: str | None = None
+    kind: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.action, "by": self.by, "note": self.note,
+                "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
 
 
 class AlertNotFound(LookupError):
@@ -128,6 +181,9 @@ class AlertStore:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         migrate(self.engine)
+        # where the journal of people's actions stood when this store opened: whatever was loaded
+        # from the store after this (the open alerts) already reflects the actions up to here
+        self.actions_at_open = self.last_action_seq()
 
     # ------------------------------------------------------------ the worker's side
 
@@ -172,20 +228,62 @@ class AlertStore:
             raise AlertConflict(f"alert {alert_id} is already resolved{conflict}")
         return row
 
+    @staticmethod
+    def _journal(session: Session, action: str, at: datetime, by: str | None, note: str | None,
+                 alert: AlertRow | None = None, silence: SilenceRow | None = None) -> int:
+        """Append a person's action to the journal, in the action's transaction; its sequence number.
+
+        Incrementing the counter row locks it until the transaction ends, so actions commit in the
+        order of their numbers and a reader never skips one that commits late. Called last in the
+        transaction, so the lock is held for as short a time as possible."""
+        session.flush()
+        session.execute(update(CounterRow).where(CounterRow.name == _ACTIONS_COUNTER)
+                        .values(value=CounterRow.value + 1))
+        seq = session.scalar(select(CounterRow.value).where(CounterRow.name == _ACTIONS_COUNTER))
+        assert seq is not None
+        session.add(ActionRow(seq=seq, at=at, action=action, by=by, note=note,
+                              alert_id=alert.id if alert else None, silence_id=silence.id if silence else None,
+                              line=alert.line if alert else silence.line if silence else None,
+                              machine=alert.machine if alert else silence.machine if silence else None,
+                              kind=alert.kind if alert else silence.kind if silence else None))
+        return seq
+
     def acknowledge(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
         self.version += 1
         with Session(self.engine) as session, session.begin():
             row = self._open_row(session, alert_id, "; there is nothing to acknowledge")
             row.status, row.acked_by, row.acked_at, row.ack_note = AlertStatus.ACKNOWLEDGED.value, by, at, note
+            self._journal(session, ACKNOWLEDGE, at, by, note, alert=row)
             return _to_alert(row)
 
     def resolve(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
         self.version += 1
         with Session(self.engine) as session, session.begin():
             row = self._open_row(session, alert_id, "")
-            row.status, row.ended_at, row.resolved_by = AlertStatus.RESOLVED.value, at, by
-            if note:
-                row.ack_note = note if not row.ack_note else f"{row.ack_note}\n{note}"
+            self._close(row, by, note, at)
+            self._journal(session, RESOLVE, at, by, note, alert=row)
+            return _to_alert(row)
+
+    @staticmethod
+    def _close(row: AlertRow, by: str, note: str | None, at: datetime) -> None:
+        row.status, row.ended_at, row.resolved_by = AlertStatus.RESOLVED.value, at, by
+        if note:
+            row.ack_note = note if not row.ack_note else f"{row.ack_note}\n{note}"
+
+    def new_normal(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
+        """The anomaly alert's machine behaves as it now should: resolve the alert if it is open (the
+        note says "new normal"), and journal the action so the worker that owns the machine's model
+        makes it relearn. Only an anomaly alert on a machine qualifies (AlertConflict otherwise)."""
+        self.version += 1
+        with Session(self.engine) as session, session.begin():
+            row = session.get(AlertRow, alert_id)
+            if row is None:
+                raise AlertNotFound(alert_id)
+            if row.kind != AlertKind.ANOMALY.value or not row.machine:
+                raise AlertConflict("Only an anomaly alert on a machine can be marked as the new normal.")
+            if row.status != AlertStatus.RESOLVED.value:
+                self._close(row, by, f"new normal: {note}" if note else "new normal", at)
+            self._journal(session, NEW_NORMAL, at, by, note, alert=row)
             return _to_alert(row)
 
     def add_silence(self, *, line: str | None, machine: str | None, kind: AlertKind | None, starts_at: datetime,
@@ -193,19 +291,37 @@ class AlertStore:
         silence = Silence(id=str(uuid.uuid4()), starts_at=starts_at, ends_at=ends_at, created_by=created_by,
                           reason=reason, created_at=at, line=line, machine=machine, kind=kind)
         with Session(self.engine) as session, session.begin():
-            session.add(SilenceRow(id=silence.id, line=line, machine=machine, kind=None if kind is None else kind.value,
-                                   starts_at=starts_at, ends_at=ends_at, created_by=created_by, reason=reason,
-                                   created_at=at))
+            row = SilenceRow(id=silence.id, line=line, machine=machine, kind=None if kind is None else kind.value,
+                             starts_at=starts_at, ends_at=ends_at, created_by=created_by, reason=reason, created_at=at)
+            session.add(row)
+            self._journal(session, SILENCE, at, created_by, reason, silence=row)
         return silence
 
-    def end_silence(self, silence_id: str, at: datetime) -> Silence:
+    def end_silence(self, silence_id: str, at: datetime, by: str | None = None) -> Silence:
         with Session(self.engine) as session, session.begin():
             row = session.get(SilenceRow, silence_id)
             if row is None:
                 raise AlertNotFound(silence_id)
             if _utc(row.ends_at) > at:  # type: ignore[operator]
                 row.ends_at = at
+            self._journal(session, END_SILENCE, at, by, None, silence=row)
             return _to_silence(row)
+
+    # ------------------------------------------------------------ the journal of people's actions
+
+    def last_action_seq(self) -> int:
+        """The sequence number of the latest person's action (0: none yet)."""
+        with Session(self.engine) as session:
+            return int(session.scalar(select(CounterRow.value).where(CounterRow.name == _ACTIONS_COUNTER)) or 0)
+
+    def actions_since(self, seq: int, limit: int = 1000) -> list[Action]:
+        """People's actions after ``seq``, oldest first: one indexed query that returns nothing when
+        nobody did anything, cheap enough for every batch."""
+        stmt = select(ActionRow).where(ActionRow.seq > seq).order_by(ActionRow.seq).limit(limit)
+        with Session(self.engine) as session:
+            return [Action(seq=r.seq, action=r.action, at=_utc(r.at), by=r.by, note=r.note,  # type: ignore[arg-type]
+                           alert_id=r.alert_id, silence_id=r.silence_id, line=r.line, machine=r.machine,
+                           kind=r.kind) for r in session.scalars(stmt)]
 
     def silences(self, active_at: datetime | None = None) -> list[Silence]:
         stmt = select(SilenceRow).order_by(SilenceRow.starts_at.desc())

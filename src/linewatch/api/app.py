@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -21,12 +22,16 @@ from pydantic import BaseModel, Field, model_validator
 
 from linewatch import __version__
 from linewatch.alerts.broadcast import Broadcaster
+from linewatch.alerts.publish import Record, alert_action_record, silence_action_record
+from linewatch.alerts.sync import sync_people_actions
 from linewatch.api.security import BodyLimit, TokenGuard
-from linewatch.alerts.store import AlertConflict, AlertNotFound, AlertStore, decode_cursor, encode_cursor
+from linewatch.alerts.store import (ACKNOWLEDGE, END_SILENCE, NEW_NORMAL, RESOLVE, SILENCE, AlertConflict,
+                                    AlertNotFound, AlertStore, decode_cursor, encode_cursor)
 from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
 from linewatch.metrics import Metrics
 from linewatch.pipeline import MachineStatus, Pipeline
 
+log = logging.getLogger(__name__)
 UTC = timezone.utc
 STATIC = Path(__file__).parent / "static"
 CACHE_SECONDS = 1.0
@@ -106,7 +111,11 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                is_ready: Callable[[], bool] = lambda: True, broadcaster: Broadcaster | None = None,
                on_silences_changed: Callable[[], None] = lambda: None, api_token: str | None = None,
                protect_reads: bool = False, cors_origins: list[str] | None = None,
-               max_body_bytes: int = 65536) -> FastAPI:
+               max_body_bytes: int = 65536,
+               publish_actions: Callable[[Sequence[Record]], None] | None = None) -> FastAPI:
+    """``publish_actions``: where people's actions go besides the store and the live stream, e.g. a
+    ``linewatch.alerts.publish.KafkaActionPublisher`` on the alerts topic (records as
+    ``(key, body)``)."""
     guard = TokenGuard(api_token, protect_reads)
     read, write = [Depends(guard.reader)], [Depends(guard.writer)]
     app = FastAPI(title="linewatch", version=__version__,
@@ -200,14 +209,33 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
             raise HTTPException(status_code=404, detail=f"No alert has id {alert_id!r}.")
         return alert.to_dict()
 
+    def learn() -> None:
+        """Apply people's actions (this one, and any done through other workers) to this worker's
+        alert book and models now, rather than at the consumer loop's next batch."""
+        try:
+            sync_people_actions(pipeline, store)
+        except Exception:  # noqa: BLE001 - the action is stored; the consumer loop applies it next batch
+            log.exception("could not apply people's actions to this worker's alert book yet")
+
+    def announce(event: AlertEventType, alert: Alert, kind: str, action: PersonAction, at: datetime) -> None:
+        hub.publish([AlertEvent(event, alert)])
+        publish([alert_action_record(event, alert, kind, action.by, action.note, at)])
+
+    def publish(records: Sequence[Record]) -> None:
+        if publish_actions is None:
+            return
+        try:
+            publish_actions(records)
+        except Exception:  # noqa: BLE001 - the action is stored and applied; only its announcement failed
+            log.exception("could not publish %d people's action record(s) to the alerts topic", len(records))
+
     @app.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
     def acknowledge(alert_id: str, action: PersonAction) -> dict[str, Any]:
         """Someone has seen it and is on it. A resolved alert cannot be acknowledged (409)."""
         now = datetime.now(UTC)
         alert = _act(lambda: store.acknowledge(alert_id, action.by, action.note, now), alert_id)
-        with pipeline.lock:
-            pipeline.book.acknowledged(alert_id, action.by, now, action.note)
-        hub.publish([AlertEvent(AlertEventType.ACKNOWLEDGED, alert)])
+        learn()
+        announce(AlertEventType.ACKNOWLEDGED, alert, ACKNOWLEDGE, action, now)
         return alert.to_dict()
 
     @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
@@ -215,28 +243,19 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         """Close the episode by hand; if the condition persists, the next occurrence is a new alert."""
         now = datetime.now(UTC)
         alert = _act(lambda: store.resolve(alert_id, action.by, action.note, now), alert_id)
-        with pipeline.lock:
-            pipeline.book.resolved_by_person(alert_id)
-            pipeline.refresh_open_gauge()
-        hub.publish([AlertEvent(AlertEventType.RESOLVED, alert)])
+        learn()
+        announce(AlertEventType.RESOLVED, alert, RESOLVE, action, now)
         return alert.to_dict()
 
     @app.post("/api/v1/alerts/{alert_id}/new-normal", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
     def new_normal(alert_id: str, action: PersonAction) -> dict[str, Any]:
         """The machine's current behaviour is its new normal (new material, recipe change): the alert is
-        resolved and the machine's model relearns from now on instead of raising it again."""
-        alert = store.get(alert_id)
-        if alert is None:
-            raise HTTPException(status_code=404, detail=f"No alert has id {alert_id!r}.")
-        if alert.kind is not AlertKind.ANOMALY or not alert.machine:
-            raise HTTPException(status_code=409, detail="Only an anomaly alert on a machine can be marked as "
-                                                        "the new normal.")
+        resolved and the machine's model relearns from now on instead of raising it again (on
+        whichever worker owns the machine)."""
         now = datetime.now(UTC)
-        note = f"new normal: {action.note}" if action.note else "new normal"
-        if alert.status is not AlertStatus.RESOLVED:
-            alert = _act(lambda: store.resolve(alert_id, action.by, note, now), alert_id)
-        pipeline.new_normal(alert.machine)
-        hub.publish([AlertEvent(AlertEventType.RESOLVED, alert)])
+        alert = _act(lambda: store.new_normal(alert_id, action.by, action.note, now), alert_id)
+        learn()
+        announce(AlertEventType.RESOLVED, alert, NEW_NORMAL, action, now)
         return {**alert.to_dict(), "model_phase": "warming_up"}
 
     # ------------------------------------------------------------ silences
@@ -263,15 +282,19 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                     kind=None if req.kind is None else AlertKind(req.kind.value),
                                     starts_at=now, ends_at=ends, created_by=req.by, reason=req.reason, at=now)
         on_silences_changed()
+        publish([silence_action_record("silenced", silence, SILENCE, req.by, req.reason, now)])
         return silence.to_dict()
 
     @app.delete("/api/v1/silences/{silence_id}", tags=["silences"], dependencies=write, responses=_errors(401, 403, 404))
-    def end_silence(silence_id: str) -> dict[str, Any]:
+    def end_silence(silence_id: str, by: str | None = Query(default=None, min_length=1, max_length=128,
+                                                             description="who ends it")) -> dict[str, Any]:
+        now = datetime.now(UTC)
         try:
-            silence = store.end_silence(silence_id, datetime.now(UTC))
+            silence = store.end_silence(silence_id, now, by)
         except AlertNotFound:
             raise HTTPException(status_code=404, detail=f"No silence has id {silence_id!r}.") from None
         on_silences_changed()
+        publish([silence_action_record("unsilenced", silence, END_SILENCE, by, None, now)])
         return silence.to_dict()
 
     # ------------------------------------------------------------ lines and machines

@@ -1,0 +1,69 @@
+"""Every worker learns what people did through any worker's API.
+
+All workers share one database, but each keeps the open alerts of the machines and lines it owns in
+its own ``AlertBook``. An acknowledgement, a resolution or a "new normal" done through the API of
+worker A is written to the database and to its journal of people's actions (``alert_actions``);
+worker B, which owns the machine, applies the journal from where it last stopped before it turns its
+next batch into alert events: an acknowledged alert stays acknowledged in B's updates, an alert
+resolved by hand is over in B too (the condition's recurrence is a new alert), and a "new normal"
+makes B's model of the machine relearn.
+
+The check is one indexed query per batch that returns no rows when nobody did anything. The API
+calls the same function right after a person's action, so the worker serving the request applies
+it at once, through the same path.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from linewatch.alerts.lifecycle import AlertBook
+from linewatch.alerts.store import AlertStore
+
+
+class Worker(Protocol):
+    """What this needs of the pipeline (``linewatch.pipeline.Pipeline``)."""
+
+    lock: threading.Lock
+    book: AlertBook
+
+    def new_normal(self, machine: str) -> bool: ...
+
+    def refresh_open_gauge(self) -> None: ...
+
+
+def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> int:
+    """Apply the people's actions the worker's alert book has not seen yet; how many were applied.
+
+    Safe to call from several threads (the API's and the consumer loop's): the journal is read
+    without the pipeline's lock, and each action is applied under it only if no other thread has
+    applied it meanwhile. Raises whatever the database driver raises; nothing has changed then and
+    the next call starts from the same place.
+    """
+    book = worker.book
+    applied = 0
+    renew: list[str] = []
+    while True:
+        start = book.actions_seen if book.actions_seen is not None else store.actions_at_open
+        actions = store.actions_since(start, limit=page)
+        if not actions:
+            break
+        with worker.lock:
+            if book.actions_seen is None:
+                book.actions_seen = start
+            for action in actions:
+                if action.seq <= book.actions_seen:
+                    continue  # another thread applied it
+                machine = book.apply(action)
+                applied += 1
+                if machine and machine not in renew:
+                    renew.append(machine)
+            worker.refresh_open_gauge()
+        if len(actions) < page:
+            break
+    for machine in renew:
+        worker.new_normal(machine)  # takes the lock itself; a no-op where this worker has no model
+    if applied:
+        store.version += 1  # another worker's action changed alerts: cached API answers are out of date
+    return applied
