@@ -5,6 +5,11 @@ source's offsets are committed, and offsets are committed only together with a c
 detectors' state (every few seconds, when idle, and on stop), so the committed position never runs
 ahead of what the models have learned. If making a batch durable fails, the loop retries that step
 (the writes are idempotent) rather than moving on, so nothing a batch produced is ever skipped.
+
+While a write is failing (the database or the broker is away) the worker holds the batch, pauses
+consumption (a Kafka consumer's partitions are paused and it keeps polling, so it stays in its group
+without reading on), commits nothing, reports itself not ready with the reason, and retries with
+back-off up to 10 s; when the write succeeds it resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime, timezone
+from typing import Protocol, TypeVar
 
 from linewatch.alerts.silences import Silencer
 from linewatch.alerts.store import AlertStore
@@ -24,6 +30,34 @@ from linewatch.domain import AlertEvent, AlertEventType, RawMessage, Rejection
 from linewatch.pipeline import BatchOutcome, Pipeline
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# What each retried write is, as operators read it in the log and in /readyz (and the label of
+# linewatch_durable_write_failures_total).
+WRITES = {
+    "store": "cannot save alerts to the database",
+    "silences": "cannot read silences from the database",
+    "sinks": "cannot write dead-letter and alert records to Kafka",
+    "checkpoint": "cannot save the detector checkpoint to the database",
+    "load": "cannot load detector checkpoints from the database",
+    "commit": "cannot commit consumer offsets to Kafka",
+}
+DONE = {
+    "store": "alerts saved to the database",
+    "silences": "silences read from the database",
+    "sinks": "dead-letter and alert records written to Kafka",
+    "checkpoint": "detector checkpoint saved to the database",
+    "load": "detector checkpoints loaded from the database",
+    "commit": "consumer offsets committed to Kafka",
+}
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 10.0
+
+
+class StoppedDuringOutage(Exception):
+    """Stop was requested while a write kept failing: the batch in hand is not durable, so its
+    offsets stay uncommitted and whoever consumes the partitions next replays it."""
 
 
 class Source(Protocol):
@@ -66,20 +100,35 @@ class Runner:
         self._lag_labels: set[tuple[str, str]] = set()
         self.stop_requested = threading.Event()
         self.ready = threading.Event()
+        self.not_ready_reason: str | None = "the worker has not started consuming yet"
         self.stats = RunStats()
+        self._holding = 0  # messages in the batch held while a write is retried (for the log)
+
+    def readiness(self) -> tuple[bool, str | None]:
+        """Whether the worker is consuming normally, and if not, why (for /readyz)."""
+        ready = self.ready.is_set()
+        return ready, None if ready else (self.not_ready_reason or "the worker is not consuming")
 
     def run(self, duration: float | None = None) -> RunStats:
-        """Process batches until stopped (or for ``duration`` seconds)."""
+        """Process batches until stopped (or for ``duration`` seconds); then checkpoint and commit.
+
+        Only a clean stop checkpoints: if a step raised, what was polled may not be durable, so its
+        offsets must stay uncommitted (the next owner of the partitions replays them).
+        """
         deadline = None if duration is None else time.monotonic() + duration
-        self.ready.set()
+        self._set_ready()
         try:
             while not self.stop_requested.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 self.step()
-        finally:
             if self.uncommitted:
                 self.checkpoint()
+        except StoppedDuringOutage as exc:
+            log.warning("stopped while a write kept failing (%s): the batch in hand was not made durable and its "
+                        "offsets are not committed; it is replayed from the last checkpoint", exc)
+        finally:
+            self._set_not_ready("the worker has stopped")
         return self.stats
 
     def step(self) -> BatchOutcome | None:
@@ -98,9 +147,15 @@ class Runner:
             return None
         outcome = self.pipeline.process(batch, self._behind(lag))
         self._observe(batch)
+        self._holding = len(batch)
         if self.silencer and outcome.events:
-            with self.pipeline.lock:
-                self.silencer.apply(outcome.events, self.pipeline.book)
+            silencer, events = self.silencer, outcome.events
+
+            def silence() -> None:
+                with self.pipeline.lock:
+                    silencer.apply(events, self.pipeline.book)
+
+            self._retry("silences", silence)
         self._make_durable(outcome)
         self.uncommitted = True
         if time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds:
@@ -128,29 +183,27 @@ class Runner:
                 log.info("handed over %d machine(s) and %d line(s)", len(machines), len(lines))
             elif self.state is not None:
                 keys = [f"machine:{m}" for m in machines] + [f"line:{line}" for line in lines]
-                self.pipeline.import_state(self.state.load(keys))
+                state = self.state
+                self.pipeline.import_state(self._retry("load", lambda: state.load(keys)))
                 log.info("took over %d machine(s) and %d line(s) from their checkpoints", len(machines), len(lines))
 
     def checkpoint(self) -> None:
-        """Save what the detectors have learned, then commit the offsets that state corresponds to."""
+        """Save what the detectors have learned, then commit the offsets that state corresponds to.
+
+        Ownership changes that arrived while a write was being retried (the consumer kept polling to
+        stay in its group) are applied first, so the checkpoint covers only what this worker owns.
+        Each of the two writes is retried until it succeeds; the offsets are committed only after
+        the state is saved.
+        """
+        self._take_over()
         if self.state is not None:
             states = self.pipeline.export_state()
-            delay = 0.5
-            while True:
-                try:
-                    self.state.save(states)
-                    break
-                except Exception as exc:  # the database is away: keep the offsets uncommitted until it is back
-                    self.pipeline.metrics.durable_write_failures.labels("checkpoint").inc()
-                    if self.stop_requested.is_set():
-                        raise
-                    log.error("could not save a checkpoint (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+            state = self.state
+            self._retry("checkpoint", lambda: state.save(states))
             metrics = self.pipeline.metrics
             metrics.last_checkpoint = time.time()
             metrics.checkpoint_bytes.set(sum(len(v) for v in states.values()))
-        self.source.commit()
+        self._retry("commit", self.source.commit)
         self.uncommitted = False
         self.last_checkpoint = time.monotonic()
 
@@ -186,24 +239,92 @@ class Runner:
                 observe(max(0.0, now_ms - m.timestamp_ms) / 1000)
 
     def _make_durable(self, outcome: BatchOutcome) -> None:
-        delay = 0.5
+        """Store the batch's alert events, then write its rejections and events to the sinks."""
+        self._retry("store", lambda: self.store.save(outcome.events))
+        for sink in self.sinks:
+            self._retry("sinks", lambda sink=sink: sink.write(outcome.rejections, outcome.events))
+
+    # ------------------------------------------------------------ when the database or the broker is away
+
+    def _retry(self, what: str, attempt: Callable[[], T]) -> T:
+        """``attempt()`` until it succeeds. Meanwhile the batch stays in hand, consumption is paused,
+        nothing is committed and the worker is not ready; the waits grow from 0.5 s to 10 s.
+
+        The writes retried here are idempotent (alert upserts by deterministic id, a checkpoint
+        replacing its keys, an offset commit, DLQ/alert records that may repeat), so retrying is safe.
+        """
+        failures, since, delay = 0, 0.0, FIRST_RETRY_SECONDS
         while True:
-            what = "store"
             try:
-                self.store.save(outcome.events)
-                what = "sinks"
-                for sink in self.sinks:
-                    sink.write(outcome.rejections, outcome.events)
-                self.ready.set()
-                return
-            except Exception as exc:  # store or broker unavailable: hold the batch, retry, never skip it
+                result = attempt()
+            except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the answer is to wait and retry
+                failures += 1
                 self.pipeline.metrics.durable_write_failures.labels(what).inc()
+                error = f"{type(exc).__name__}: {_first_line(exc)}"
                 if self.stop_requested.is_set():
-                    raise
-                log.error("could not make a batch durable (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
-                self.ready.clear()
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                    raise StoppedDuringOutage(f"{WRITES[what]}: {error}") from exc
+                if failures == 1:
+                    since = time.monotonic()
+                    at = datetime.now(timezone.utc).strftime("%H:%M:%SZ")
+                    self._set_not_ready(f"{WRITES[what]} since {at} ({error}); consumption paused, "
+                                        "offsets not committed, retrying")
+                    log.error("%s (%s); pausing consumption, holding the current batch (%d message(s)), "
+                              "committing nothing; retrying in %.1f s", WRITES[what], error, self._holding, delay)
+                else:
+                    log.warning("%s, attempt %d, %.0f s so far (%s); retrying in %.1f s", WRITES[what], failures,
+                                time.monotonic() - since, error, delay)
+                self._hold(delay)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                continue
+            if failures:
+                self._resume()
+                log.warning("%s after %d failed attempt(s) over %.1f s; resuming consumption",
+                            DONE[what], failures, time.monotonic() - since)
+                self._set_ready()
+            return result
+
+    def _hold(self, seconds: float) -> None:
+        """Wait ``seconds`` (less if a stop is requested) without reading on.
+
+        A Kafka consumer must keep polling or it leaves its group after max.poll.interval.ms (5 min),
+        so its partitions are paused and it polls for nothing; a rebalance meanwhile is recorded and
+        applied at the next checkpoint. A partition assigned during such a poll is not paused yet:
+        whatever it returns is handed back with a seek to its first offset, unread.
+        """
+        consumer = getattr(self.source, "consumer", None)
+        if consumer is None or not hasattr(consumer, "pause"):
+            self.stop_requested.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.stop_requested.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                consumer.pause(*consumer.assignment())
+                records = consumer.poll(timeout_ms=int(min(left, 1.0) * 1000))
+                for tp, msgs in records.items():
+                    if msgs:
+                        consumer.seek(tp, msgs[0].offset)
+                        consumer.pause(tp)
+            except Exception as exc:  # noqa: BLE001 - the broker may be away too: just wait
+                log.debug("keep-alive poll failed (%s: %s)", type(exc).__name__, exc)
+                self.stop_requested.wait(min(left, 1.0))
+
+    def _resume(self) -> None:
+        consumer = getattr(self.source, "consumer", None)
+        if consumer is not None and hasattr(consumer, "resume"):
+            paused = consumer.paused()
+            if paused:
+                consumer.resume(*paused)
+
+    def _set_ready(self) -> None:
+        self.not_ready_reason = None
+        self.ready.set()
+
+    def _set_not_ready(self, reason: str) -> None:
+        self.not_ready_reason = reason
+        self.ready.clear()
 
     def _count(self, outcome: BatchOutcome) -> None:
         s = self.stats
@@ -215,3 +336,9 @@ class Runner:
         s.skipped += outcome.skipped
         s.rejected_by_reason.update(r.reason for r in outcome.rejections)
         s.alerts_fired_by_kind.update(ev.alert.kind.value for ev in outcome.events if ev.type is AlertEventType.FIRED)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (database drivers add pages of context)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else "")[:300]

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from linewatch.alerts.broadcast import Broadcaster
 from linewatch.alerts.lifecycle import AlertBook
@@ -123,8 +126,30 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
                          on_silences_changed=silencer.invalidate, api_token=settings.api_token,
                          protect_reads=settings.protect_reads, cors_origins=settings.cors_origins,
                          max_body_bytes=settings.max_body_bytes)
+        readiness_with_reason(app, store, runner)
         http = HttpServer(app, settings.http_host, settings.http_port)
     return Service(settings, config, metrics, store, pipeline, runner, http, webhook)
+
+
+def readiness_with_reason(app: FastAPI, store: AlertStore, runner: Runner) -> None:
+    """/readyz that also says why the worker is not ready (the database or the broker is away, the
+    worker has not started or has stopped), replacing the app's plain one.
+
+    The body keeps the app's fields (``ready``, ``worker``, ``store``) and adds ``reason`` (null when
+    ready); 503 whenever ``ready`` is false, so orchestrators and load balancers take the worker out.
+    """
+    app.router.routes[:] = [r for r in app.router.routes if not (isinstance(r, APIRoute) and r.path == "/readyz")]
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "the worker or the store is not ready; "
+                                                                         "`reason` says why"}})
+    def readyz() -> JSONResponse:
+        """The worker is consuming and the alert store answers; if not, ``reason`` says why."""
+        worker, why = runner.readiness()
+        db = store.ping()
+        if why is None and not db:
+            why = "the database does not answer"
+        body = {"ready": worker and db, "worker": worker, "store": db, "reason": why}
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 def install_stop_signals(service: Service) -> None:

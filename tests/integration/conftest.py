@@ -1,10 +1,18 @@
-"""Helpers for tests against the real broker: produce a line, run a worker, read back what it did."""
+"""Helpers for tests against the real broker: produce a line, run a worker, read back what it did;
+and brokers and databases of a test's own, for the tests that stop and restart them."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -47,6 +55,9 @@ class RunningWorker:
         self.url = f"http://127.0.0.1:{self.service.http.port}"
         self.thread = threading.Thread(target=self.service.runner.run, daemon=True)
         self.thread.start()
+
+    def runner_ready(self) -> bool:
+        return self.service.runner.ready.is_set()
 
     def get(self, path: str, **params) -> httpx.Response:
         return httpx.get(self.url + path, params=params, timeout=10)
@@ -99,3 +110,105 @@ def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 3
             records.extend(msgs)
     consumer.close()
     return records
+
+
+# ------------------------------------------------------------ servers a test may stop and start again
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port(span: int = 1) -> int:
+    """A loopback port with the ``span - 1`` ports after it free too (Kafka's controller uses port + 1)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + span > 65535:
+            continue
+        free = True
+        for p in range(port + 1, port + span):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return port
+    raise RuntimeError("no free port")
+
+
+class LocalServer:
+    """scripts/kafka-local or scripts/postgres-local on a port and state directory of this test's own
+    (never the suite's shared server), with its data kept across stop and start: an outage, not a
+    new server. ``destroy`` stops it for good and deletes the data."""
+
+    def __init__(self, script: str, env_prefix: str, state: Path, port: int):
+        self.script = str(REPO / "scripts" / script)
+        self.env = {**os.environ, f"{env_prefix}_PORT": str(port), f"{env_prefix}_STATE": str(state)}
+        self.keep = f"{env_prefix}_KEEP_DATA"
+        self.port = port
+        self.address = ""
+
+    def _run(self, command: str, keep: bool = True, timeout: float = 120) -> str:
+        env = {**self.env, self.keep: "1" if keep else ""}
+        done = subprocess.run([self.script, command], env=env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.script} {command} failed ({done.returncode}): {done.stderr[-2000:]}")
+        return done.stdout.strip()
+
+    def start(self) -> str:
+        self.address = self._run("start")
+        return self.address
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def destroy(self) -> None:
+        self._run("stop", keep=False)
+
+
+@pytest.fixture
+def own_kafka(kafka_bootstrap, tmp_path):
+    """A single-node broker of this test's own (the shared one must never be stopped). Needs what
+    the shared broker needs, so it is skipped or failed exactly when kafka_bootstrap is."""
+    server = LocalServer("kafka-local", "LINEWATCH_KAFKA", tmp_path / "kafka-state", free_port(span=2))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL of this test's own (the suite's shared one must never be stopped). Skipped
+    without the suite's PostgreSQL (LINEWATCH_TEST_DATABASE_URL), failed if LINEWATCH_REQUIRE_POSTGRES=1."""
+    if not os.environ.get("LINEWATCH_TEST_DATABASE_URL"):
+        reason = "LINEWATCH_TEST_DATABASE_URL is not set (scripts/postgres-local start prints one, or run scripts/test)"
+        if os.environ.get("LINEWATCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason + "; LINEWATCH_REQUIRE_POSTGRES=1 makes this a failure")
+        pytest.skip(reason)
+    # Not under tmp_path: as root the script runs PostgreSQL as the postgres user, who cannot enter
+    # pytest's private temporary directory to write the server log.
+    state = Path(tempfile.mkdtemp(prefix="linewatch-test-pg-state-"))
+    server = LocalServer("postgres-local", "LINEWATCH_PG", state, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        try:
+            server.destroy()
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def own_settings(bootstrap: str, database_url: str, **overrides) -> Settings:
+    """Settings with topics and a consumer group of this test's own."""
+    tag = uuid.uuid4().hex[:8]
+    values = dict(kafka_bootstrap=bootstrap, consumer_group=f"linewatch-test-{tag}",
+                  raw_topic_prefix=f"t{tag}.raw.", qc_topic=f"t{tag}.qc", dlq_topic=f"t{tag}.dlq",
+                  alerts_topic=f"t{tag}.alerts", topic_partitions=4, metadata_max_age_ms=1000,
+                  database_url=database_url, http_port=0)
+    values.update(overrides)
+    return Settings(**values)
