@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 from linewatch.alerts.silences import Silencer
 from linewatch.alerts.store import AlertStore
+from linewatch.alerts.sync import sync_people_actions
 from linewatch.detect.state import StateStore
 from linewatch.domain import AlertEvent, AlertEventType, RawMessage, Rejection
 from linewatch.pipeline import BatchOutcome, Pipeline
@@ -38,6 +39,7 @@ T = TypeVar("T")
 WRITES = {
     "store": "cannot save alerts to the database",
     "silences": "cannot read silences from the database",
+    "actions": "cannot read people's actions (ack, resolve, new normal) from the database",
     "sinks": "cannot write dead-letter and alert records to Kafka",
     "checkpoint": "cannot save the detector checkpoint to the database",
     "load": "cannot load detector checkpoints from the database",
@@ -46,6 +48,7 @@ WRITES = {
 DONE = {
     "store": "alerts saved to the database",
     "silences": "silences read from the database",
+    "actions": "people's actions read from the database",
     "sinks": "dead-letter and alert records written to Kafka",
     "checkpoint": "detector checkpoint saved to the database",
     "load": "detector checkpoints loaded from the database",
@@ -134,6 +137,9 @@ class Runner:
     def step(self) -> BatchOutcome | None:
         batch = self.source.next_batch()
         self._take_over()
+        # acks, resolves and new normals done through any worker's API, before this batch decides
+        if self.store is not None:
+            self._retry("actions", lambda: sync_people_actions(self.pipeline, self.store))
         lag = self._lag()  # asked once per step: it feeds stale-stream judgement and the lag gauge
         if not batch:
             idle = self.pipeline.idle(self._behind(lag))  # silence is news too: streams go stale
@@ -184,7 +190,10 @@ class Runner:
             elif self.state is not None:
                 keys = [f"machine:{m}" for m in machines] + [f"line:{line}" for line in lines]
                 state = self.state
-                self.pipeline.import_state(self._retry("load", lambda: state.load(keys)))
+                store = self.store
+                stored = None if store is None else (
+                    lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
+                self.pipeline.import_state(self._retry("load", lambda: state.load(keys)), stored)
                 log.info("took over %d machine(s) and %d line(s) from their checkpoints", len(machines), len(lines))
 
     def checkpoint(self) -> None:

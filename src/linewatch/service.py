@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 
 from linewatch.alerts.broadcast import Broadcaster
 from linewatch.alerts.lifecycle import AlertBook
+from linewatch.alerts.publish import KafkaActionPublisher
 from linewatch.alerts.silences import Silencer
 from linewatch.alerts.webhook import WebhookSender
 from linewatch.alerts.store import AlertStore
@@ -81,6 +82,7 @@ class Service:
     runner: Runner
     http: HttpServer | None
     webhook: WebhookSender | None = None
+    publisher: KafkaActionPublisher | None = None
 
     def stop(self) -> None:
         self.runner.stop_requested.set()
@@ -91,6 +93,8 @@ class Service:
             self.http.stop()
         if self.webhook:
             self.webhook.close()
+        if self.publisher:
+            self.publisher.close()
         self.store.close()
 
 
@@ -117,18 +121,20 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     pipeline = Pipeline(config, metrics, book, normalizer)
     state = StateStore(store.engine)
     if not hasattr(source, "ownership_changes"):
-        pipeline.import_state(state.load())  # one source of everything: continue where it left off
+        pipeline.import_state(state.load(), store.alerts_by_id)  # one source of everything: continue where it left off
     # a Kafka worker loads the state of the partitions it is assigned, when they are assigned
     runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds)
-    http = None
+    http = publisher = None
     if with_http:
+        if hasattr(source, "ownership_changes"):  # a Kafka worker: people's actions go to the alerts topic too
+            publisher = KafkaActionPublisher(settings.kafka_bootstrap, settings.alerts_topic)
         app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,
                          on_silences_changed=silencer.invalidate, api_token=settings.api_token,
                          protect_reads=settings.protect_reads, cors_origins=settings.cors_origins,
-                         max_body_bytes=settings.max_body_bytes)
+                         max_body_bytes=settings.max_body_bytes, publish_actions=publisher)
         readiness_with_reason(app, store, runner)
         http = HttpServer(app, settings.http_host, settings.http_port)
-    return Service(settings, config, metrics, store, pipeline, runner, http, webhook)
+    return Service(settings, config, metrics, store, pipeline, runner, http, webhook, publisher)
 
 
 def readiness_with_reason(app: FastAPI, store: AlertStore, runner: Runner) -> None:

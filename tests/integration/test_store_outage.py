@@ -45,7 +45,8 @@ def test_the_database_goes_away_mid_stream_and_nothing_is_lost(kafka_bootstrap, 
         assert body["ready"] is False and body["store"] is False
         assert body["reason"].startswith(("cannot save alerts to the database since ",
                                           "cannot save the detector checkpoint to the database since ",
-                                          "cannot read silences from the database since ")), body
+                                          "cannot read silences from the database since ",
+                                            "cannot read people's actions (ack, resolve, new normal) from the database since ")), body
         assert "consumption paused, offsets not committed, retrying" in body["reason"]
         assert worker.thread.is_alive(), "the worker died with the database"
 
