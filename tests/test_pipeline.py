@@ -215,3 +215,35 @@ def test_each_recipe_has_its_own_normal(config):
     shared.process(made(extruder[:1500], "PA6"))
     shifted = [m for m in made(extruder[1500:1600], "PA6", extra_psi=25 * 14.5038)]
     assert [e for e in shared.process(shifted).events if e.alert.kind == AlertKind.ANOMALY]
+
+
+def test_a_replay_after_a_crash_makes_the_same_alerts_whatever_the_store_saw_since(config, tmp_path):
+    """kill -9 between a checkpoint and the next: the store already holds alerts (fired, resolved) from
+    batches the checkpoint does not cover. The next worker replays those batches from the checkpoint and
+    must reach the same episodes with the same ids: no second failure-rate alert because the store saw
+    the first one resolve."""
+    from linewatch.alerts.lifecycle import AlertBook
+    from linewatch.alerts.store import AlertStore
+
+    faults = (Fault("spike", "extruder-1", start=900, duration=25, sensor="die_pressure", magnitude=30.0),
+              Fault("failure_rate", "checkweigher-1", start=1500, duration=1800, magnitude=0.20))
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=faults)).messages(4000)]
+    batches = [msgs[i:i + 1000] for i in range(0, len(msgs), 1000)]
+    reference = Pipeline(config, Metrics())
+    expected = {e.alert.id: (e.alert.kind, e.alert.started_at) for b in batches for e in reference.process(b).events}
+    assert {AlertKind.FAILURE_RATE, AlertKind.ANOMALY} <= {kind for kind, _ in expected.values()}
+    for crash in range(1, len(batches), 3):
+        store = AlertStore(f"sqlite:///{tmp_path}/crash-{crash}.db")
+        first = Pipeline(config, Metrics(), AlertBook(store.open_alerts()))
+        checkpoint = {}
+        for i, batch in enumerate(batches):  # the first life saves every alert, checkpoints once, dies
+            store.save(first.process(batch).events)
+            if i == crash - 1:
+                checkpoint = first.export_state(everything=True)
+        second = Pipeline(config, Metrics(), AlertBook(store.open_alerts()))
+        second.import_state(checkpoint, store.alerts_by_id)
+        for batch in batches[crash:]:
+            store.save(second.process(batch).events)
+        got = {a.id: (a.kind, a.started_at) for a in store.query(limit=10_000)}
+        store.close()
+        assert got == expected, f"crash after batch {crash}: extra {set(got) - set(expected)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickle
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -470,21 +470,36 @@ class Pipeline:
                     "model": self.models.get(m), "recipe_models": self.recipe_models.get(m),
                     "quality": self.quality.state.get(m),
                     "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
-                    "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m)}, protocol=5)
+                    "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m),
+                    "open_alerts": self.book.owned_by(f"machine:{m}")}, protocol=5)
             # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
             out.update({f"line:{line}": pickle.dumps({"monitor": self.monitors[line],
-                                                      "machine_rates": self.machine_rates.get(line)}, protocol=5)
+                                                      "machine_rates": self.machine_rates.get(line),
+                                                      "open_alerts": self.book.owned_by(f"line:{line}")},
+                                                     protocol=5)
                         for line in lines})
             return out
 
-    def import_state(self, states: dict[str, bytes]) -> None:
-        """Continue from a checkpoint (state saved by export_state, possibly by another worker)."""
+    def import_state(self, states: dict[str, bytes],
+                     stored_alerts: Callable[[list[str]], dict[str, Alert]] | None = None) -> None:
+        """Continue from a checkpoint (state saved by export_state, possibly by another worker).
+
+        The open alerts come back with the detectors that decide them, so the replay of what followed
+        the checkpoint repeats the same decisions; ``stored_alerts`` (the alert store's lookup by id)
+        says which of them people acknowledged or resolved since.
+        """
+        loaded = {key: pickle.loads(blob) for key, blob in states.items()}
+        alerts = {key: st["open_alerts"] for key, st in loaded.items()
+                  if isinstance(st, dict) and st.get("open_alerts") is not None}
+        ids = [a.id for group in alerts.values() for a in group]
+        stored = stored_alerts(ids) if stored_alerts is not None and ids else {}
         with self.lock:
             n = self.normalizer
-            for key, blob in states.items():
+            for key, group in alerts.items():
+                self.book.restore(key, group, stored)
+            for key, st in loaded.items():
                 kind, _, name = key.partition(":")
                 if kind == "machine":
-                    st = pickle.loads(blob)
                     if not isinstance(st["model"], self._model_type):  # the plant switched models: start afresh
                         st["model"] = None
                     recipes = {r: mdl for r, mdl in (st.get("recipe_models") or {}).items()
@@ -499,7 +514,6 @@ class Pipeline:
                     if st["model"] is not None and name in self.machines:
                         self.machines[name].phase = st["model"].phase
                 elif kind == "line":
-                    st = pickle.loads(blob)
                     if isinstance(st, FailureRateMonitor):  # checkpoints written before genealogy
                         st = {"monitor": st, "machine_rates": None}
                     self.monitors[name] = st["monitor"]
@@ -521,6 +535,9 @@ class Pipeline:
             for line in lines:
                 self.monitors.pop(line, None)
                 self.machine_rates.pop(line, None)
+            # their open alerts are now the new owner's to update and resolve
+            self.book.restore_none({f"machine:{m}" for m in machines} | {f"line:{line}" for line in lines})
+            self.refresh_open_gauge()
 
     def machine_detail(self, machine_id: str) -> dict[str, Any] | None:
         """What was converted and how, for one machine: profile, mapping with factors, last samples."""

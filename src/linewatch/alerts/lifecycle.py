@@ -84,6 +84,41 @@ class AlertBook:
         alert.ended_at = ts
         return AlertEvent(AlertEventType.RESOLVED, copy(alert))
 
+    # ------------------------------------------------------------ checkpoints
+
+    @staticmethod
+    def owner(alert: Alert) -> str:
+        """Whose checkpoint an open alert travels in: the line's for failure rates (its QC partition
+        decides them), the machine's for everything else (its raw partition decides them)."""
+        return f"line:{alert.line}" if alert.kind is AlertKind.FAILURE_RATE else f"machine:{alert.machine}"
+
+    def owned_by(self, owner: str) -> list[Alert]:
+        """The open alerts to checkpoint with ``owner``'s detector state (copies)."""
+        return [copy(a) for a in self.open.values() if self.owner(a) == owner]
+
+    def restore(self, owner: str, alerts: Iterable[Alert], stored: dict[str, Alert]) -> None:
+        """Put back ``owner``'s open alerts as they stood at its checkpoint, so a replay of what came after
+        makes the same decisions (and the same alert ids) as the first time, whatever the store saw since.
+
+        ``stored`` is the store's latest word on those alerts: an acknowledgement made since is kept, and
+        an alert a person resolved since stays resolved. One the condition resolved since stays open: the
+        replay resolves it again, at the same reading.
+        """
+        self.restore_none({owner})
+        for a in alerts:
+            known = stored.get(a.id)
+            if known is not None and known.resolved_by is not None:
+                continue
+            if known is not None and known.acked_by is not None:
+                a.status, a.acked_by, a.acked_at, a.ack_note = (AlertStatus.ACKNOWLEDGED, known.acked_by,
+                                                                known.acked_at, known.ack_note)
+            self.open[(a.kind, a.line, a.machine, a.sensor)] = a
+
+    def restore_none(self, owners: set[str]) -> None:
+        """Forget the open alerts of ``owners`` (their detectors moved to another worker)."""
+        for key in [k for k, a in self.open.items() if self.owner(a) in owners]:
+            del self.open[key]
+
     def find(self, alert_id_: str) -> tuple[AlertKey, Alert] | None:
         for key, a in self.open.items():
             if a.id == alert_id_:

@@ -337,6 +337,15 @@ class AlertStore:
             row = session.get(AlertRow, alert_id)
             return _to_alert(row) if row else None
 
+    def alerts_by_id(self, ids: Iterable[str]) -> dict[str, Alert]:
+        """The stored alerts among ``ids`` (a worker taking over a checkpoint asks which were acknowledged
+        or resolved by a person since)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        with Session(self.engine) as session:
+            return {r.id: _to_alert(r) for r in session.scalars(select(AlertRow).where(AlertRow.id.in_(ids)))}
+
     def query(self, *, status: Iterable[str] = (), kind: Iterable[str] = (), severity: Iterable[str] = (),
               machine: str | None = None, line: str | None = None, since: datetime | None = None,
               until: datetime | None = None, after: tuple[datetime, str] | None = None,
