@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     alerts_topic: str = "linewatch.alerts"
     topic_partitions: int = Field(8, ge=1, description="partitions for topics linewatch creates")
     max_poll_records: int = Field(2000, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000,
+                                    description="a worker that stops answering (crash, kill -9, lost network) "
+                                                "loses its partitions to the others after this long")
     max_payload_bytes: int = Field(1_048_576, ge=1024, description="larger payloads are rejected as oversized")
     metadata_max_age_ms: int = Field(10_000, ge=500, description="how soon new linewatch.raw.* topics are noticed")
     database_url: str = "sqlite:///var/linewatch.db"

@@ -54,6 +54,8 @@ class KafkaSource:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.max_poll_records,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 5),
             metadata_max_age_ms=settings.metadata_max_age_ms,
         )
         raw = re.escape(settings.raw_topic_prefix)
