@@ -32,3 +32,12 @@ def test_late_reading_for_an_emitted_period_is_counted_and_dropped():
     agg.add(fast(0, 1.0))
     assert agg.add(fast(12, 5.0)) is not None
     assert agg.add(fast(3, 9.0)) is None and agg.late == 1
+
+
+def test_a_folded_reading_keeps_the_recipe_so_it_is_scored_on_that_recipes_model():
+    agg = Aggregator(AggregateSpec(period_seconds=1.0, default="mean"))
+    readings = [fast(i, 1.0) for i in range(12)]
+    for r in readings:
+        r.recipe = "PEANUT-WHITE"
+    folded = [out for r in readings if (out := agg.add(r))]
+    assert folded and folded[0].recipe == "PEANUT-WHITE"

@@ -82,4 +82,4 @@ class Aggregator:
         ts = datetime.fromtimestamp(self.bucket * self.period, tz=UTC)
         self.bucket, self.first, self.acc = None, None, {}
         return Reading(machine=first.machine, line=first.line, ts=ts, values=values, source=first.source,
-                       unit_id=first.unit_id, batch_id=first.batch_id)
+                       unit_id=first.unit_id, batch_id=first.batch_id, recipe=first.recipe)
