@@ -118,8 +118,8 @@ def test_checkpoints_are_incremental_and_still_restore_everything(config):
     assert original.export_state() == {}  # nothing arrived since: nothing to rewrite
     only_extruder = [m for m in msgs[2000:3000] if m.key == b"extruder-1"]
     assert only_extruder
-    original.process(only_extruder)
-    assert set(original.export_state()) == {"machine:extruder-1"}
+    stale = {f"machine:{e.alert.machine}" for e in original.process(only_extruder).events}  # the others fell silent
+    assert set(original.export_state()) == {"machine:extruder-1"} | stale
     saved["machine:extruder-1"] = original.export_state(everything=True)["machine:extruder-1"]
     restored = Pipeline(config, Metrics())
     restored.import_state(saved)  # the union of incremental checkpoints is the whole state
@@ -247,3 +247,40 @@ def test_a_replay_after_a_crash_makes_the_same_alerts_whatever_the_store_saw_sin
         got = {a.id: (a.kind, a.started_at) for a in store.query(limit=10_000)}
         store.close()
         assert got == expected, f"crash after batch {crash}: extra {set(got) - set(expected)}"
+
+
+def test_an_alert_raised_without_readings_travels_in_its_machines_checkpoint(config):
+    """A stream gone stale fires while no reading arrives; the next checkpoint must still carry the
+    open alert, or a restarted worker would leave it firing forever."""
+    faults = (Fault("dropout", "dryer-1", start=200, duration=120),)
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=faults)).messages(400)]
+    cut = next(i for i, m in enumerate(msgs) if m.key == b"extruder-1" and i > len(msgs) * 0.75)
+    before = next(i for i, m in enumerate(msgs) if i > len(msgs) * 0.55)  # dryer-1 silent, not yet stale
+    original = Pipeline(config, Metrics())
+    assert not [e for e in run(original, msgs[:before]) if e.alert.kind is AlertKind.STALE_STREAM]
+    saved = original.export_state()
+    fired = [e for e in run(original, msgs[before:cut]) if e.alert.kind is AlertKind.STALE_STREAM]
+    assert [e.type.value for e in fired] == ["fired"]
+    saved.update(original.export_state())  # incremental: only what changed since
+    restored = Pipeline(config, Metrics())
+    restored.import_state(saved)
+    assert fired[0].alert.id in {a.id for a in restored.book.open.values()}
+    a, b = run(original, msgs[cut:]), run(restored, msgs[cut:])
+    resolved = [(e.type.value, e.alert.id) for e in b if e.alert.kind is AlertKind.STALE_STREAM]
+    assert resolved == [("resolved", fired[0].alert.id)]
+    assert [(e.type, e.alert.id) for e in a] == [(e.type, e.alert.id) for e in b]
+
+
+def test_a_worker_keeps_only_the_open_alerts_of_what_it_owns(config):
+    from linewatch.alerts.lifecycle import AlertBook
+    from linewatch.domain import Severity
+
+    book = AlertBook()
+    for kind, machine in ((AlertKind.ANOMALY, "extruder-1"), (AlertKind.ANOMALY, "dryer-1"),
+                          (AlertKind.FAILURE_RATE, None), (AlertKind.DATA_QUALITY, "stranger-9")):
+        book.raise_(kind, "line-1", machine, None, T0, Severity.WARNING, "x", {})
+    pipeline = Pipeline(config, Metrics(), book)
+    pipeline.keep_alerts_of({"machine:extruder-1"})
+    # the line's failure rate and dryer-1 belong to other workers; a machine outside the plant is kept
+    assert sorted((k.value, m) for k, _, m, _ in pipeline.book.open) == [("anomaly", "extruder-1"),
+                                                                         ("data_quality", "stranger-9")]

@@ -149,6 +149,7 @@ class Pipeline:
             out.events = _compact(out.events)
             if out.events:
                 self._count_events(out.events)
+                self._alerts_changed(out.events)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
         return out
@@ -160,7 +161,17 @@ class Pipeline:
             self._check_stale(out, pending)
             if out.events:
                 self._count_events(out.events)
+                self._alerts_changed(out.events)
         return out
+
+    def _alerts_changed(self, events: list[AlertEvent]) -> None:
+        """An alert that fired or resolved belongs in the next checkpoint of its owner, even when no
+        reading arrived for it (a stream gone stale, a clock rejected): its open alerts travel there."""
+        for ev in events:
+            if ev.alert.kind is AlertKind.FAILURE_RATE:
+                self._changed_lines.add(ev.alert.line)
+            elif ev.alert.machine is not None:
+                self._changed_machines.add(ev.alert.machine)
 
     # ------------------------------------------------------------ readings
 
@@ -537,6 +548,16 @@ class Pipeline:
                 self.machine_rates.pop(line, None)
             # their open alerts are now the new owner's to update and resolve
             self.book.restore_none({f"machine:{m}" for m in machines} | {f"line:{line}" for line in lines})
+            self.refresh_open_gauge()
+
+    def keep_alerts_of(self, owned: set[str]) -> None:
+        """Forget the open alerts of the plant's machines and lines this worker does not own (a Kafka
+        worker starts with every open alert in the store; the owners' workers update those)."""
+        with self.lock:
+            plant = ({f"machine:{m}" for m in self.config.machines}
+                     | {f"line:{m.line}" for m in self.config.machines.values()})
+            held = {AlertBook.owner(a) for a in self.book.open.values()}
+            self.book.restore_none((held & plant) - owned)
             self.refresh_open_gauge()
 
     def machine_detail(self, machine_id: str) -> dict[str, Any] | None:

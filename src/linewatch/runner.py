@@ -99,6 +99,7 @@ class Runner:
         self.state = state
         self.checkpoint_seconds = checkpoint_seconds
         self.uncommitted = False
+        self.owned: set[str] = set()  # "machine:<id>" and "line:<name>" whose partitions this worker holds
         self.last_checkpoint = time.monotonic()
         self._lag_labels: set[tuple[str, str]] = set()
         self.stop_requested = threading.Event()
@@ -181,20 +182,24 @@ class Runner:
         settings = self.source.settings  # type: ignore[attr-defined]
         stations = {m.id: m.line for m in self.pipeline.config.machines.values()
                     if (p := self.pipeline.config.profiles.get(m.manufacturer)) and p.qc}
-        for change, partitions in changes():
+        changed = changes()
+        for change, partitions in changed:
             machines, lines = owners(partitions, settings.raw_topic_prefix, settings.qc_topic,
                                      self.source.partition_count, stations)  # type: ignore[attr-defined]
+            keys = {f"machine:{m}" for m in machines} | {f"line:{line}" for line in lines}
+            self.owned = self.owned - keys if change == "revoked" else self.owned | keys
             if change == "revoked":
                 self.pipeline.release(machines, lines)
                 log.info("handed over %d machine(s) and %d line(s)", len(machines), len(lines))
             elif self.state is not None:
-                keys = [f"machine:{m}" for m in machines] + [f"line:{line}" for line in lines]
-                state = self.state
+                wanted, state = sorted(keys), self.state
                 store = self.store
                 stored = None if store is None else (
                     lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
-                self.pipeline.import_state(self._retry("load", lambda: state.load(keys)), stored)
+                self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
                 log.info("took over %d machine(s) and %d line(s) from their checkpoints", len(machines), len(lines))
+        if changed:  # open alerts of machines and lines other workers own are theirs to update
+            self.pipeline.keep_alerts_of(self.owned)
 
     def checkpoint(self) -> None:
         """Save what the detectors have learned, then commit the offsets that state corresponds to.
@@ -224,7 +229,7 @@ class Runner:
             return {}
         lag = lag_of()
         gauge = self.pipeline.metrics.consumer_lag
-        current = {(topic, str(partition)): n for (topic, partition), n in lag.items()}
+        current = {(topic, str(partition)): n for (topic, partition), n in lag.items() if n >= 0}
         for labels in self._lag_labels - current.keys():  # partitions this worker no longer owns
             gauge.remove(*labels)
         for labels, n in current.items():
@@ -233,11 +238,12 @@ class Runner:
         return lag
 
     def _behind(self, lag: dict[tuple[str, int], int]) -> frozenset[str]:
-        """Machines whose partitions still hold messages this worker has not read."""
+        """Machines whose partitions still hold messages this worker has not read (or may: lag -1 is
+        a partition not fetched yet)."""
         if not lag:
             return frozenset()
         prefix = self.source.settings.raw_topic_prefix  # type: ignore[attr-defined]
-        return frozenset(topic[len(prefix):] for (topic, _), n in lag.items() if n > 0 and topic.startswith(prefix))
+        return frozenset(topic[len(prefix):] for (topic, _), n in lag.items() if n != 0 and topic.startswith(prefix))
 
     def _observe(self, batch: list[RawMessage]) -> None:
         """Latency from the source to scored, sampled per batch."""

@@ -85,16 +85,17 @@ class KafkaSource:
         return batch
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Messages behind the end of each assigned partition, as far as the last fetch knows."""
+        """Messages behind the end of each assigned partition, as far as the last fetch knows; -1 for a
+        partition not fetched yet (just assigned, or the broker is back from a restart): unknown is not
+        "caught up", or its machines would be judged silent while their messages wait."""
         out = {}
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
-            if high is None:
-                continue
             try:
-                out[(tp.topic, tp.partition)] = max(0, high - self.consumer.position(tp, timeout_ms=0))
+                position = self.consumer.position(tp, timeout_ms=0)
             except Exception:  # position unknown right after a rebalance
-                continue
+                position = None
+            out[(tp.topic, tp.partition)] = -1 if high is None or position is None else max(0, high - position)
         return out
 
     def partition_count(self, topic: str) -> int:
