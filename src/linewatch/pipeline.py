@@ -482,7 +482,9 @@ class Pipeline:
                     "quality": self.quality.state.get(m),
                     "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m),
-                    "open_alerts": self.book.owned_by(f"machine:{m}")}, protocol=5)
+                    "open_alerts": self.book.owned_by(f"machine:{m}"),
+                    # how far the journal of people's actions is reflected in this model ("new normal")
+                    "actions_seen": self.book.actions_seen}, protocol=5)
             # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
             out.update({f"line:{line}": pickle.dumps({"monitor": self.monitors[line],
                                                       "machine_rates": self.machine_rates.get(line),
@@ -492,18 +494,21 @@ class Pipeline:
             return out
 
     def import_state(self, states: dict[str, bytes],
-                     stored_alerts: Callable[[list[str]], dict[str, Alert]] | None = None) -> None:
+                     stored_alerts: Callable[[list[str]], dict[str, Alert]] | None = None) -> dict[str, int]:
         """Continue from a checkpoint (state saved by export_state, possibly by another worker).
 
         The open alerts come back with the detectors that decide them, so the replay of what followed
         the checkpoint repeats the same decisions; ``stored_alerts`` (the alert store's lookup by id)
-        says which of them people acknowledged or resolved since.
+        says which of them people acknowledged or resolved since. Returns, per machine, how far the
+        journal of people's actions was applied to its model when it was saved: a "new normal" given
+        after that must be applied again (``linewatch.alerts.sync.renew_since_checkpoint``).
         """
         loaded = {key: pickle.loads(blob) for key, blob in states.items()}
         alerts = {key: st["open_alerts"] for key, st in loaded.items()
                   if isinstance(st, dict) and st.get("open_alerts") is not None}
         ids = [a.id for group in alerts.values() for a in group]
         stored = stored_alerts(ids) if stored_alerts is not None and ids else {}
+        journal: dict[str, int] = {}
         with self.lock:
             n = self.normalizer
             for key, group in alerts.items():
@@ -524,6 +529,8 @@ class Pipeline:
                             target[name] = value
                     if st["model"] is not None and name in self.machines:
                         self.machines[name].phase = st["model"].phase
+                    if st.get("actions_seen") is not None:
+                        journal[name] = st["actions_seen"]
                 elif kind == "line":
                     if isinstance(st, FailureRateMonitor):  # checkpoints written before genealogy
                         st = {"monitor": st, "machine_rates": None}
@@ -531,6 +538,8 @@ class Pipeline:
                     if st["machine_rates"] is not None:
                         self.machine_rates[name] = st["machine_rates"]
                     self.lines.setdefault(name, LineStatus(name))
+            self.refresh_open_gauge()
+        return journal
 
     def release(self, machines: set[str], lines: set[str]) -> None:
         """Forget machines and lines this worker no longer owns (their partitions moved to another

@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 
 from linewatch.alerts.silences import Silencer
 from linewatch.alerts.store import AlertStore
-from linewatch.alerts.sync import sync_people_actions
+from linewatch.alerts.sync import renew_since_checkpoint, sync_people_actions
 from linewatch.detect.state import StateStore
 from linewatch.domain import AlertEvent, AlertEventType, RawMessage, Rejection
 from linewatch.pipeline import BatchOutcome, Pipeline
@@ -196,7 +196,9 @@ class Runner:
                 store = self.store
                 stored = None if store is None else (
                     lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
-                self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
+                journal = self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
+                if store is not None:  # a "new normal" given after those checkpoints is not lost
+                    self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, journal))
                 log.info("took over %d machine(s) and %d line(s) from their checkpoints", len(machines), len(lines))
         if changed:  # open alerts of machines and lines other workers own are theirs to update
             self.pipeline.keep_alerts_of(self.owned)

@@ -21,6 +21,7 @@ from linewatch.alerts.broadcast import Broadcaster
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.alerts.publish import KafkaActionPublisher
 from linewatch.alerts.silences import Silencer
+from linewatch.alerts.sync import renew_since_checkpoint
 from linewatch.alerts.webhook import WebhookSender
 from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
@@ -121,7 +122,8 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     pipeline = Pipeline(config, metrics, book, normalizer)
     state = StateStore(store.engine)
     if not hasattr(source, "ownership_changes"):
-        pipeline.import_state(state.load(), store.alerts_by_id)  # one source of everything: continue where it left off
+        # one source of everything: continue where it left off, with the new normals given since
+        renew_since_checkpoint(pipeline, store, pipeline.import_state(state.load(), store.alerts_by_id))
     # a Kafka worker loads the state of the partitions it is assigned, when they are assigned
     runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds)
     http = publisher = None

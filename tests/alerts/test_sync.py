@@ -201,3 +201,32 @@ def test_an_action_that_commits_late_is_not_skipped(workers):
         session.commit()
     t.join(10)
     assert [(a.seq, a.by) for a in owner.store.actions_since(base)] == [(base + 1, "slow"), (base + 2, "fast")]
+
+
+def test_a_new_normal_given_after_the_last_checkpoint_survives_a_crash(config, database_url):
+    """The operator says "new normal", the worker applies it, and is killed before its next checkpoint:
+    the worker that continues from that checkpoint must not bring the old normal back."""
+    from linewatch.alerts.sync import renew_since_checkpoint
+    from linewatch.sources.simulator import LineSimulator, SimulatorSettings
+
+    first = Worker(config, database_url)
+    first.sync()
+    first.pipeline.process([m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(1200)])
+    assert first.pipeline.models["extruder-1"].phase == "monitoring"
+    saved = first.pipeline.export_state(everything=True)  # the last checkpoint before the crash
+    fired = first.raise_(30)
+    first.store.new_normal(fired.alert.id, "process-engineer", "new resin from today", NOW)
+    assert first.sync() == 1
+    assert first.pipeline.models["extruder-1"].phase != "monitoring"  # relearning
+    first.close()  # kill -9: no checkpoint after the new normal
+
+    second = Worker(config, database_url)
+    try:
+        journal = second.pipeline.import_state(saved, second.store.alerts_by_id)
+        assert second.pipeline.models["extruder-1"].phase == "monitoring"  # the checkpoint's old normal
+        assert renew_since_checkpoint(second.pipeline, second.store, journal) == 1
+        assert second.pipeline.models["extruder-1"].phase != "monitoring"
+        assert second.pipeline.models["cutter-1"].phase == "monitoring"  # only the machine it was given for
+        assert renew_since_checkpoint(second.pipeline, second.store, {}) == 0
+    finally:
+        second.close()

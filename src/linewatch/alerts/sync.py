@@ -19,7 +19,7 @@ import threading
 from typing import Protocol
 
 from linewatch.alerts.lifecycle import AlertBook
-from linewatch.alerts.store import AlertStore
+from linewatch.alerts.store import NEW_NORMAL, AlertStore
 
 
 class Worker(Protocol):
@@ -46,6 +46,8 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
     renew: list[str] = []
     while True:
         start = book.actions_seen if book.actions_seen is not None else store.actions_at_open
+        if book.actions_seen is None:  # checkpoints record how far the journal is applied: from here
+            book.actions_seen = start
         actions = store.actions_since(start, limit=page)
         if not actions:
             break
@@ -67,3 +69,33 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
     if applied:
         store.version += 1  # another worker's action changed alerts: cached API answers are out of date
     return applied
+
+
+def renew_since_checkpoint(worker: Worker, store: AlertStore, journal: dict[str, int], page: int = 1000) -> int:
+    """Apply again the "new normal"s given after a machine's checkpoint was saved; how many.
+
+    ``journal`` is what ``Pipeline.import_state`` returns: per machine, how far the journal of
+    people's actions was applied when its model was checkpointed. A worker killed after an operator's
+    "new normal" but before its next checkpoint would otherwise bring back the old normal, and the
+    operator's decision would be lost (the journal is read on from where the store stood at startup).
+    Only actions up to that point are applied here; later ones reach the model through
+    ``sync_people_actions`` as usual.
+    """
+    if not journal:
+        return 0
+    until = worker.book.actions_seen if worker.book.actions_seen is not None else store.actions_at_open
+    start, renew = min(journal.values()), []
+    while start < until:
+        actions = store.actions_since(start, limit=page)
+        for action in actions:
+            if action.seq > until:
+                break
+            if (action.action == NEW_NORMAL and action.machine in journal
+                    and action.seq > journal[action.machine] and action.machine not in renew):
+                renew.append(action.machine)
+        if len(actions) < page:
+            break
+        start = actions[-1].seq
+    for machine in renew:
+        worker.new_normal(machine)
+    return len(renew)
