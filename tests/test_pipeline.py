@@ -204,6 +204,8 @@ def test_each_recipe_has_its_own_normal(config):
     assert pipeline.machines["extruder-1"].recipe == "PA66"
     assert not [e for e in pa66.events if e.alert.kind == AlertKind.ANOMALY]  # a new normal, not an anomaly
     assert set(pipeline.recipe_models["extruder-1"]) == {"PA6", "PA66"}
+    model = pipeline.machine_detail("extruder-1")["model"]  # what GET /api/v1/machines/{id} shows
+    assert model["recipe"] == "PA66" and model["recipes"] == ["PA6", "PA66"]
     back = pipeline.process(made(extruder[2500:2600], "PA6"))
     assert pipeline.machines["extruder-1"].phase == "monitoring"  # PA6's model kept its calibration
     assert not [e for e in back.events if e.alert.kind == AlertKind.ANOMALY]

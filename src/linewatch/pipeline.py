@@ -606,7 +606,9 @@ class Pipeline:
                     "ts": status.last_reading_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                     "values": dict(status.last_values)},
                 "model": None if status is None else {"phase": status.phase, "score": status.score,
-                                                      "threshold": status.threshold, "readings": status.readings},
+                                                      "threshold": status.threshold, "readings": status.readings,
+                                                      "recipe": status.recipe,
+                                                      "recipes": sorted(self.recipe_models.get(machine.id, {}))},
             }
 
     def snapshot(self) -> tuple[list[MachineStatus], list[LineStatus], list[Alert]]:
