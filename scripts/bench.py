@@ -5,8 +5,11 @@ Measures, side by side in one run on this machine:
   - the per-machine anomaly model's cost per reading, next to river's bare HalfSpaceTrees pipeline;
   - the whole pipeline through the real local broker: produce a simulated line, then time one worker
     consuming, normalising, scoring, storing and committing it, next to kafka-python's raw consume rate
-    on the same topics.
-Each figure is the median of --repeat runs.
+    on the same topics;
+  - with --scaling, 1 then 2 `linewatch run` processes on the same topics; with --latency, reading
+    produced -> alert visible in the API at a paced ingest rate; with --api, the HTTP API under wrk load
+    while a worker ingests (the --*-only forms run just that section).
+Each figure is the median of --repeat runs, except where a section says "one run".
 """
 
 from __future__ import annotations
@@ -508,7 +511,7 @@ def main() -> int:
     only = args.api_only or args.latency_only or args.scaling_only
     sections = [] if only else [("normalisation alone (readings/s, one core)", bench_normalize(config, args.repeat)),
                 ("anomaly model per reading (readings/s, one core)", bench_models(config, args.repeat)),
-                ("memory with every model past calibration (8 sensors each)", bench_memory())]
+                ("memory with every model past calibration (8 sensors each), one run", bench_memory())]
     bootstrap = os.environ.get("LINEWATCH_KAFKA_BOOTSTRAP")
     if bootstrap and not args.skip_kafka and not only:
         sections.append((f"through the local broker {bootstrap} ({args.line_seconds * 5} messages, msgs/s)",
@@ -527,7 +530,7 @@ def main() -> int:
                          f"{args.api_rate} readings/s from {bootstrap})",
                          bench_api_under_load(bootstrap, args.api_seconds, args.api_rate)))
     for title, rows in sections:
-        print(f"\n{title}, median of {args.repeat}")
+        print(f"\n{title}" if "one run" in title else f"\n{title}, median of {args.repeat}")
         for name, rate in rows.items():
             print(f"  {name:<75} {rate:>12,.1f}" if rate < 100 else f"  {name:<75} {rate:>12,.0f}")
     return 0
