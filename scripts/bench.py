@@ -15,6 +15,7 @@ Each figure is the median of --repeat runs, except where a section says "one run
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -31,6 +32,7 @@ from linewatch.normalize.normalizer import Normalizer
 from linewatch.sources.simulator import LineSimulator, SimulatorSettings
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
+gc_defaults = gc.get_threshold()
 
 
 def median_rate(fn, repeat: int) -> float:
@@ -166,6 +168,7 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
     from linewatch.metrics import Metrics
     from linewatch.pipeline import Pipeline
     from linewatch.runner import Runner
+    from linewatch.service import settle_memory
     from linewatch.settings import Settings
     from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics, raw_producer
 
@@ -203,6 +206,7 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
             source, sink, store = KafkaSource(settings), KafkaSink(settings), AlertStore(settings.database_url)
             normalizer = Normalizer(config, raw_prefix=prefix, qc_topic=qc)
             runner = Runner(source, Pipeline(config, Metrics(), normalizer=normalizer), store, [sink])
+            settle_memory()  # as `linewatch run` does once everything long-lived exists
             n, t0 = 0, None
             while n < total:
                 out = runner.step()
@@ -211,6 +215,8 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
                     n += out.messages
             elapsed = time.perf_counter() - t0
             source.close(), sink.close(), store.close()
+            gc.unfreeze()  # the next run starts as this one did
+            gc.set_threshold(*gc_defaults)
             return n, elapsed
 
     return {"produce (kafka-python, acks=all, idempotent)": produce_rate,

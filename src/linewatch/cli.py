@@ -105,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     sk.set_defaults(func=cmd_evaluate_skab)
     se = evs.add_parser("secom", help="SECOM: ROC AUC of the per-unit score vs Pass/Fail, failure-rate alarms")
     se.add_argument("path", type=Path, nargs="?", default=Path("../shared/datasets/secom"))
+    se.add_argument("--detector", choices=["halfspace", "mewma"], default="halfspace",
+                    help="halfspace: Half-Space Trees + deviation (default); mewma: multivariate EWMA / Hotelling T²")
     se.set_defaults(func=cmd_evaluate_secom)
     nab = evs.add_parser("nab", help="NAB-compatible score of linewatch (--data) or of other detectors (--scores)")
     source = nab.add_mutually_exclusive_group(required=True)
@@ -208,7 +210,7 @@ def cmd_evaluate_secom(args: argparse.Namespace) -> int:
     from linewatch.evaluate.secom import evaluate
 
     try:
-        result = evaluate(args.path)
+        result = evaluate(args.path, detector=args.detector)
     except OSError as exc:
         print(f"linewatch evaluate secom: {exc}", file=sys.stderr)
         return 2
@@ -361,7 +363,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from linewatch.alerts.publish import TerminalPrinter
-    from linewatch.service import build_service, install_stop_signals
+    from linewatch.service import build_service, install_stop_signals, settle_memory
     from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics
 
     settings = _settings(args)
@@ -377,6 +379,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = KafkaSource(settings)
     sink = KafkaSink(settings)
     service = build_service(settings, config, source, [sink], TerminalPrinter())
+    settle_memory()  # after everything long-lived exists
     install_stop_signals(service)
     assert service.http is not None
     service.http.start()
@@ -395,7 +398,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from linewatch.alerts.publish import FileDeadLetters, TerminalPrinter
-    from linewatch.service import build_service, install_stop_signals
+    from linewatch.service import build_service, install_stop_signals, settle_memory
     from linewatch.sources.inprocess import PacedSimulation
     from linewatch.sources.simulator import SimulatorSettings
 
@@ -431,6 +434,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sink = FileDeadLetters(settings.dlq_file)
         where = "in-process (set LINEWATCH_KAFKA_BOOTSTRAP to go through a broker)"
     service = build_service(settings, config, source, [sink], TerminalPrinter())
+    settle_memory()  # after everything long-lived exists
     install_stop_signals(service)
     assert service.http is not None
     service.http.start()
