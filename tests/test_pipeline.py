@@ -273,7 +273,7 @@ def test_an_alert_raised_without_readings_travels_in_its_machines_checkpoint(con
     assert [(e.type, e.alert.id) for e in a] == [(e.type, e.alert.id) for e in b]
 
 
-def test_a_worker_keeps_only_the_open_alerts_of_what_it_owns(config):
+def test_a_worker_keeps_only_the_open_alerts_of_what_it_owns_and_judges_only_its_machines_stale(config):
     from linewatch.alerts.lifecycle import AlertBook
     from linewatch.domain import Severity
 
@@ -282,7 +282,27 @@ def test_a_worker_keeps_only_the_open_alerts_of_what_it_owns(config):
                           (AlertKind.FAILURE_RATE, None), (AlertKind.DATA_QUALITY, "stranger-9")):
         book.raise_(kind, "line-1", machine, None, T0, Severity.WARNING, "x", {})
     pipeline = Pipeline(config, Metrics(), book)
-    pipeline.keep_alerts_of({"machine:extruder-1"})
+    line = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(600)]
+    run(pipeline, line[:len(line) // 2])  # this worker read every machine, then a rebalance:
+    pipeline.own({"machine:extruder-1"})
     # the line's failure rate and dryer-1 belong to other workers; a machine outside the plant is kept
     assert sorted((k.value, m) for k, _, m, _ in pipeline.book.open) == [("anomaly", "extruder-1"),
                                                                          ("data_quality", "stranger-9")]
+    # the other machines' partitions are read elsewhere: their silence here is not news
+    events = run(pipeline, [m for m in line[len(line) // 2:] if m.key == b"extruder-1"]) + pipeline.idle().events
+    assert [e.alert.machine for e in events if e.alert.kind is AlertKind.STALE_STREAM] == []
+
+
+def test_a_kafka_worker_catching_up_does_not_call_a_machine_silent_that_it_has_not_fetched_yet(config):
+    """While a worker works through a backlog, the consumer hands it one partition's chunk at a time:
+    the extruder's line time races ahead of the dryer's. Only silence on the wall clock as well is news."""
+    wall = FakeWall()
+    pipeline = Pipeline(config, Metrics(), wall_clock=wall)
+    pipeline.own({f"machine:{m}" for m in config.machines} | {"line:line-1"})
+    line = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(600)]
+    run(pipeline, line[:len(line) // 2])
+    chunk = [m for m in line[len(line) // 2:] if m.key == b"extruder-1"]  # 300 s of one machine at once
+    assert not [e for e in run(pipeline, chunk) if e.alert.kind is AlertKind.STALE_STREAM]
+    wall.t += 11  # the others have been silent on the wall clock too: now they are stale
+    stale = {e.alert.machine for e in pipeline.idle().events if e.alert.kind is AlertKind.STALE_STREAM}
+    assert stale == set(config.machines) - {"extruder-1"}

@@ -34,6 +34,9 @@ from linewatch.normalize.quality import DataQuality
 
 CRITICAL_Z = 6.0  # a sensor this many standard deviations out makes an anomaly critical
 CLOCK, SCHEMA = "clock", "schema"  # data-quality alerts about a machine's clock and payload, not one sensor
+# A Kafka worker judges one of its machines silent only after this long without its readings on the
+# wall clock as well as stale_after_seconds of line time (partitions are read unevenly while catching up)
+CATCH_UP_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -63,6 +66,7 @@ class MachineStatus:
     phase: str = "waiting"
     last_values: dict[str, float] = field(default_factory=dict)
     recipe: str | None = None  # the product/recipe of the last reading, when the machine reports one
+    last_arrival: float | None = None  # wall clock (monotonic) when this worker last read one of its readings
 
 
 @dataclass
@@ -109,6 +113,9 @@ class Pipeline:
         self.wall_clock = wall_clock
         metrics.initialise([(m.line, m.id) for m in config.machines.values()], REASONS)
         self.newest: tuple[datetime, float] | None = None  # (newest reading time, wall clock when it came)
+        self._batch_wall = wall_clock()  # the wall clock when the batch at hand arrived
+        # the machines whose partitions this worker holds (a Kafka worker, see ``own``); None: all of them
+        self.owned: set[str] | None = None
         self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
         # this batch's readings per (machine, recipe), scored together
         self._to_score: dict[tuple[str, str | None], list[Reading]] = {}
@@ -125,6 +132,7 @@ class Pipeline:
         """``pending``: machines whose partitions still hold unread messages (never judged stale)."""
         started = time.perf_counter()
         out = BatchOutcome(messages=len(messages))
+        self._batch_wall = self.wall_clock()
         with self.lock:
             normalize = self.normalizer.normalize
             for msg in messages:
@@ -261,8 +269,9 @@ class Pipeline:
         status.readings += 1
         status.last_reading_at = reading.ts
         status.last_values = reading.values
+        status.last_arrival = self._batch_wall
         if self.newest is None or reading.ts > self.newest[0]:
-            self.newest = (reading.ts, self.wall_clock())
+            self.newest = (reading.ts, self._batch_wall)
         key = (AlertKind.STALE_STREAM, reading.line, reading.machine, None)
         if key in self.book.open:
             ev = self.book.resolve(key, reading.ts)
@@ -325,11 +334,19 @@ class Pipeline:
         self._events_pending.clear()
         if self.newest is None:
             return
-        newest, wall = self.newest
-        line_now = newest + timedelta(seconds=max(0.0, self.wall_clock() - wall))
+        newest, newest_wall = self.newest
+        wall = self.wall_clock()
+        line_now = newest + timedelta(seconds=max(0.0, wall - newest_wall))
         for st in self.machines.values():
             if st.last_reading_at is None or line_now - st.last_reading_at <= self.stale_after:
                 continue
+            if self.owned is not None:  # a Kafka worker, one of a group
+                if st.machine not in self.owned:
+                    continue  # another worker reads it: only its owner can tell it has gone silent
+                if st.last_arrival is not None and wall - st.last_arrival < CATCH_UP_GRACE_SECONDS:
+                    # catching up, the consumer fetches partitions in uneven chunks: one machine's line
+                    # time runs ahead of another's for a few seconds, which is not the other's silence
+                    continue
             if st.machine in pending:
                 continue
             key = (AlertKind.STALE_STREAM, st.line, st.machine, None)
@@ -529,6 +546,10 @@ class Pipeline:
                             target[name] = value
                     if st["model"] is not None and name in self.machines:
                         self.machines[name].phase = st["model"].phase
+                    status = self.machines.get(name)
+                    if status is not None and st["last_ts"] is not None and (
+                            status.last_reading_at is None or status.last_reading_at < st["last_ts"]):
+                        status.last_reading_at = st["last_ts"]  # silent since then, as far as anyone read
                     if st.get("actions_seen") is not None:
                         journal[name] = st["actions_seen"]
                 elif kind == "line":
@@ -559,10 +580,12 @@ class Pipeline:
             self.book.restore_none({f"machine:{m}" for m in machines} | {f"line:{line}" for line in lines})
             self.refresh_open_gauge()
 
-    def keep_alerts_of(self, owned: set[str]) -> None:
-        """Forget the open alerts of the plant's machines and lines this worker does not own (a Kafka
-        worker starts with every open alert in the store; the owners' workers update those)."""
+    def own(self, owned: set[str]) -> None:
+        """This worker now holds the partitions of ``owned`` ("machine:<id>", "line:<name>"): only those
+        machines are judged stale here, and only their open alerts are kept (a Kafka worker starts with
+        every open alert in the store; the owners' workers update the others)."""
         with self.lock:
+            self.owned = {key.partition(":")[2] for key in owned if key.startswith("machine:")}
             plant = ({f"machine:{m}" for m in self.config.machines}
                      | {f"line:{m.line}" for m in self.config.machines.values()})
             held = {AlertBook.owner(a) for a in self.book.open.values()}

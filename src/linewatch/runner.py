@@ -44,6 +44,7 @@ WRITES = {
     "checkpoint": "cannot save the detector checkpoint to the database",
     "load": "cannot load detector checkpoints from the database",
     "commit": "cannot commit consumer offsets to Kafka",
+    "rewind": "cannot read the committed offsets of partitions taken over from Kafka",
 }
 DONE = {
     "store": "alerts saved to the database",
@@ -53,6 +54,7 @@ DONE = {
     "checkpoint": "detector checkpoint saved to the database",
     "load": "detector checkpoints loaded from the database",
     "commit": "consumer offsets committed to Kafka",
+    "rewind": "committed offsets of partitions taken over read from Kafka",
 }
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 10.0
@@ -137,7 +139,9 @@ class Runner:
 
     def step(self) -> BatchOutcome | None:
         batch = self.source.next_batch()
-        self._take_over()
+        rewound = self._take_over()
+        if rewound:  # read again from the checkpoint's offsets: what the poll returned for them comes later
+            batch = [m for m in batch if (m.topic, m.partition) not in rewound]
         # acks, resolves and new normals done through any worker's API, before this batch decides
         if self.store is not None:
             self._retry("actions", lambda: sync_people_actions(self.pipeline, self.store))
@@ -172,11 +176,13 @@ class Runner:
             self.on_events(outcome.events)
         return outcome
 
-    def _take_over(self) -> None:
-        """After a rebalance: forget what moved away, load the checkpoint of what arrived."""
+    def _take_over(self) -> set[tuple[str, int]]:
+        """After a rebalance: forget what moved away, load the checkpoint of what arrived, and read
+        what arrived from the offsets that checkpoint matches. Returns those (topic, partition)s."""
         changes = getattr(self.source, "ownership_changes", None)
+        rewound: set[tuple[str, int]] = set()
         if changes is None:
-            return
+            return rewound
         from linewatch.sources.kafka import owners
 
         settings = self.source.settings  # type: ignore[attr-defined]
@@ -190,7 +196,7 @@ class Runner:
             self.owned = self.owned - keys if change == "revoked" else self.owned | keys
             if change == "revoked":
                 self.pipeline.release(machines, lines)
-                log.info("handed over %d machine(s) and %d line(s)", len(machines), len(lines))
+                log.info("handed over %s", sorted(keys))
             elif self.state is not None:
                 wanted, state = sorted(keys), self.state
                 store = self.store
@@ -199,9 +205,15 @@ class Runner:
                 journal = self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
                 if store is not None:  # a "new normal" given after those checkpoints is not lost
                     self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, journal))
-                log.info("took over %d machine(s) and %d line(s) from their checkpoints", len(machines), len(lines))
-        if changed:  # open alerts of machines and lines other workers own are theirs to update
-            self.pipeline.keep_alerts_of(self.owned)
+                # a partition kept through an eager rebalance kept its position, which may be past the
+                # checkpoint just loaded: every partition taken over starts again from its commit
+                source = self.source
+                self._retry("rewind", lambda: source.rewind(partitions))  # type: ignore[attr-defined]
+                rewound |= {(tp.topic, tp.partition) for tp in partitions}
+                log.info("took over %s from their checkpoints", wanted)
+        if changed:  # machines and lines other workers own are theirs to judge and update
+            self.pipeline.own(self.owned)
+        return rewound
 
     def checkpoint(self) -> None:
         """Save what the detectors have learned, then commit the offsets that state corresponds to.

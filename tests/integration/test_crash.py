@@ -7,7 +7,6 @@ import os
 import pickle
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
-from .conftest import committed_lag, create_topics, produce
+from .conftest import committed_lag, create_topics, free_port, produce
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 LINE_SECONDS = 25_000  # 100,000 readings from four machines, and 25,000 QC verdicts
@@ -53,12 +52,6 @@ class CommittedProgress:
 
     def close(self) -> None:
         self.admin.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, config, tmp_path):
@@ -94,7 +87,7 @@ def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, 
         while kills < 5 and time.monotonic() < deadline:
             start = progress.committed()
             target = start + int(rng.uniform(0.03, 0.10) * len(messages))
-            worker = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "run", "--port", str(_free_port())],
+            worker = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "run", "--port", str(free_port())],
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
             while progress.committed() < target and worker.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -104,7 +97,7 @@ def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, 
             worker.send_signal(signal.SIGKILL)
             worker.wait(30)
             kills += 1
-        worker = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "run", "--port", str(_free_port())],
+        worker = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "run", "--port", str(free_port())],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
         try:
             while progress.committed() < len(messages) and time.monotonic() < deadline:

@@ -98,6 +98,24 @@ class KafkaSource:
             out[(tp.topic, tp.partition)] = -1 if high is None or position is None else max(0, high - position)
         return out
 
+    def rewind(self, partitions: set[TopicPartition]) -> None:
+        """Read these partitions again from their committed offsets.
+
+        A worker that takes over a machine loads its checkpoint, which matches the committed offset,
+        not this consumer's position: in an eager rebalance every partition is revoked and a partition
+        this worker keeps keeps its position (kafka-python preserves it), which may be ahead of the
+        checkpoint by what was read since. Reading on from there would skip those readings.
+        """
+        assigned = self.consumer.assignment()
+        for tp in partitions:
+            if tp not in assigned:
+                continue
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
     def partition_count(self, topic: str) -> int:
         return len(self.consumer.partitions_for_topic(topic) or ())
 
