@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from linewatch.config import AnomalySettings, load_config
 from linewatch.detect.anomaly import MachineModel
 from linewatch.detect.failure_rate import FailureRateMonitor
+from linewatch.detect.mewma import MewmaModel
 from linewatch.domain import QcResult, Reading
 from linewatch.normalize.normalizer import Normalizer
 from linewatch.sources.replay import replay_secom
@@ -24,10 +25,13 @@ from linewatch.sources.replay import replay_secom
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "datasets" / "secom"
 
 
-def evaluate(path: Path, config_dir: Path = CONFIG_DIR, warmup: int = 300, calibration: int = 200) -> dict[str, Any]:
+def evaluate(path: Path, config_dir: Path = CONFIG_DIR, warmup: int = 300, calibration: int = 200,
+             detector: str = "halfspace") -> dict[str, Any]:
+    """``detector``: ``halfspace`` (Half-Space Trees + deviation) or ``mewma`` (MEWMA / Hotelling T²)."""
     config = load_config(config_dir)
     normalizer = Normalizer(config)
-    model = MachineModel("secom-fab", AnomalySettings(warmup_readings=warmup, calibration_readings=calibration))
+    settings = AnomalySettings(warmup_readings=warmup, calibration_readings=calibration)
+    model = MewmaModel("secom-fab", settings) if detector == "mewma" else MachineModel("secom-fab", settings)
     monitor = FailureRateMonitor("secom-line", config.detection.failure_rate)
     scores: dict[str, float] = {}
     failed: dict[str, bool] = {}
@@ -52,7 +56,7 @@ def evaluate(path: Path, config_dir: Path = CONFIG_DIR, warmup: int = 300, calib
             rejected += 1
     units = [u for u in scores if u in failed]
     labels = [failed[u] for u in units]
-    return {"units_scored": len(units), "fails_among_scored": sum(labels), "rejected": rejected,
+    return {"detector": detector, "units_scored": len(units), "fails_among_scored": sum(labels), "rejected": rejected,
             "roc_auc": roc_auc_score(labels, [scores[u] for u in units]) if any(labels) else None,
             "failure_rate": {"baseline_units": config.detection.failure_rate.baseline_units,
                              "baseline": monitor.baseline, "alarms": alarms, "units": monitor.units}}
