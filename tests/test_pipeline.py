@@ -306,3 +306,24 @@ def test_a_kafka_worker_catching_up_does_not_call_a_machine_silent_that_it_has_n
     wall.t += 11  # the others have been silent on the wall clock too: now they are stale
     stale = {e.alert.machine for e in pipeline.idle().events if e.alert.kind is AlertKind.STALE_STREAM}
     assert stale == set(config.machines) - {"extruder-1"}
+
+
+def test_a_checkpoint_records_how_far_into_its_partition_it_has_learned(config):
+    """A worker taking a partition over reads on from there, so QC results learned before a refused
+    commit are not counted twice (they carry nothing that would recognise them)."""
+    from dataclasses import replace
+
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(300)]
+    counts: dict[str, int] = {}
+    numbered = []
+    for m in msgs:  # as Kafka would hand them over: one partition per topic here, offsets from 0
+        numbered.append(replace(m, partition=0, offset=counts.get(m.topic, 0)))
+        counts[m.topic] = counts.get(m.topic, 0) + 1
+    original = Pipeline(config, Metrics())
+    run(original, numbered)
+    saved = original.export_state()
+    assert Pipeline.learned_positions(saved) == {(topic, 0): n for topic, n in counts.items()}
+    assert Pipeline.learned_positions(Pipeline(config, Metrics()).export_state(everything=True)) == {}
+    in_process = Pipeline(config, Metrics())
+    run(in_process, msgs)  # no offsets: nothing to record
+    assert Pipeline.learned_positions(in_process.export_state()) == {}

@@ -122,6 +122,10 @@ class Pipeline:
         # metrics are updated once per batch, not per reading: a labelled update costs as much as normalising
         self._readings_in_batch: dict[str, int] = {}
         self._qc_in_batch: dict[tuple[str, str], int] = {}
+        # the next offset to read per (topic, partition), and the partition each machine's and line's
+        # messages come from: a checkpoint records how far into its partition its state has learned
+        self._position: dict[tuple[str, int], int] = {}
+        self._partition_of: dict[str, tuple[str, int]] = {}
         self._changed_machines: set[str] = set()  # learned something since the last checkpoint
         self._changed_lines: set[str] = set()
         self.refresh_open_gauge()
@@ -135,13 +139,19 @@ class Pipeline:
         self._batch_wall = self.wall_clock()
         with self.lock:
             normalize = self.normalizer.normalize
+            position, partition_of = self._position, self._partition_of
             for msg in messages:
                 result = normalize(msg)
+                where = (msg.topic, msg.partition)
+                if msg.offset >= 0:  # from Kafka (in-process messages have no offsets)
+                    position[where] = msg.offset + 1
                 if isinstance(result, Reading):
                     out.readings += 1
+                    partition_of[f"machine:{result.machine}"] = where
                     self._reading(result, out)
                 elif isinstance(result, QcResult):
                     out.qc_results += 1
+                    partition_of[f"line:{result.line}"] = where
                     self._qc(result, out)
                 else:
                     out.rejections.append(result)
@@ -501,14 +511,40 @@ class Pipeline:
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m),
                     "open_alerts": self.book.owned_by(f"machine:{m}"),
                     # how far the journal of people's actions is reflected in this model ("new normal")
-                    "actions_seen": self.book.actions_seen}, protocol=5)
+                    "actions_seen": self.book.actions_seen, "position": self._learned_to(f"machine:{m}")},
+                    protocol=5)
             # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
             out.update({f"line:{line}": pickle.dumps({"monitor": self.monitors[line],
                                                       "machine_rates": self.machine_rates.get(line),
-                                                      "open_alerts": self.book.owned_by(f"line:{line}")},
+                                                      "open_alerts": self.book.owned_by(f"line:{line}"),
+                                                      "position": self._learned_to(f"line:{line}")},
                                                      protocol=5)
                         for line in lines})
             return out
+
+    def _learned_to(self, owner: str) -> tuple[str, int, int] | None:
+        """(topic, partition, next offset) of the partition ``owner``'s messages come from, as far as
+        this worker has read it, or None when it has read none of them."""
+        where = self._partition_of.get(owner)
+        if where is None or where not in self._position:
+            return None
+        return where[0], where[1], self._position[where]
+
+    @staticmethod
+    def learned_positions(states: dict[str, bytes]) -> dict[tuple[str, int], int]:
+        """Per (topic, partition), the offset these checkpoints have learned up to. A worker that takes
+        a partition over reads on from there (or from the committed offset, if that is later): a
+        checkpoint can be saved and its offsets' commit then refused by a rebalance, and QC results,
+        unlike readings, carry nothing that would recognise them when replayed. Where several
+        checkpoints share a partition, the earliest wins (nothing is skipped)."""
+        out: dict[tuple[str, int], int] = {}
+        for blob in states.values():
+            st = pickle.loads(blob)
+            at = st.get("position") if isinstance(st, dict) else None
+            if at is not None:
+                topic, partition, offset = at
+                out[(topic, partition)] = min(offset, out.get((topic, partition), offset))
+        return out
 
     def import_state(self, states: dict[str, bytes],
                      stored_alerts: Callable[[list[str]], dict[str, Alert]] | None = None) -> dict[str, int]:
@@ -531,6 +567,10 @@ class Pipeline:
             for key, group in alerts.items():
                 self.book.restore(key, group, stored)
             for key, st in loaded.items():
+                at = st.get("position") if isinstance(st, dict) else None
+                if at is not None:  # read on from there: what this worker read past it is read again
+                    self._partition_of[key] = (at[0], at[1])
+                    self._position[(at[0], at[1])] = at[2]
                 kind, _, name = key.partition(":")
                 if kind == "machine":
                     if not isinstance(st["model"], self._model_type):  # the plant switched models: start afresh

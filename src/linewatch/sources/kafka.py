@@ -98,23 +98,24 @@ class KafkaSource:
             out[(tp.topic, tp.partition)] = -1 if high is None or position is None else max(0, high - position)
         return out
 
-    def rewind(self, partitions: set[TopicPartition]) -> None:
-        """Read these partitions again from their committed offsets.
+    def rewind(self, partitions: set[TopicPartition], learned: dict[tuple[str, int], int]) -> None:
+        """Read these partitions on from where the checkpoints just loaded left off.
 
-        A worker that takes over a machine loads its checkpoint, which matches the committed offset,
-        not this consumer's position: in an eager rebalance every partition is revoked and a partition
-        this worker keeps keeps its position (kafka-python preserves it), which may be ahead of the
-        checkpoint by what was read since. Reading on from there would skip those readings.
+        That is the later of the committed offset and the offset the checkpoint recorded (``learned``,
+        see ``Pipeline.learned_positions``), not this consumer's position: in an eager rebalance every
+        partition is revoked, and one this worker keeps keeps its position (kafka-python preserves it),
+        which may be past the checkpoint by what was read since; reading on from there would skip it.
         """
         assigned = self.consumer.assignment()
         for tp in partitions:
             if tp not in assigned:
                 continue
             committed = self.consumer.committed(tp)
-            if committed is None:
+            target = max(committed or 0, learned.get((tp.topic, tp.partition), 0))
+            if committed is None and target == 0:
                 self.consumer.seek_to_beginning(tp)
             else:
-                self.consumer.seek(tp, committed)
+                self.consumer.seek(tp, target)
 
     def partition_count(self, topic: str) -> int:
         return len(self.consumer.partitions_for_topic(topic) or ())
