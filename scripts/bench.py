@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 
 from linewatch.config import load_config
 from linewatch.detect.anomaly import MachineModel
-from linewatch.domain import Reading
 from linewatch.normalize.normalizer import Normalizer
 from linewatch.sources.simulator import LineSimulator, SimulatorSettings
 

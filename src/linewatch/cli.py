@@ -420,7 +420,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     producer_thread = None
     closers = []
     if settings.kafka_bootstrap:
-        from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics, raw_producer
+        from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics
 
         ensure_topics(settings.kafka_bootstrap, [f"{settings.raw_topic_prefix}{m}" for m in config.machines]
                       + [settings.qc_topic, settings.dlq_topic, settings.alerts_topic], settings.topic_partitions)
@@ -445,7 +445,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"  alerts: {settings.database_url}   API: {url}/api/v1/alerts  {url}/api/v1/machines  {url}/metrics\n"
           f"  wall board: {url}/board   API token for changes (ack, resolve, silence): {settings.api_token}\n"
           f"  injected faults: " + "; ".join(f.describe() for f in sim_settings.faults) + "\n"
-          f"  Ctrl-C stops.", flush=True)
+          "  Ctrl-C stops.", flush=True)
     if producer_thread:
         producer_thread.start()
     wall = time.monotonic()

@@ -27,6 +27,32 @@ from linewatch.settings import Settings
 from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics
 
 
+def audit_after_faults(database_url: str, expected: dict[str, tuple], machines, line_seconds: int) -> dict[str, tuple]:
+    """What every fault test checks at the end, in the database the workers shared: the same alert
+    episodes, with the same ids, as an uninterrupted worker (``expected``: id -> (kind, machine,
+    started_at)), and every reading learned exactly once by its machine's model and every QC result
+    by the line's monitor (a simulated line gives each machine one reading and one QC result per
+    second). Returns the stored alerts."""
+    import pickle
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        alerts = {row.id: (row.kind, row.machine, row.started_at)
+                  for row in conn.execute(sa.text("SELECT id, kind, machine, started_at FROM alerts"))}
+        states = {row.key: row.state for row in conn.execute(sa.text("SELECT key, state FROM detector_state"))}
+    engine.dispose()
+    extra = sorted(map(str, (alerts[i] for i in set(alerts) - set(expected))))
+    missing = sorted(map(str, (expected[i] for i in set(expected) - set(alerts))))
+    assert not extra and not missing, f"extra: {extra}\nmissing: {missing}"
+    assert {"anomaly", "failure_rate"} <= {v[0] for v in alerts.values()}
+    for machine in machines:
+        assert pickle.loads(states[f"machine:{machine}"])["model"].seen == line_seconds, machine
+    assert pickle.loads(states["line:line-1"])["monitor"].units == line_seconds
+    return alerts
+
+
 def create_topics(settings: Settings, config: PlantConfig) -> None:
     ensure_topics(settings.kafka_bootstrap, [f"{settings.raw_topic_prefix}{m}" for m in config.machines]
                   + [settings.qc_topic, settings.dlq_topic, settings.alerts_topic], settings.topic_partitions)

@@ -9,12 +9,10 @@ alerts are exactly those of an uninterrupted run, each announced once.
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from collections import Counter
 from datetime import datetime, timezone
 
-import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 
 from linewatch.alerts.lifecycle import AlertBook
@@ -22,7 +20,8 @@ from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
-from .conftest import RunningWorker, committed_lag, create_topics, own_settings, produce, read_topic
+from .conftest import (RunningWorker, audit_after_faults, committed_lag, create_topics, own_settings, produce,
+                       read_topic)
 from .test_worker_kafka import metric_total
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
@@ -82,23 +81,9 @@ def test_the_broker_restarts_mid_stream_and_nothing_is_lost(own_kafka, config, t
         worker.stop()
 
     assert committed_lag(settings) == 0  # offsets committed to the end, also after the final stop
-    engine = sa.create_engine(f"sqlite:///{db}")
-    with engine.connect() as conn:
-        alerts = {row.id: (row.kind, row.machine, row.started_at)
-                  for row in conn.execute(sa.text("SELECT id, kind, machine, started_at FROM alerts"))}
-        states = {row.key: row.state for row in conn.execute(sa.text("SELECT key, state FROM detector_state"))}
-    engine.dispose()
-    extra = sorted(map(str, (alerts[i] for i in set(alerts) - set(expected))))
-    missing = sorted(map(str, (expected[i] for i in set(expected) - set(alerts))))
-    assert not extra and not missing, f"extra: {extra}\nmissing: {missing}"
-    assert {"anomaly", "failure_rate"} <= {v[0] for v in alerts.values()}
     # every reading processed, and learned exactly once: what was polled but not committed before the
     # outage is replayed after it, and the replay is recognised instead of being learned twice
-    for machine in config.machines:
-        assert pickle.loads(states[f"machine:{machine}"])["model"].seen == LINE_SECONDS, machine
-    line = pickle.loads(states["line:line-1"])
-    monitor = line["monitor"] if isinstance(line, dict) else line  # the monitor, alone or with its companions
-    assert monitor.units == LINE_SECONDS
+    audit_after_faults(f"sqlite:///{db}", expected, config.machines, LINE_SECONDS)
     # each alert announced once on the alerts topic, none twice
     records = read_topic(settings, settings.alerts_topic, expected=topic_size(settings, settings.alerts_topic))
     fired = Counter(json.loads(r.value)["alert"]["id"] for r in records if json.loads(r.value)["event"] == "fired")

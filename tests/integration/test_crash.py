@@ -4,7 +4,6 @@ was processed, no alert is duplicated, and each model continued from its checkpo
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import signal
 import subprocess
@@ -12,16 +11,13 @@ import sys
 import time
 from datetime import datetime, timezone
 
-import sqlalchemy as sa
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from linewatch.alerts.lifecycle import AlertBook
-from linewatch.metrics import Metrics
-from linewatch.pipeline import Pipeline
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
-from .conftest import committed_lag, create_topics, free_port, produce
+from .conftest import audit_after_faults, committed_lag, create_topics, free_port, produce
+from .test_broker_restart import expected_alerts
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 LINE_SECONDS = 25_000  # 100,000 readings from four machines, and 25,000 QC verdicts
@@ -61,13 +57,7 @@ def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, 
                                                    settings.qc_topic).messages(LINE_SECONDS)]
     produce(settings, messages)
 
-    # what an uninterrupted worker concludes from the same messages
-    reference = Pipeline(config, Metrics(), AlertBook(), normalizer=None)
-    reference.normalizer.raw_prefix, reference.normalizer.qc_topic = settings.raw_topic_prefix, settings.qc_topic
-    expected = {}
-    for i in range(0, len(messages), 2000):
-        for ev in reference.process(messages[i:i + 2000]).events:
-            expected[ev.alert.id] = (ev.alert.kind.value, ev.alert.machine, ev.alert.started_at)
+    expected = expected_alerts(settings, config, messages)  # what an uninterrupted worker concludes
 
     db = tmp_path / "alerts.db"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")},
@@ -110,19 +100,6 @@ def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, 
     assert kills == 5, f"the worker finished before it could be killed five times ({kills})"
     assert committed_lag(settings) == 0
 
-    engine = sa.create_engine(f"sqlite:///{db}")
-    with engine.connect() as conn:
-        alerts = {row.id: (row.kind, row.machine, row.started_at, row.sensor)
-                  for row in conn.execute(sa.text("SELECT id, kind, machine, started_at, sensor FROM alerts"))}
-        states = {row.key: row.state for row in conn.execute(sa.text("SELECT key, state FROM detector_state"))}
-    engine.dispose()
-    # no alert duplicated, none missing: the same episodes, with the same ids, as without crashes
-    extra = sorted(map(str, (alerts[i] for i in set(alerts) - set(expected))))
-    missing = sorted(map(str, (expected[i] for i in set(expected) - set(alerts))))
-    assert not extra and not missing, f"extra: {extra}\nmissing: {missing}"
-    assert {"anomaly", "failure_rate"} <= {v[0] for v in alerts.values()}
+    # no alert duplicated, none missing (the same episodes, with the same ids, as without crashes), and
     # every reading processed exactly once by each machine's model, across six processes
-    for machine in config.machines:
-        state = pickle.loads(states[f"machine:{machine}"])
-        assert state["model"].seen == LINE_SECONDS, machine
-    assert pickle.loads(states["line:line-1"])["monitor"].units == LINE_SECONDS
+    audit_after_faults(f"sqlite:///{db}", expected, config.machines, LINE_SECONDS)
