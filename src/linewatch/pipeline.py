@@ -70,6 +70,20 @@ class MachineStatus:
 
 
 @dataclass
+class Restored:
+    """What loading checkpoints leaves for the caller to act on."""
+
+    # per machine, how far the journal of people's actions was applied when its model was saved: a
+    # "new normal" given after that must be applied again (``linewatch.alerts.sync.renew_since_checkpoint``)
+    journal: dict[str, int] = field(default_factory=dict)
+    # per (topic, partition), the offset the checkpoints had learned up to. A worker taking the partition
+    # over reads on from there, or from the committed offset if later: a checkpoint can be saved and its
+    # commit then refused by a rebalance, and QC results, unlike readings, carry nothing that would
+    # recognise a replay. Where checkpoints share a partition, the earliest wins (nothing is skipped).
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass
 class LineStatus:
     line: str
     units: int = 0
@@ -125,7 +139,8 @@ class Pipeline:
         # the next offset to read per (topic, partition), and the partition each machine's and line's
         # messages come from: a checkpoint records how far into its partition its state has learned
         self._position: dict[tuple[str, int], int] = {}
-        self._partition_of: dict[str, tuple[str, int]] = {}
+        self._machine_partition: dict[str, tuple[str, int]] = {}
+        self._line_partition: dict[str, tuple[str, int]] = {}
         self._changed_machines: set[str] = set()  # learned something since the last checkpoint
         self._changed_lines: set[str] = set()
         self.refresh_open_gauge()
@@ -139,7 +154,8 @@ class Pipeline:
         self._batch_wall = self.wall_clock()
         with self.lock:
             normalize = self.normalizer.normalize
-            position, partition_of = self._position, self._partition_of
+            position = self._position
+            machine_partition, line_partition = self._machine_partition, self._line_partition
             for msg in messages:
                 result = normalize(msg)
                 where = (msg.topic, msg.partition)
@@ -147,11 +163,11 @@ class Pipeline:
                     position[where] = msg.offset + 1
                 if isinstance(result, Reading):
                     out.readings += 1
-                    partition_of[f"machine:{result.machine}"] = where
+                    machine_partition[result.machine] = where
                     self._reading(result, out)
                 elif isinstance(result, QcResult):
                     out.qc_results += 1
-                    partition_of[f"line:{result.line}"] = where
+                    line_partition[result.line] = where
                     self._qc(result, out)
                 else:
                     out.rejections.append(result)
@@ -511,67 +527,54 @@ class Pipeline:
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m),
                     "open_alerts": self.book.owned_by(f"machine:{m}"),
                     # how far the journal of people's actions is reflected in this model ("new normal")
-                    "actions_seen": self.book.actions_seen, "position": self._learned_to(f"machine:{m}")},
+                    "actions_seen": self.book.actions_seen, "position": self._learned_to(self._machine_partition.get(m))},
                     protocol=5)
             # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
             out.update({f"line:{line}": pickle.dumps({"monitor": self.monitors[line],
                                                       "machine_rates": self.machine_rates.get(line),
                                                       "open_alerts": self.book.owned_by(f"line:{line}"),
-                                                      "position": self._learned_to(f"line:{line}")},
+                                                      "position": self._learned_to(self._line_partition.get(line))},
                                                      protocol=5)
                         for line in lines})
             return out
 
-    def _learned_to(self, owner: str) -> tuple[str, int, int] | None:
-        """(topic, partition, next offset) of the partition ``owner``'s messages come from, as far as
-        this worker has read it, or None when it has read none of them."""
-        where = self._partition_of.get(owner)
+    def _learned_to(self, where: tuple[str, int] | None) -> tuple[str, int, int] | None:
+        """(topic, partition, next offset) of the partition a machine's or line's messages come from
+        (``where``), as far as this worker has read it, or None when it has read none of them."""
         if where is None or where not in self._position:
             return None
         return where[0], where[1], self._position[where]
 
-    @staticmethod
-    def learned_positions(states: dict[str, bytes]) -> dict[tuple[str, int], int]:
-        """Per (topic, partition), the offset these checkpoints have learned up to. A worker that takes
-        a partition over reads on from there (or from the committed offset, if that is later): a
-        checkpoint can be saved and its offsets' commit then refused by a rebalance, and QC results,
-        unlike readings, carry nothing that would recognise them when replayed. Where several
-        checkpoints share a partition, the earliest wins (nothing is skipped)."""
-        out: dict[tuple[str, int], int] = {}
-        for blob in states.values():
-            st = pickle.loads(blob)
-            at = st.get("position") if isinstance(st, dict) else None
-            if at is not None:
-                topic, partition, offset = at
-                out[(topic, partition)] = min(offset, out.get((topic, partition), offset))
-        return out
-
     def import_state(self, states: dict[str, bytes],
-                     stored_alerts: Callable[[list[str]], dict[str, Alert]] | None = None) -> dict[str, int]:
+                     stored_alerts: Callable[[list[str]], dict[str, Alert]] | None = None) -> Restored:
         """Continue from a checkpoint (state saved by export_state, possibly by another worker).
 
         The open alerts come back with the detectors that decide them, so the replay of what followed
         the checkpoint repeats the same decisions; ``stored_alerts`` (the alert store's lookup by id)
-        says which of them people acknowledged or resolved since. Returns, per machine, how far the
-        journal of people's actions was applied to its model when it was saved: a "new normal" given
-        after that must be applied again (``linewatch.alerts.sync.renew_since_checkpoint``).
+        says which of them people acknowledged or resolved since. Returns what the caller must act
+        on: how far each model had applied the journal of people's actions, and how far into its
+        partition each checkpoint had learned (see ``Restored``).
         """
         loaded = {key: pickle.loads(blob) for key, blob in states.items()}
         alerts = {key: st["open_alerts"] for key, st in loaded.items()
                   if isinstance(st, dict) and st.get("open_alerts") is not None}
         ids = [a.id for group in alerts.values() for a in group]
         stored = stored_alerts(ids) if stored_alerts is not None and ids else {}
-        journal: dict[str, int] = {}
+        restored = Restored()
         with self.lock:
             n = self.normalizer
             for key, group in alerts.items():
                 self.book.restore(key, group, stored)
             for key, st in loaded.items():
                 at = st.get("position") if isinstance(st, dict) else None
-                if at is not None:  # read on from there: what this worker read past it is read again
-                    self._partition_of[key] = (at[0], at[1])
-                    self._position[(at[0], at[1])] = at[2]
                 kind, _, name = key.partition(":")
+                if at is not None:  # read on from there: what this worker read past it is read again
+                    topic, partition, offset = at
+                    partitions = self._machine_partition if kind == "machine" else self._line_partition
+                    partitions[name] = (topic, partition)
+                    self._position[(topic, partition)] = offset
+                    learned = restored.positions
+                    learned[(topic, partition)] = min(offset, learned.get((topic, partition), offset))
                 if kind == "machine":
                     if not isinstance(st["model"], self._model_type):  # the plant switched models: start afresh
                         st["model"] = None
@@ -591,7 +594,7 @@ class Pipeline:
                             status.last_reading_at is None or status.last_reading_at < st["last_ts"]):
                         status.last_reading_at = st["last_ts"]  # silent since then, as far as anyone read
                     if st.get("actions_seen") is not None:
-                        journal[name] = st["actions_seen"]
+                        restored.journal[name] = st["actions_seen"]
                 elif kind == "line":
                     if isinstance(st, FailureRateMonitor):  # checkpoints written before genealogy
                         st = {"monitor": st, "machine_rates": None}
@@ -600,7 +603,7 @@ class Pipeline:
                         self.machine_rates[name] = st["machine_rates"]
                     self.lines.setdefault(name, LineStatus(name))
             self.refresh_open_gauge()
-        return journal
+        return restored
 
     def release(self, machines: set[str], lines: set[str]) -> None:
         """Forget machines and lines this worker no longer owns (their partitions moved to another

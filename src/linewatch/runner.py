@@ -202,16 +202,14 @@ class Runner:
                 store = self.store
                 stored = None if store is None else (
                     lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
-                states = self._retry("load", lambda: state.load(wanted))
-                journal = self.pipeline.import_state(states, stored)
+                restored = self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
                 if store is not None:  # a "new normal" given after those checkpoints is not lost
-                    self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, journal))
+                    self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, restored.journal))
                 # a partition kept through an eager rebalance kept its position, which may be past the
                 # checkpoint just loaded: every partition taken over reads on from where its checkpoint
                 # (or its commit, if later) left off
                 source = self.source
-                learned = self.pipeline.learned_positions(states)
-                self._retry("rewind", lambda: source.rewind(partitions, learned))  # type: ignore[attr-defined]
+                self._retry("rewind", lambda: source.rewind(partitions, restored.positions))  # type: ignore[attr-defined]
                 rewound |= {(tp.topic, tp.partition) for tp in partitions}
                 log.info("took over %s from their checkpoints", wanted)
         if changed:  # machines and lines other workers own are theirs to judge and update

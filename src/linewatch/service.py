@@ -137,7 +137,7 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     state = StateStore(store.engine)
     if not hasattr(source, "ownership_changes"):
         # one source of everything: continue where it left off, with the new normals given since
-        renew_since_checkpoint(pipeline, store, pipeline.import_state(state.load(), store.alerts_by_id))
+        renew_since_checkpoint(pipeline, store, pipeline.import_state(state.load(), store.alerts_by_id).journal)
     # a Kafka worker loads the state of the partitions it is assigned, when they are assigned
     runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds)
     http = publisher = None

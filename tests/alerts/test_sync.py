@@ -222,7 +222,7 @@ def test_a_new_normal_given_after_the_last_checkpoint_survives_a_crash(config, d
 
     second = Worker(config, database_url)
     try:
-        journal = second.pipeline.import_state(saved, second.store.alerts_by_id)
+        journal = second.pipeline.import_state(saved, second.store.alerts_by_id).journal
         assert second.pipeline.models["extruder-1"].phase == "monitoring"  # the checkpoint's old normal
         assert renew_since_checkpoint(second.pipeline, second.store, journal) == 1
         assert second.pipeline.models["extruder-1"].phase != "monitoring"

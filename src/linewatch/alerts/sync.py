@@ -74,7 +74,7 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
 def renew_since_checkpoint(worker: Worker, store: AlertStore, journal: dict[str, int], page: int = 1000) -> int:
     """Apply again the "new normal"s given after a machine's checkpoint was saved; how many.
 
-    ``journal`` is what ``Pipeline.import_state`` returns: per machine, how far the journal of
+    ``journal`` is ``Pipeline.import_state(...).journal``: per machine, how far the journal of
     people's actions was applied when its model was checkpointed. A worker killed after an operator's
     "new normal" but before its next checkpoint would otherwise bring back the old normal, and the
     operator's decision would be lost (the journal is read on from where the store stood at startup).

@@ -102,7 +102,7 @@ class KafkaSource:
         """Read these partitions on from where the checkpoints just loaded left off.
 
         That is the later of the committed offset and the offset the checkpoint recorded (``learned``,
-        see ``Pipeline.learned_positions``), not this consumer's position: in an eager rebalance every
+        see ``linewatch.pipeline.Restored``), not this consumer's position: in an eager rebalance every
         partition is revoked, and one this worker keeps keeps its position (kafka-python preserves it),
         which may be past the checkpoint by what was read since; reading on from there would skip it.
         """
