@@ -361,6 +361,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     args.bootstrap or settings.kafka_bootstrap, args.speed, replay.total)
 
 
+EXIT_UNFINISHED = 3  # `linewatch run` stopped while a write kept failing: not a clean stop
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from linewatch.alerts.publish import TerminalPrinter
     from linewatch.service import build_service, install_stop_signals, settle_memory
@@ -393,6 +396,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         sink.close()
         service.close()
     print(_summary(stats, time.monotonic() - wall), file=sys.stderr)
+    if stats.unfinished:  # a supervisor (systemd, docker) should see that this stop was not clean
+        print(f"linewatch worker stopped during an outage ({stats.unfinished}); the batch in hand was not "
+              "made durable and is replayed from the last checkpoint by the next worker", file=sys.stderr)
+        return EXIT_UNFINISHED
     return 0
 
 

@@ -86,6 +86,9 @@ class RunStats:
     alerts_fired_by_kind: Counter = field(default_factory=Counter)
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
+    # why the worker stopped before the batch in hand was durable (None: a clean stop); that batch is
+    # replayed by whoever consumes its partitions next
+    unfinished: str | None = None
 
 
 class Runner:
@@ -131,6 +134,7 @@ class Runner:
             if self.uncommitted:
                 self.checkpoint()
         except StoppedDuringOutage as exc:
+            self.stats.unfinished = str(exc)
             log.warning("stopped while a write kept failing (%s): the batch in hand was not made durable and its "
                         "offsets are not committed; it is replayed from the last checkpoint", exc)
         finally:

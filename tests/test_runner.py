@@ -1,0 +1,71 @@
+"""The consumer loop's own decisions, with stand-ins for the store and the source (unit tests; the
+real broker and databases are in tests/integration)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from linewatch.metrics import Metrics
+from linewatch.pipeline import Pipeline
+from linewatch.runner import Runner
+from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
+
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
+
+
+class OneBatch:
+    """A source with one batch of a faulty line, then nothing; it records commits."""
+
+    def __init__(self) -> None:
+        faults = (Fault("spike", "extruder-1", start=900, duration=25, sensor="die_pressure", magnitude=30.0),)
+        self.batches = [[m.message for m in LineSimulator(T0, SimulatorSettings(faults=faults)).messages(1200)]]
+        self.commits = 0
+
+    def next_batch(self):
+        return self.batches.pop() if self.batches else []
+
+    def commit(self) -> None:
+        self.commits += 1
+
+
+class QuietJournal:
+    """Nobody acted on an alert: the journal of people's actions is empty."""
+
+    actions_at_open = 0
+    version = 0
+
+    def actions_since(self, seq: int, limit: int = 1000) -> list:
+        return []
+
+
+class DatabaseGone(QuietJournal):
+    """An alert store whose database went away; the operator stops the worker meanwhile."""
+
+    def __init__(self) -> None:
+        self.runner: Runner | None = None
+
+    def save(self, events) -> None:
+        assert self.runner is not None
+        self.runner.stop_requested.set()  # Ctrl-C / SIGTERM while the write is failing
+        raise ConnectionError("the database does not answer")
+
+
+def test_a_stop_during_an_outage_is_reported_as_unfinished_and_commits_nothing(config):
+    source, store = OneBatch(), DatabaseGone()
+    runner = Runner(source, Pipeline(config, Metrics()), store)  # type: ignore[arg-type]
+    store.runner = runner
+    stats = runner.run()
+    assert stats.unfinished and "cannot save alerts to the database" in stats.unfinished
+    assert source.commits == 0  # the batch in hand is replayed by the next worker
+
+
+def test_a_clean_stop_is_not_unfinished(config):
+    source = OneBatch()
+
+    class Store(QuietJournal):
+        def save(self, events) -> None:
+            runner.stop_requested.set()
+
+    runner = Runner(source, Pipeline(config, Metrics()), Store())  # type: ignore[arg-type]
+    stats = runner.run()
+    assert stats.unfinished is None and source.commits == 1
