@@ -326,3 +326,17 @@ def test_a_checkpoint_records_how_far_into_its_partition_it_has_learned(config):
     in_process = Pipeline(config, Metrics())
     run(in_process, msgs)  # no offsets: nothing to record
     assert Pipeline(config, Metrics()).import_state(in_process.export_state()).positions == {}
+
+
+def test_qc_results_the_genealogy_cannot_link_to_machines_are_counted(config):
+    """The plain simulated line names no units on its readings: every QC result counts for the line only,
+    and the metric says so (an engineer sees why no machine gets a failure rate of its own)."""
+    metrics = Metrics()
+    pipeline = Pipeline(config, metrics)
+    out = run(pipeline, [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(200)])
+    assert not [e for e in out if e.alert.kind == AlertKind.FAILURE_RATE]
+    qc = metrics.registry.get_sample_value("linewatch_qc_results_total", {"line": "line-1", "result": "pass"}) + (
+        metrics.registry.get_sample_value("linewatch_qc_results_total", {"line": "line-1", "result": "fail"}) or 0)
+    unlinked = sum(metrics.registry.get_sample_value("linewatch_qc_unattributed_total", {"line": "line-1", "reason": r})
+                   or 0 for r in ("no_ids", "unknown_unit", "unknown_batch"))
+    assert qc == 200 and unlinked == 200

@@ -31,6 +31,10 @@ class Metrics:
                                 ["line", "machine"], registry=r)
         self.qc_results = Counter("linewatch_qc_results_total", "QC pass/fail results received.",
                                   ["line", "result"], registry=r)
+        self.qc_unattributed = Counter("linewatch_qc_unattributed_total",
+                                       "QC results the genealogy could not link to the machines that made the "
+                                       "unit (no ids, unit or batch not seen): they count for the line only.",
+                                       ["line", "reason"], registry=r)
         self.rejected = Counter("linewatch_rejected_total", "Messages rejected to the dead-letter topic, by reason.",
                                 ["reason"], registry=r)
         self.skipped = Counter("linewatch_readings_skipped_total",

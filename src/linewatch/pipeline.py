@@ -136,6 +136,7 @@ class Pipeline:
         # metrics are updated once per batch, not per reading: a labelled update costs as much as normalising
         self._readings_in_batch: dict[str, int] = {}
         self._qc_in_batch: dict[tuple[str, str], int] = {}
+        self._unattributed_in_batch: dict[tuple[str, str], int] = {}  # (line, reason): QC results not linked
         # the next offset to read per (topic, partition), and the partition each machine's and line's
         # messages come from: a checkpoint records how far into its partition its state has learned
         self._position: dict[tuple[str, int], int] = {}
@@ -408,7 +409,16 @@ class Pipeline:
                 if ev:
                     out.events.append(ev)
         if self._per_machine_rates:
-            for machine, mv in self._machine_rates(qc.line).observe(qc):
+            rates = self._machine_rates(qc.line)
+            unlinked = rates.genealogy.unattributed
+            before = unlinked.copy()
+            verdicts = rates.observe(qc)
+            if not verdicts:
+                for reason, n in unlinked.items():
+                    if n > before[reason]:
+                        key = (qc.line, reason)
+                        self._unattributed_in_batch[key] = self._unattributed_in_batch.get(key, 0) + 1
+            for machine, mv in verdicts:
                 if mv.alarm:
                     out.events.append(self._rate_event(qc, mv, machine))
                 elif mv.phase == "monitoring":
@@ -474,6 +484,9 @@ class Pipeline:
                                  (m.failure_rate_limit, ls.upper_control_limit)):
                 if value is not None:
                     gauge.labels(line).set(value)
+        for (line, reason), n in self._unattributed_in_batch.items():
+            m.qc_unattributed.labels(line, reason).inc(n)
+        self._unattributed_in_batch.clear()
         self._readings_in_batch.clear()
         self._qc_in_batch.clear()
 
