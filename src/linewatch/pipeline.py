@@ -620,7 +620,8 @@ class Pipeline:
 
     def release(self, machines: set[str], lines: set[str]) -> None:
         """Forget machines and lines this worker no longer owns (their partitions moved to another
-        worker), so its checkpoints never overwrite the new owner's fresher state."""
+        worker), so its checkpoints never overwrite the new owner's fresher state. Their open alerts
+        are dropped by ``own``, which the runner calls after every change of ownership."""
         with self.lock:
             n = self.normalizer
             for m in machines:
@@ -632,9 +633,6 @@ class Pipeline:
             for line in lines:
                 self.monitors.pop(line, None)
                 self.machine_rates.pop(line, None)
-            # their open alerts are now the new owner's to update and resolve
-            self.book.restore_none({f"machine:{m}" for m in machines} | {f"line:{line}" for line in lines})
-            self.refresh_open_gauge()
 
     def own(self, owned: set[str]) -> None:
         """This worker now holds the partitions of ``owned`` ("machine:<id>", "line:<name>"): only those
@@ -645,7 +643,7 @@ class Pipeline:
             plant = ({f"machine:{m}" for m in self.config.machines}
                      | {f"line:{m.line}" for m in self.config.machines.values()})
             held = {AlertBook.owner(a) for a in self.book.open.values()}
-            self.book.restore_none((held & plant) - owned)
+            self.book.forget((held & plant) - owned)
             self.refresh_open_gauge()
 
     def machine_detail(self, machine_id: str) -> dict[str, Any] | None:

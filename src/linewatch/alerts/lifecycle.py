@@ -104,7 +104,7 @@ class AlertBook:
         an alert a person resolved since stays resolved. One the condition resolved since stays open: the
         replay resolves it again, at the same reading.
         """
-        self.restore_none({owner})
+        self.forget({owner})
         for a in alerts:
             known = stored.get(a.id)
             if known is not None and known.resolved_by is not None:
@@ -114,7 +114,7 @@ class AlertBook:
                                                                 known.acked_at, known.ack_note)
             self.open[(a.kind, a.line, a.machine, a.sensor)] = a
 
-    def restore_none(self, owners: set[str]) -> None:
+    def forget(self, owners: set[str]) -> None:
         """Forget the open alerts of ``owners`` (their detectors moved to another worker)."""
         for key in [k for k, a in self.open.items() if self.owner(a) in owners]:
             del self.open[key]

@@ -45,15 +45,13 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
     applied = 0
     renew: list[str] = []
     while True:
-        start = book.actions_seen if book.actions_seen is not None else store.actions_at_open
-        if book.actions_seen is None:  # checkpoints record how far the journal is applied: from here
-            book.actions_seen = start
+        if book.actions_seen is None:  # the first call starts where the journal stood when the store opened
+            book.actions_seen = store.actions_at_open
+        start = book.actions_seen
         actions = store.actions_since(start, limit=page)
         if not actions:
             break
         with worker.lock:
-            if book.actions_seen is None:
-                book.actions_seen = start
             for action in actions:
                 if action.seq <= book.actions_seen:
                     continue  # another thread applied it
