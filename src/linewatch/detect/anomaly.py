@@ -121,7 +121,7 @@ class MachineModel:
             rows = x[pos:end]
             if phase != "monitoring":  # everything is learned while warming up and calibrating
                 learned = np.ones(len(rows), dtype=bool)
-                tree, deviation, means, variances, learn_paths = self._evaluate(rows, learned)
+                tree, deviation, means, variances, learn_leaves = self._evaluate(rows, learned)
                 taken = len(rows)
                 if phase == "calibrating":
                     self.calibration.extend(zip(tree.tolist(), deviation.tolist()))
@@ -135,7 +135,7 @@ class MachineModel:
                 guess = np.concatenate([guess[:len(rows)], self._cheap_guess(rows[len(guess):])])
                 for _ in range(MAX_GUESSES):
                     learned = ~guess
-                    tree, deviation, means, variances, learn_paths = self._evaluate(rows, learned)
+                    tree, deviation, means, variances, learn_leaves = self._evaluate(rows, learned)
                     score = self._score(tree, deviation)
                     outlier = score > 1.0
                     differ = np.flatnonzero(outlier != guess)
@@ -155,24 +155,24 @@ class MachineModel:
             out.tree_score[pos:pos + taken] = tree[:taken]
             out.deviation[pos:pos + taken] = deviation[:taken]
             self.moments.set(self.moments.count + int(learned[:taken].sum()), means[taken], variances[taken])
-            self.forest.learn(learn_paths[:, :, :taken], learned[:taken])
+            self.forest.learn(learn_leaves[:, :taken], learned[:taken])
             self.seen += taken
             pos += taken
         return out
 
     def _evaluate(self, rows: np.ndarray, learned: np.ndarray) -> tuple[np.ndarray, ...]:
         """Tree score and deviation of each row, each scored before it is learned, learning the rows
-        marked ``learned``; also the running mean and variance before each row and the rows' paths as learned."""
+        marked ``learned``; also the running mean and variance before each row and the rows' leaves as learned."""
         assert self.moments is not None and self.forest is not None
         means, variances = self.moments.prefix(rows, learned)
         before = scale(rows, means[:-1], variances[:-1])  # as scored: the state before each row
         after = scale(rows, means[1:], variances[1:])  # as learned: river updates, then transforms
-        learn_paths = self.forest.paths(after)
-        tree = self.forest.score(self.forest.paths(before), learn_paths, learned)
+        learn_leaves = self.forest.leaves(after)
+        tree = self.forest.score(self.forest.leaves(before), learn_leaves, learned)
         deviation = np.abs(before).max(axis=1) if rows.shape[1] else np.zeros(len(rows))
         if self.seen < 2:  # river: no deviation before two readings
             deviation[: 2 - self.seen] = 0.0
-        return tree, deviation, means, variances, learn_paths
+        return tree, deviation, means, variances, learn_leaves
 
     def _cheap_guess(self, rows: np.ndarray) -> np.ndarray:
         """Readings far out on one sensor, judged without the trees (a tenth of the work): a first
