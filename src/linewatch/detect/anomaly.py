@@ -30,6 +30,7 @@ import numpy as np
 from linewatch.config import AnomalySettings
 from linewatch.detect.halfspace import HalfSpaceForest
 from linewatch.detect.moments import SensorMoments, scale
+from linewatch.detect.rows import Part, first_sensors, model_rows
 from linewatch.detect.verdict import (HST_LIMIT, MIN_DEVIATION_THRESHOLD, N_TREES, TREE_HEIGHT, WINDOW_SIZE,
                                       Contribution, Phase, Verdict, quantile)
 
@@ -97,11 +98,18 @@ class MachineModel:
 
     def score_batch(self, readings: Sequence[Mapping[str, float]]) -> Verdicts:
         """Score readings in order, exactly as if each were scored and learned one after the other."""
-        if not readings:
+        return self.score_parts([readings])
+
+    def score_parts(self, parts: Sequence[Part]) -> Verdicts:
+        """Score runs of readings (dicts, or blocks of columns) in order, as one batch."""
+        parts = [p for p in parts if len(p[1] if isinstance(p, tuple) else p)]
+        if not parts:
             return self.score_array(np.empty((0, len(self.sensors or ()))))
         if self.sensors is None:
-            self._start(tuple(sorted(readings[0])))
-        return self.score_array(self._rows(readings))
+            self._start(tuple(sorted(first_sensors(parts[0]))))
+        assert self.sensors is not None
+        x, self.last = model_rows(self.sensors, self.last, parts)
+        return self.score_array(x)
 
     def score_array(self, x: np.ndarray) -> Verdicts:
         """Score rows of sensor values (columns in ``self.sensors`` order; the model must have its sensors)."""
@@ -231,19 +239,6 @@ class MachineModel:
         self.moments = SensorMoments(len(sensors))
         self.forest = HalfSpaceForest(len(sensors), N_TREES, TREE_HEIGHT, WINDOW_SIZE, HST_LIMIT, self.seed)
 
-    def _rows(self, readings: Sequence[Mapping[str, float]]) -> np.ndarray:
-        """The model's fixed feature set: a sensor missing from a reading keeps its last value."""
-        sensors = self.sensors
-        assert sensors is not None
-        x = np.empty((len(readings), len(sensors)))
-        previous = [self.last.get(s, 0.0) for s in sensors]
-        for i, values in enumerate(readings):
-            row = [values.get(s) for s in sensors]
-            if None in row:
-                row = [p if v is None else v for v, p in zip(row, previous)]
-            x[i] = previous = row
-        self.last = dict(zip(sensors, x[-1].tolist())) if len(x) else self.last
-        return x
 
     def start_new_normal(self) -> None:
         """Operator feedback: what the machine does now is normal (a new material, a recipe change).

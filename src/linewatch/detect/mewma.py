@@ -66,6 +66,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from linewatch.detect.verdict import Contribution, Phase, Verdict
+from linewatch.detect.rows import Part, first_sensors, model_rows
 
 if TYPE_CHECKING:  # config.py imports MewmaSettings from here: no runtime import of config or anomaly at load time
     from linewatch.config import AnomalySettings
@@ -146,7 +147,7 @@ class MewmaModel:
         if self.threshold is None or self.sensors is None:
             return self.score_batch([values])[0]
         # Monitoring: the same computation as score_batch without the batch's arrays (twice as fast).
-        row = self._rows([values])
+        row, self.last = model_rows(self.sensors, self.last, [[values]])
         s, score, outlier, alarm, deviation, zs, means = self._monitor(row)
         explained = self._explain(row[0], means[0], zs[0]) if outlier[0] or alarm[0] else ()
         return Verdict(float(score[0]), 1.0, float(s[0]), float(deviation[0]), "monitoring", bool(outlier[0]),
@@ -154,12 +155,18 @@ class MewmaModel:
 
     def score_batch(self, readings: Sequence[Mapping[str, float]]) -> Verdicts:
         """Score readings in order (each scored, then learned if normal, before the next)."""
-        if not readings:
+        return self.score_parts([readings])
+
+    def score_parts(self, parts: Sequence[Part]) -> Verdicts:
+        """Score runs of readings (dicts, or blocks of columns) in order, as one batch."""
+        parts = [p for p in parts if len(p[1] if isinstance(p, tuple) else p)]
+        if not parts:
             return self.score_array(np.empty((0, len(self.sensors or ()))))
         if self.sensors is None:
             excluded = set(self.mewma.exclude_sensors)
-            self.sensors = tuple(sorted(s for s in readings[0] if s not in excluded))
-        return self.score_array(self._rows(readings))
+            self.sensors = tuple(sorted(s for s in first_sensors(parts[0]) if s not in excluded))
+        x, self.last = model_rows(self.sensors, self.last, parts)
+        return self.score_array(x)
 
     def score_array(self, x: np.ndarray) -> Verdicts:
         """Score rows of sensor values (columns in ``self.sensors`` order; the model must have its sensors)."""
@@ -320,19 +327,6 @@ class MewmaModel:
 
     # ------------------------------------------------------------ state
 
-    def _rows(self, readings: Sequence[Mapping[str, float]]) -> np.ndarray:
-        """The model's fixed feature set: a sensor missing from a reading keeps its last value."""
-        sensors = self.sensors
-        assert sensors is not None
-        x = np.empty((len(readings), len(sensors)))
-        previous = [self.last.get(s, 0.0) for s in sensors]
-        for i, values in enumerate(readings):
-            row = [values.get(s) for s in sensors]
-            if None in row:
-                row = [p if v is None else v for v, p in zip(row, previous)]
-            x[i] = previous = row
-        self.last = dict(zip(sensors, x[-1].tolist())) if len(x) else self.last
-        return x
 
     def start_new_normal(self) -> None:
         """Operator feedback: what the machine does now is normal (a new material, a recipe change).
