@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import numpy as np
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(slots=True)  # not frozen: one is made per message, and frozen dataclasses construct slowly
@@ -34,6 +38,39 @@ class Reading:
     unit_id: str | None = None
     batch_id: str | None = None
     recipe: str | None = None  # product/recipe being made: each gets its own anomaly model
+
+
+@dataclass(slots=True)
+class ReadingBlock:
+    """A run of one machine's readings as columns: what ``linewatch.normalize.block`` makes of a run
+    of messages from one topic and key, so later stages work on arrays instead of one dict each.
+
+    Row ``i`` is the reading ``reading(i)`` returns, the one normalising message ``i`` alone gives.
+    """
+
+    machine: str
+    line: str
+    manufacturer: str
+    topic: str
+    partition: int
+    offsets: list[int]
+    ts_ms: np.ndarray  # int64 milliseconds since the epoch (UTC)
+    sensors: tuple[str, ...]  # column names, in the order the profile reads them
+    values: np.ndarray  # float64, one row per reading, canonical units
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def ts(self, i: int) -> datetime:
+        return _EPOCH + timedelta(milliseconds=int(self.ts_ms[i]))
+
+    def reading(self, i: int) -> Reading:
+        return Reading(machine=self.machine, line=self.line, ts=self.ts(i),
+                       values=dict(zip(self.sensors, self.values[i].tolist())),
+                       source=Source(self.manufacturer, self.topic, self.partition, self.offsets[i]))
+
+    def readings(self) -> list[Reading]:
+        return [self.reading(i) for i in range(len(self))]
 
 
 @dataclass(slots=True)

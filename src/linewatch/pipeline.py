@@ -7,6 +7,9 @@ the source's offsets, which is what makes processing at-least-once.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import logging
 import pickle
 import threading
 import time
@@ -24,19 +27,25 @@ from linewatch.detect.anomaly import MONITORING, MachineModel, Verdict
 from linewatch.detect.failure_rate import FailureRateMonitor, RateVerdict
 from linewatch.detect.genealogy import MachineFailureRates
 from linewatch.detect.mewma import MewmaModel
+from linewatch.detect.rows import Part
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
-                              Reading, Rejection, Severity)
+                              Reading, ReadingBlock, Rejection, Severity)
 from linewatch.explain import anomaly_summary, failure_rate_summary
 from linewatch.metrics import Metrics
 from linewatch.normalize.aggregate import Aggregator
+from linewatch.normalize.block import read_block
 from linewatch.normalize.normalizer import REASONS, Normalizer
 from linewatch.normalize.quality import DataQuality
+
+log = logging.getLogger(__name__)
 
 CRITICAL_Z = 6.0  # a sensor this many standard deviations out makes an anomaly critical
 CLOCK, SCHEMA = "clock", "schema"  # data-quality alerts about a machine's clock and payload, not one sensor
 # A Kafka worker judges one of its machines silent only after this long without its readings on the
 # wall clock as well as stale_after_seconds of line time (partitions are read unevenly while catching up)
 CATCH_UP_GRACE_SECONDS = 10.0
+# a machine's run in a batch is read as one block from this many messages (shorter: one by one)
+MIN_RUN = 8
 
 
 @dataclass
@@ -47,6 +56,7 @@ class BatchOutcome:
     readings: int = 0
     qc_results: int = 0
     skipped: int = 0  # duplicates, out of order, late for aggregation: counted, not scored
+    in_blocks: int = 0  # readings taken in blocks (``Pipeline._block``), the rest one by one
     rejections: list[Rejection] = field(default_factory=list)
     events: list[AlertEvent] = field(default_factory=list)
 
@@ -99,9 +109,10 @@ class Pipeline:
     """Normalisation, data quality, per-machine anomaly models and per-line failure-rate monitors."""
 
     def __init__(self, config: PlantConfig, metrics: Metrics, book: AlertBook | None = None,
-                 normalizer: Normalizer | None = None, wall_clock: Any = time.monotonic):
+                 normalizer: Normalizer | None = None, wall_clock: Any = time.monotonic, columnar: bool = True):
         self.config = config
         self.metrics = metrics
+        self.columnar = columnar  # runs of a machine's messages read as blocks (False: every message alone)
         self.normalizer = normalizer or Normalizer(config)
         self.quality = DataQuality(config)
         self.book = book or AlertBook()
@@ -154,27 +165,34 @@ class Pipeline:
         out = BatchOutcome(messages=len(messages))
         self._batch_wall = self.wall_clock()
         with self.lock:
-            normalize = self.normalizer.normalize
             position = self._position
-            machine_partition, line_partition = self._machine_partition, self._line_partition
+            qc_topic = self.normalizer.qc_topic
+            # a machine's run of messages in this batch (its topic, partition and key) is read as one block
+            runs: dict[tuple[str, int, bytes | None], list[RawMessage]] = {}
             for msg in messages:
-                result = normalize(msg)
-                where = (msg.topic, msg.partition)
                 if msg.offset >= 0:  # from Kafka (in-process messages have no offsets)
-                    position[where] = msg.offset + 1
-                if isinstance(result, Reading):
-                    out.readings += 1
-                    machine_partition[result.machine] = where
-                    self._reading(result, out)
-                elif isinstance(result, QcResult):
-                    out.qc_results += 1
-                    line_partition[result.line] = where
-                    self._qc(result, out)
-                else:
-                    out.rejections.append(result)
-                    self.metrics.rejected.labels(result.reason).inc()
-                    if result.reason == "future_timestamp" and result.machine:
-                        self._clock_problem(result, out)
+                    position[(msg.topic, msg.partition)] = msg.offset + 1
+                if msg.topic != qc_topic:
+                    runs.setdefault((msg.topic, msg.partition, msg.key), []).append(msg)
+            blocks_read: set[tuple[str, int, bytes | None]] = set()
+            one_by_one: set[tuple[str, int, bytes | None]] = set()
+            clock_problems: list[Rejection] = []
+            for msg in messages:
+                if msg.topic != qc_topic and self.columnar:
+                    run_key = (msg.topic, msg.partition, msg.key)
+                    if run_key in blocks_read:
+                        continue
+                    if run_key not in one_by_one:  # the run's first message: can the run be read whole?
+                        run = runs[run_key]
+                        block = self._read_block(run) if len(run) >= MIN_RUN else None
+                        if block is not None:
+                            blocks_read.add(run_key)
+                            self._block(block, out)
+                            continue
+                        one_by_one.add(run_key)
+                self._message(msg, out, clock_problems)
+            for rejection in clock_problems:  # dated by the newest reading of the batch, whatever the order read
+                self._clock_problem(rejection, out)
             for (machine, recipe), readings in self._to_score.items():
                 self._score(machine, recipe, readings, out)
             self._to_score.clear()
@@ -188,6 +206,30 @@ class Pipeline:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(messages))
         return out
+
+    def _message(self, msg: RawMessage, out: BatchOutcome, clock_problems: list[Rejection]) -> None:
+        result = self.normalizer.normalize(msg)
+        if isinstance(result, Reading):
+            out.readings += 1
+            self._machine_partition[result.machine] = (msg.topic, msg.partition)
+            self._reading(result, out)
+        elif isinstance(result, QcResult):
+            out.qc_results += 1
+            self._line_partition[result.line] = (msg.topic, msg.partition)
+            self._qc(result, out)
+        else:
+            out.rejections.append(result)
+            self.metrics.rejected.labels(result.reason).inc()
+            if result.reason == "future_timestamp" and result.machine:
+                clock_problems.append(result)
+
+    def _read_block(self, run: list[RawMessage]) -> ReadingBlock | None:
+        try:
+            return read_block(self.normalizer, run)
+        except Exception:  # a bug must not stop the line's monitoring: the run goes message by message
+            log.exception("reading a run of %d messages from %s as one block failed; reading them one by one",
+                          len(run), run[0].topic)
+            return None
 
     def idle(self, pending: frozenset[str] = frozenset()) -> BatchOutcome:
         """Nothing arrived: time still passes on the line, so silent machines become stale."""
@@ -250,6 +292,43 @@ class Pipeline:
         if reading.values:
             self._to_score.setdefault((reading.machine, reading.recipe), []).append(reading)
 
+    def _block(self, block: ReadingBlock, out: BatchOutcome) -> None:
+        """A run of one machine's readings at once: what ``_reading`` does to each, on columns.
+
+        Taken only when every reading is in order and passes every data-quality check, and no
+        data-quality or stale-stream condition of the machine is open; otherwise (and for machines
+        whose readings are aggregated) the readings go one by one. Either way the outcome is the same
+        (``tests/test_pipeline_blocks.py``).
+        """
+        n = len(block)
+        out.readings += n
+        machine = self.normalizer.machines[block.machine]
+        self._machine_partition[block.machine] = (block.topic, block.partition)
+        kept = None if machine.manufacturer in self.aggregators else self.quality.clean_run(block, machine)
+        if kept is None or any((AlertKind.DATA_QUALITY, block.line, block.machine, sensor) in self.book.open
+                               for sensor in (*self.quality.expected(machine), CLOCK, SCHEMA)):
+            for reading in block.readings():
+                self._reading(reading, out)
+            return
+        self.quality.keep(machine, kept)
+        out.in_blocks += n
+        self._readings_in_batch[block.machine] = self._readings_in_batch.get(block.machine, 0) + n
+        self._changed_machines.add(block.machine)
+        status = self._status(machine)
+        last = block.ts(n - 1)
+        status.readings += n
+        status.last_reading_at = last
+        status.last_values = dict(zip(block.sensors, block.values[n - 1].tolist()))
+        status.last_arrival = self._batch_wall
+        if self.newest is None or last > self.newest[0]:
+            self.newest = (last, self._batch_wall)
+        key = (AlertKind.STALE_STREAM, block.line, block.machine, None)
+        if key in self.book.open:
+            ev = self.book.resolve(key, block.ts(0))
+            if ev:
+                self._events_pending.append(ev)
+        self._to_score.setdefault((block.machine, None), []).append(block)
+
     def _model(self, machine: str, recipe: str | None) -> MachineModel | MewmaModel:
         """The machine's model (for this recipe, when its readings name one); a new one warms up."""
         models = self.models if recipe is None else self.recipe_models.setdefault(machine, {})
@@ -263,11 +342,12 @@ class Pipeline:
                 model = models[key] = MachineModel(machine, settings)
         return model
 
-    def _score(self, machine: str, recipe: str | None, readings: list[Reading], out: BatchOutcome) -> None:
+    def _score(self, machine: str, recipe: str | None, items: list[Reading | ReadingBlock], out: BatchOutcome) -> None:
         """Score a machine's readings of this batch at once, then raise or clear its anomaly alert
         reading by reading, in order."""
         model = self._model(machine, recipe)
-        verdicts = model.score_batch([r.values for r in readings])
+        readings = _Readings(items)
+        verdicts = model.score_parts(readings.parts())
         last = verdicts[len(verdicts) - 1]
         status = self.machines[machine]
         status.score, status.threshold, status.phase = last.score, last.threshold, last.phase
@@ -693,6 +773,32 @@ class Pipeline:
         with self.lock:
             return ([copy(s) for s in self.machines.values()], [copy(s) for s in self.lines.values()],
                     [copy(a) for a in self.book.open.values()])
+
+
+class _Readings:
+    """A machine's readings of one batch, some one by one and some in blocks, indexed in order."""
+
+    def __init__(self, items: list[Reading | ReadingBlock]):
+        self.items = items
+        self.starts = list(itertools.accumulate((1 if isinstance(i, Reading) else len(i) for i in items), initial=0))
+
+    def parts(self) -> list[Part]:
+        """Runs of dicts and blocks of columns, as the models take them."""
+        parts: list[Part] = []
+        for item in self.items:
+            if isinstance(item, Reading):
+                if parts and isinstance(parts[-1], list):
+                    parts[-1].append(item.values)
+                else:
+                    parts.append([item.values])
+            else:
+                parts.append((item.sensors, item.values))
+        return parts
+
+    def __getitem__(self, i: int) -> Reading:
+        k = bisect.bisect_right(self.starts, i) - 1
+        item = self.items[k]
+        return item if isinstance(item, Reading) else item.reading(i - self.starts[k])
 
 
 def _compact(events: list[AlertEvent]) -> list[AlertEvent]:

@@ -61,3 +61,45 @@ def test_duplicates_and_out_of_order_are_not_scored(dq, config):
     assert dq.order(reading(5), machine) == "duplicate"
     assert dq.order(reading(3), machine) == "out_of_order"
     assert dq.order(reading(6), machine) is None
+
+
+def block_of(readings: list[Reading]):
+    import numpy as np
+
+    from linewatch.domain import ReadingBlock
+
+    sensors = tuple(readings[0].values)
+    return ReadingBlock("extruder-1", "line-1", "extrutec", SRC.topic, 0, list(range(len(readings))),
+                        np.array([int(r.ts.timestamp() * 1000) for r in readings], dtype=np.int64), sensors,
+                        np.array([[r.values[s] for s in sensors] for r in readings]))
+
+
+@pytest.mark.parametrize("before,run", [(0, 59), (0, 60), (30, 29), (30, 30), (59, 1)])
+def test_a_clean_run_counts_identical_values_as_one_by_one_does(config, before, run):
+    """A block is clean only if checking its readings one by one finds nothing, and then leaves the same
+    counts behind; a stuck sensor reaching the limit inside the block sends it one by one."""
+    machine = config.machines["extruder-1"]
+    assert config.detection.data_quality.flatline_readings == 60
+    one, whole = DataQuality(config), DataQuality(config)
+    history = [reading(i, melt_temperature=205.0) for i in range(before)]
+    for r in history:
+        one.order(r, machine), one.check(r, machine)
+        whole.order(r, machine), whole.check(r, machine)
+    readings = [reading(before + i, melt_temperature=205.0) for i in range(run)]
+    kept = whole.clean_run(block_of(readings), machine)
+    found = [one.order(r, machine) or one.check(r, machine)[0] for r in readings]
+    if any(found):
+        assert kept is None
+    else:
+        assert kept is not None
+        whole.keep(machine, kept)
+        assert whole.state == one.state
+
+
+def test_a_run_out_of_order_or_out_of_range_is_not_clean(dq, config):
+    machine = config.machines["extruder-1"]
+    assert dq.clean_run(block_of([reading(i) for i in range(5)] + [reading(3)]), machine) is None
+    assert dq.clean_run(block_of([reading(i) for i in range(5)] + [reading(9, die_pressure=900.0)]), machine) is None
+    kept = dq.clean_run(block_of([reading(i) for i in range(6)]), machine)
+    dq.keep(machine, kept)
+    assert dq.clean_run(block_of([reading(5), reading(6)]), machine) is None  # 5 was the last one kept

@@ -11,11 +11,17 @@ not scored twice).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
 
 from linewatch.config import Machine, PlantConfig
-from linewatch.domain import Reading
+from linewatch.domain import Reading, ReadingBlock
 from linewatch.explain import sensor_label, unit_symbol
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_MS = timedelta(milliseconds=1)
 
 
 @dataclass
@@ -25,6 +31,15 @@ class _MachineState:
     last_value: dict[str, float] = field(default_factory=dict)
     same_count: dict[str, int] = field(default_factory=dict)
     missing_count: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """What a clean run of readings leaves in a machine's state: its last time, and per sensor the
+    last value and how many identical values in a row ended the run."""
+
+    last_ts: datetime
+    sensors: dict[str, tuple[float, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,57 @@ class DataQuality:
             return "duplicate" if reading.ts == last else "out_of_order"
         st.last_ts = reading.ts
         return None
+
+    def expected(self, machine: Machine) -> tuple[str, ...]:
+        """The sensors the machine's profile maps: each reading should carry them."""
+        return self._state(machine).expected
+
+    def clean_run(self, block: ReadingBlock, machine: Machine) -> _Kept | None:
+        """What ``order`` and ``check`` would leave behind for a run of readings of which none is a
+        duplicate, out of order or has a problem; None when one is or has (check them one by one).
+        Changes nothing: ``keep`` applies the result."""
+        st = self._state(machine)
+        ts = block.ts_ms
+        if st.last_ts is not None and ts[0] <= (st.last_ts - EPOCH) // ONE_MS:
+            return None
+        if len(ts) > 1 and not (ts[1:] > ts[:-1]).all():
+            return None
+        column = {s: j for j, s in enumerate(block.sensors)}
+        values, n = block.values, len(block)
+        running = np.ones(n, dtype=bool)
+        gate = machine.running_when
+        if gate is not None and gate.sensor in column:
+            running = values[:, column[gate.sensor]] > gate.above
+        flatline = self.settings.flatline_readings
+        same_count = {}
+        for sensor in st.expected:
+            if sensor not in column:
+                return None  # missing: counted reading by reading
+            v = values[:, column[sensor]]
+            low, high = self.ranges[sensor]
+            if not ((v >= low) & (v <= high)).all():
+                return None
+            same = np.empty(n, dtype=bool)
+            same[0] = running[0] and st.last_value.get(sensor) == v[0]
+            same[1:] = running[1:] & (v[1:] == v[:-1])
+            if same.any():  # how many identical values in a row, each reading (as ``check`` counts)
+                i = np.arange(n)
+                reset = np.maximum.accumulate(np.where(same, -1, i))
+                counts = np.where(reset >= 0, i - reset + 1, st.same_count.get(sensor, 1) + i + 1)
+            else:
+                counts = np.ones(1, dtype=np.int64)
+            if counts.max() >= flatline:
+                return None
+            same_count[sensor] = (float(v[-1]), int(counts[-1]))
+        return _Kept(block.ts(n - 1), same_count)
+
+    def keep(self, machine: Machine, kept: _Kept) -> None:
+        st = self._state(machine)
+        st.last_ts = kept.last_ts
+        for sensor, (value, count) in kept.sensors.items():
+            st.missing_count[sensor] = 0
+            st.last_value[sensor] = value
+            st.same_count[sensor] = count
 
     def check(self, reading: Reading, machine: Machine) -> tuple[list[SensorProblem], list[str]]:
         """Problems found, and the sensors that passed every check. Out-of-range values are removed

@@ -1,0 +1,270 @@
+"""A run of one machine's messages normalised at once, into columns.
+
+Message by message, the normaliser spends most of its time on Python work that repeats for every
+message: finding the machine and its profile, walking paths, building a dict, a datetime and a
+source. A batch from Kafka holds runs of one machine's messages (one topic and key), so here that
+work is done once per run, and times and values become arrays that the data-quality checks and the
+anomaly model take whole (``linewatch.pipeline``).
+
+Only the common case is read this way: every message decodes to an object with the same fields,
+names the same machine, carries its mapped sensors as finite numbers (each sensor in all messages or
+in none), no unit or batch id and no recipe, and a time before the clock-skew horizon. Anything else
+returns None and the run goes message by message through ``Normalizer.normalize``, which gives each
+bad message its reason. Either way the outcome is the same readings and the same normaliser state
+(``tests/normalize/test_block.py`` compares both).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import orjson
+
+from linewatch.domain import RawMessage, ReadingBlock
+from linewatch.normalize.normalizer import SCHEMA_CHECK_EVERY, Normalizer
+from linewatch.normalize.profile import PayloadError, dig, leaf_paths
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_MS = timedelta(milliseconds=1)
+# epoch times outside (1970, ~5138) are left to the message-by-message path, which explains them
+LATEST_MS = 100_000_000_000_000
+DIVISOR = {"epoch_s": 1, "epoch_ms": 1000.0, "epoch_us": 1_000_000.0}
+NUMBERS = frozenset({float, int})
+_NOTHING: dict[str, Any] = {}
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3})?Z")
+_ISO_LOCAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3})?")
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_SHORT_RUN_MS = 6 * 3600 * 1000  # no time zone changes its offset twice within this
+
+
+def read_block(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | None:
+    """The run's readings as one block, or None when any message needs the message-by-message path.
+
+    ``msgs`` share a topic, partition and key. Nothing in the normaliser changes unless a block is
+    returned; then its state is what normalising the messages one by one would have left.
+    """
+    try:
+        return _read(normalizer, msgs)
+    except AttributeError:  # something other than an object on a field's path
+        return None
+
+
+def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | None:
+    n = normalizer
+    first = msgs[0]
+    if first.topic == n.qc_topic or not first.topic.startswith(n.raw_prefix):
+        return None
+    try:
+        machine = n._machine(first)
+    except PayloadError:
+        return None
+    profile = n.profiles[machine.manufacturer]
+    max_bytes = n.max_bytes
+    try:
+        payloads = [orjson.loads(m.value) for m in msgs if len(m.value) <= max_bytes]
+    except orjson.JSONDecodeError:
+        return None
+    if len(payloads) != len(msgs) or set(map(type, payloads)) != {dict}:
+        return None
+    if profile.machine_from == "field":
+        named = _column(payloads, profile.machine_keys)
+        try:
+            if len(set(named)) != 1 or named[0] is None:
+                return None
+        except TypeError:  # a list or object where the id should be
+            return None
+        resolved = n.aliases.get(str(named[0]))
+        if resolved is None:
+            return None
+        machine = n.machines[resolved]
+    for keys in (profile.recipe_keys, profile.unit_id_keys, profile.batch_id_keys):
+        if keys and any(v is not None for v in _column(payloads, keys)):
+            return None  # ids link readings to QC results in order: message by message
+    if not _schema_unchanged(n, machine.id, profile, payloads):
+        return None
+
+    previous = n.last_ts.get(machine.id)
+    ts_ms = _times(profile, payloads, previous)
+    if ts_ms is None or len(ts_ms) == 0:
+        return None
+    newest_ms = int(ts_ms.max())
+    newest = EPOCH + timedelta(milliseconds=newest_ms)
+    if newest > n._horizon and newest > n._refresh_horizon():
+        return None  # from the future: a clock problem, reported per message
+
+    sensors, values = _values(profile, payloads)
+    if values is None or not sensors:
+        return None
+    cal = n.calibration.get(machine.id)
+    if cal:
+        for j, sensor in enumerate(sensors):
+            if sensor in cal:
+                scale, offset = cal[sensor]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    values[:, j] = values[:, j] * scale + offset
+        if not np.isfinite(values).all():
+            return None
+
+    # commit: what normalising them one by one leaves behind
+    if previous is None or newest > previous:
+        n.last_ts[machine.id] = newest
+    n.last_raw[machine.id] = msgs[-1].value
+    count = n.schema_counter.get(machine.id, 0)
+    if profile.payload != "tags":
+        n.schema_counter[machine.id] = count + len(msgs)
+    if profile.payload == "tags" or (profile.payload == "nested" and -count % SCHEMA_CHECK_EVERY < len(msgs)):
+        n.fields_seen.setdefault(machine.id, set())  # as a look for new fields does
+    return ReadingBlock(machine=machine.id, line=machine.line, manufacturer=profile.manufacturer,
+                        topic=first.topic, partition=first.partition, offsets=[m.offset for m in msgs],
+                        ts_ms=ts_ms, sensors=sensors, values=values)
+
+
+def _column(payloads: list[dict[str, Any]], keys: tuple[str, ...]) -> list[Any]:
+    """The value at ``keys`` in each payload (None where absent). Something other than an object on
+    the way raises AttributeError: the run then goes message by message."""
+    if len(keys) == 1:
+        key = keys[0]
+        return [p.get(key) for p in payloads]
+    if len(keys) == 2:
+        a, b = keys
+        return [p.get(a, _NOTHING).get(b) for p in payloads]
+    if len(keys) == 3:
+        a, b, c = keys
+        return [p.get(a, _NOTHING).get(b, _NOTHING).get(c) for p in payloads]
+    return [dig(p, keys) for p in payloads]
+
+
+def _schema_unchanged(n: Normalizer, machine: str, profile: Any, payloads: list[dict[str, Any]]) -> bool:
+    """No payload carries a field the machine has not sent before (``Normalizer._watch_schema``
+    would report it); what the normaliser notes on the way is left for the commit."""
+    seen = n.fields_seen.get(machine, set())
+    if profile.payload == "tags":
+        allowed = profile.known_tags | seen
+        for p in payloads:
+            tags = dig(p, profile.tags_keys) or []
+            if not isinstance(tags, list):
+                return False
+            for t in tags:
+                if isinstance(t, dict) and isinstance(t.get("tag"), str) and t["tag"] not in allowed:
+                    return False
+        return True
+    top = n.top_keys.get(machine)
+    if top is None:  # the machine's first messages: its fields are noted message by message
+        return False
+    for p in payloads:
+        if p.keys() != top:
+            return False
+    if profile.payload == "flat":
+        return True
+    count = n.schema_counter.get(machine, 0)
+    for i in range(-count % SCHEMA_CHECK_EVERY, len(payloads), SCHEMA_CHECK_EVERY):  # the thorough looks
+        if {p for p in leaf_paths(payloads[i]) if p not in profile.known_fields} - seen:
+            return False
+    return True
+
+
+def _times(profile: Any, payloads: list[dict[str, Any]], previous: datetime | None) -> np.ndarray | None:
+    """Milliseconds since the epoch, exactly as ``CompiledProfile.timestamp`` reads each message."""
+    fmt = profile.ts_format
+    if fmt.startswith("epoch"):
+        raw = _column(payloads, profile.ts_keys)
+        kinds = set(map(type, raw))
+        if not kinds <= NUMBERS:
+            return None
+        if fmt == "epoch_ms" and kinds == {int}:
+            ms = np.array(raw, dtype=np.int64)  # round(raw / 1000, 3) seconds is exactly raw ms
+        else:
+            divisor = DIVISOR[fmt]
+            seconds = np.array([round(r if divisor == 1 else r / divisor, 3) for r in raw], dtype=np.float64)
+            if not ((seconds > 0) & (seconds < LATEST_MS / 1000)).all():
+                return None
+            ms = np.rint(seconds * 1000.0).astype(np.int64)
+        if ms.min() <= 0 or ms.max() >= LATEST_MS:
+            return None
+        return ms
+    raw = _column(payloads, profile.ts_keys)
+    ms = _iso_times(raw, profile.tz)
+    if ms is not None:
+        return ms
+    out = np.empty(len(payloads), dtype=np.int64)
+    last = previous
+    try:
+        for i, p in enumerate(payloads):
+            ts = profile.timestamp(p, last)
+            if last is None or ts > last:
+                last = ts
+            out[i] = (ts - EPOCH) // ONE_MS
+    except PayloadError:
+        return None
+    return out
+
+
+def _iso_times(raw: list[Any], tz: ZoneInfo | None) -> np.ndarray | None:
+    """ISO-8601 times of one plain layout (``2026-01-05T06:00:00.100``, ending in Z for UTC or naive
+    local times in ``tz``) parsed by numpy at once; None for anything else, read one by one. Local
+    times are read at once only when the run is short and its ends are in the same, unambiguous UTC
+    offset (the hour that repeats when clocks go back needs the message-by-message reading)."""
+    if set(map(type, raw)) != {str}:
+        return None
+    utc = raw[0].endswith("Z")
+    if not all(map((_ISO_UTC if utc else _ISO_LOCAL).fullmatch, raw)):
+        return None
+    if utc:
+        raw = [r[:-1] for r in raw]
+    elif tz is None:
+        return None
+    try:
+        ms = np.array(raw, dtype="datetime64[ms]").astype(np.int64)
+    except ValueError:  # a month 13 and the like: the message says which
+        return None
+    if utc:
+        return ms
+    first, last = int(ms.min()), int(ms.max())
+    if last - first > _SHORT_RUN_MS:
+        return None
+    offsets = set()
+    for end in (first, last):
+        naive = _NAIVE_EPOCH + timedelta(milliseconds=end)
+        offsets |= {naive.replace(tzinfo=tz, fold=0).utcoffset(), naive.replace(tzinfo=tz, fold=1).utcoffset()}
+    if len(offsets) != 1:
+        return None
+    offset = offsets.pop()
+    assert offset is not None
+    return ms - offset // ONE_MS
+
+
+def _values(profile: Any, payloads: list[dict[str, Any]]) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """Sensor names and values (rows: messages) in canonical units, or None when any message has a
+    value the message-by-message path would reject or a different set of sensors."""
+    if profile.payload != "tags":
+        names, columns = [], []
+        for fm in profile.fields:
+            raw = _column(payloads, fm.keys)
+            kinds = set(map(type, raw))
+            if kinds == {type(None)}:
+                continue  # a sensor this machine does not send
+            if not kinds <= NUMBERS:
+                return (), None
+            names.append(fm.sensor)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is found just below
+                columns.append(np.array(raw, dtype=np.float64) * fm.conv.scale + fm.conv.offset)
+        if not columns:
+            return (), None
+        values = np.column_stack(columns)
+        if not np.isfinite(values).all():
+            return (), None
+        return tuple(names), values
+    try:
+        dicts = [profile.values(p) for p in payloads]
+    except PayloadError:
+        return (), None
+    sensors = tuple(dicts[0])
+    if any(d.keys() != dicts[0].keys() for d in dicts):
+        return (), None
+    values = np.array([[d[s] for s in sensors] for d in dicts], dtype=np.float64).reshape(len(dicts), len(sensors))
+    return sensors, values
