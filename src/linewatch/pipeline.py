@@ -490,14 +490,10 @@ class Pipeline:
                     out.events.append(ev)
         if self._per_machine_rates:
             rates = self._machine_rates(qc.line)
-            unlinked = rates.genealogy.unattributed
-            before = unlinked.copy()
             verdicts = rates.observe(qc)
-            if not verdicts:
-                for reason, n in unlinked.items():
-                    if n > before[reason]:
-                        key = (qc.line, reason)
-                        self._unattributed_in_batch[key] = self._unattributed_in_batch.get(key, 0) + 1
+            if rates.last_unattributed is not None:
+                key = (qc.line, rates.last_unattributed)
+                self._unattributed_in_batch[key] = self._unattributed_in_batch.get(key, 0) + 1
             for machine, mv in verdicts:
                 if mv.alarm:
                     out.events.append(self._rate_event(qc, mv, machine))

@@ -196,7 +196,7 @@ class Genealogy:
             return found
         if unit_id is not None or batch_id is not None:
             self.touch(qc.machine, unit_id, batch_id)
-        return replace(found, machines=_add(found.machines, qc.machine))
+        return Attribution(_add(found.machines, qc.machine), found.basis, found.reason)  # once per QC result: no replace()
 
     def _link(self, unit_id: str, batch_id: str) -> None:
         machines, _ = self.units[unit_id]
@@ -245,6 +245,7 @@ class MachineFailureRates:
         self.monitors: dict[str, FailureRateMonitor] = {}
         self._recent: deque[Machines] = deque()
         self._in_recent: dict[str, int] = {}  # machine -> attributed results in ``_recent`` naming it
+        self.last_unattributed: str | None = None  # why the last QC result was linked to no machine, if it was not
 
     def record(self, reading: Reading) -> None:
         """Per reading (before any aggregation, which keeps only the first reading's ids)."""
@@ -257,6 +258,7 @@ class MachineFailureRates:
         on unattributable results would be the line's rate again.
         """
         found = self.genealogy.attribute(qc)
+        self.last_unattributed = found.reason
         if found.basis == "none":
             return []
         machines = found.machines
