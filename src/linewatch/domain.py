@@ -216,7 +216,7 @@ def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per message consumed, and frozen dataclasses construct slowly
 class RawMessage:
     """A message as it arrived, before anything was understood of it."""
 
