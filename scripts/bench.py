@@ -197,14 +197,14 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
         consumer.close()
         return n, elapsed
 
-    def worker():
+    def worker(columnar: bool = True):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(kafka_bootstrap=bootstrap, consumer_group=f"bench-{uuid.uuid4().hex[:6]}",
                                 raw_topic_prefix=prefix, qc_topic=qc, dlq_topic=f"bench{tag}.dlq",
                                 alerts_topic=f"bench{tag}.alerts", database_url=f"sqlite:///{tmp}/a.db")
             source, sink, store = KafkaSource(settings), KafkaSink(settings), AlertStore(settings.database_url)
             normalizer = Normalizer(config, raw_prefix=prefix, qc_topic=qc)
-            runner = Runner(source, Pipeline(config, Metrics(), normalizer=normalizer), store, [sink])
+            runner = Runner(source, Pipeline(config, Metrics(), normalizer=normalizer, columnar=columnar), store, [sink])
             settle_memory()  # as `linewatch run` does once everything long-lived exists
             n, t0 = 0, None
             while n < total:
@@ -218,9 +218,22 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
             gc.set_threshold(*gc_defaults)
             return n, elapsed
 
-    return {"produce (kafka-python, acks=all, idempotent)": produce_rate,
-            "raw kafka-python consume": median_rate(raw_consume, repeat),
-            "linewatch worker end to end (consume, normalise, score, store, commit)": median_rate(worker, repeat)}
+    runs = {"raw kafka-python consume": raw_consume,
+            "linewatch worker end to end (consume, normalise, score, store, commit)": worker,
+            "… the same, every message read alone (Pipeline(columnar=False))": lambda: worker(columnar=False)}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):  # interleaved, so a noisy neighbour weighs on every row alike
+        for name, fn in runs.items():
+            n, seconds = fn()
+            rates[name].append(n / seconds)
+    out = {"produce (kafka-python, acks=all, idempotent)": produce_rate}
+    out.update({name: statistics.median(r) for name, r in rates.items()})
+    raw = out["raw kafka-python consume"]
+    out["worker as a share of raw consume (median of the runs' ratios)"] = statistics.median(
+        w / r for w, r in zip(rates["linewatch worker end to end (consume, normalise, score, store, commit)"],
+                              rates["raw kafka-python consume"]))
+    assert raw > 0
+    return out
 
 
 def _metric_sum(url: str, name: str) -> float:
