@@ -84,6 +84,9 @@ def test_blocks_and_one_by_one_agree(config, genealogy, mangled, batch):
         assert b.in_blocks == 0
     # most readings were taken in blocks; with genealogy, those carrying unit or batch ids go one by one
     assert in_blocks > (0.1 if genealogy else 0.5) * readings
+    counted = sum(fast.metrics.registry.get_sample_value("linewatch_readings_in_blocks_total",
+                                                         {"line": "line-1", "machine": m}) for m in config.machines)
+    assert counted == in_blocks
     assert {"anomaly", "data_quality", "failure_rate"} <= kinds  # the faults were seen
     if batch < 1000:  # the checkweigher's 300 s of silence ends within a larger batch
         assert "stale_stream" in kinds

@@ -29,6 +29,11 @@ class Metrics:
         self.readings = Counter("linewatch_readings_total",
                                 "Sensor readings normalised (skipped duplicates included; see readings_skipped).",
                                 ["line", "machine"], registry=r)
+        self.readings_in_blocks = Counter(
+            "linewatch_readings_in_blocks_total",
+            "Readings taken in blocks (a machine's run of a batch normalised, checked and scored at once); the "
+            "rest of linewatch_readings_total went one by one: ids, recipes, open data-quality alerts, bad input.",
+            ["line", "machine"], registry=r)
         self.qc_results = Counter("linewatch_qc_results_total", "QC pass/fail results received.",
                                   ["line", "result"], registry=r)
         self.qc_unattributed = Counter("linewatch_qc_unattributed_total",
@@ -100,6 +105,7 @@ class Metrics:
             self.skipped.labels(reason)
         for line, machine in machines:
             self.readings.labels(line, machine)
+            self.readings_in_blocks.labels(line, machine)
             for check in DATA_QUALITY_CHECKS:
                 self.data_quality.labels(line, machine, check)
         for what in ("store", "sinks", "checkpoint"):

@@ -13,11 +13,11 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,11 +33,12 @@ from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, Aler
 from linewatch.explain import anomaly_summary, failure_rate_summary
 from linewatch.metrics import Metrics
 from linewatch.normalize.aggregate import Aggregator
-from linewatch.normalize.block import read_block
+from linewatch.normalize.block import read_block, read_qc_block
 from linewatch.normalize.normalizer import REASONS, Normalizer
 from linewatch.normalize.quality import DataQuality
 
 log = logging.getLogger(__name__)
+_Block = TypeVar("_Block")
 
 CRITICAL_Z = 6.0  # a sensor this many standard deviations out makes an anomaly critical
 CLOCK, SCHEMA = "clock", "schema"  # data-quality alerts about a machine's clock and payload, not one sensor
@@ -146,6 +147,7 @@ class Pipeline:
         self._to_score: dict[tuple[str, str | None], list[Reading]] = {}
         # metrics are updated once per batch, not per reading: a labelled update costs as much as normalising
         self._readings_in_batch: dict[str, int] = {}
+        self._in_blocks_in_batch: dict[str, int] = {}
         self._qc_in_batch: dict[tuple[str, str], int] = {}
         self._unattributed_in_batch: dict[tuple[str, str], int] = {}  # (line, reason): QC results not linked
         # the next offset to read per (topic, partition), and the partition each machine's and line's
@@ -167,28 +169,39 @@ class Pipeline:
         with self.lock:
             position = self._position
             qc_topic = self.normalizer.qc_topic
-            # a machine's run of messages in this batch (its topic, partition and key) is read as one block
+            # a machine's (or QC station's) run of messages in this batch: its topic, partition and key
             runs: dict[tuple[str, int, bytes | None], list[RawMessage]] = {}
             for msg in messages:
                 if msg.offset >= 0:  # from Kafka (in-process messages have no offsets)
                     position[(msg.topic, msg.partition)] = msg.offset + 1
-                if msg.topic != qc_topic:
-                    runs.setdefault((msg.topic, msg.partition, msg.key), []).append(msg)
+                runs.setdefault((msg.topic, msg.partition, msg.key), []).append(msg)
             blocks_read: set[tuple[str, int, bytes | None]] = set()
             one_by_one: set[tuple[str, int, bytes | None]] = set()
+            qc_decoded: dict[tuple[str, int, bytes | None], Iterator[QcResult]] = {}
             clock_problems: list[Rejection] = []
             for msg in messages:
-                if msg.topic != qc_topic and self.columnar:
+                if self.columnar:
                     run_key = (msg.topic, msg.partition, msg.key)
                     if run_key in blocks_read:
                         continue
+                    if run_key in qc_decoded:
+                        self._message(msg, out, clock_problems, next(qc_decoded[run_key]))
+                        continue
                     if run_key not in one_by_one:  # the run's first message: can the run be read whole?
                         run = runs[run_key]
-                        block = self._read_block(run) if len(run) >= MIN_RUN else None
-                        if block is not None:
-                            blocks_read.add(run_key)
-                            self._block(block, out)
-                            continue
+                        if len(run) >= MIN_RUN and msg.topic == qc_topic:
+                            # decoded at once, applied one by one in arrival order (genealogy links them to readings)
+                            results = self._read_block(read_qc_block, run)
+                            if results is not None:
+                                qc_decoded[run_key] = iter(results)
+                                self._message(msg, out, clock_problems, next(qc_decoded[run_key]))
+                                continue
+                        elif len(run) >= MIN_RUN:
+                            block = self._read_block(read_block, run)
+                            if block is not None:
+                                blocks_read.add(run_key)
+                                self._block(block, out)
+                                continue
                         one_by_one.add(run_key)
                 self._message(msg, out, clock_problems)
             for rejection in clock_problems:  # dated by the newest reading of the batch, whatever the order read
@@ -207,8 +220,11 @@ class Pipeline:
         self.metrics.batch_size.observe(len(messages))
         return out
 
-    def _message(self, msg: RawMessage, out: BatchOutcome, clock_problems: list[Rejection]) -> None:
-        result = self.normalizer.normalize(msg)
+    def _message(self, msg: RawMessage, out: BatchOutcome, clock_problems: list[Rejection],
+                 result: Reading | QcResult | Rejection | None = None) -> None:
+        """One message (``result``: what normalising it gives, when its run was decoded at once)."""
+        if result is None:
+            result = self.normalizer.normalize(msg)
         if isinstance(result, Reading):
             out.readings += 1
             self._machine_partition[result.machine] = (msg.topic, msg.partition)
@@ -223,11 +239,12 @@ class Pipeline:
             if result.reason == "future_timestamp" and result.machine:
                 clock_problems.append(result)
 
-    def _read_block(self, run: list[RawMessage]) -> ReadingBlock | None:
+    def _read_block(self, reader: Callable[[Normalizer, list[RawMessage]], _Block | None],
+                    run: list[RawMessage]) -> _Block | None:
         try:
-            return read_block(self.normalizer, run)
+            return reader(self.normalizer, run)
         except Exception:  # a bug must not stop the line's monitoring: the run goes message by message
-            log.exception("reading a run of %d messages from %s as one block failed; reading them one by one",
+            log.exception("reading a run of %d messages from %s at once failed; reading them one by one",
                           len(run), run[0].topic)
             return None
 
@@ -312,6 +329,7 @@ class Pipeline:
             return
         self.quality.keep(machine, kept)
         out.in_blocks += n
+        self._in_blocks_in_batch[block.machine] = self._in_blocks_in_batch.get(block.machine, 0) + n
         self._readings_in_batch[block.machine] = self._readings_in_batch.get(block.machine, 0) + n
         self._changed_machines.add(block.machine)
         status = self._status(machine)
@@ -551,6 +569,8 @@ class Pipeline:
             m.readings.labels(status.line, machine).inc(n)
             if status.last_reading_at is not None:
                 m.last_reading.labels(status.line, machine).set(status.last_reading_at.timestamp())
+        for machine, n in self._in_blocks_in_batch.items():
+            m.readings_in_blocks.labels(self.machines[machine].line, machine).inc(n)
         for (line, outcome), n in self._qc_in_batch.items():
             m.qc_results.labels(line, outcome).inc(n)
             ls = self.lines[line]
@@ -564,6 +584,7 @@ class Pipeline:
             m.qc_unattributed.labels(line, reason).inc(n)
         self._unattributed_in_batch.clear()
         self._readings_in_batch.clear()
+        self._in_blocks_in_batch.clear()
         self._qc_in_batch.clear()
 
     def refresh_open_gauge(self) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from linewatch.domain import RawMessage, Reading
-from linewatch.normalize.block import read_block
-from linewatch.normalize.normalizer import Normalizer
+from linewatch.normalize.block import read_block, read_qc_block
+from linewatch.normalize.normalizer import QC_TOPIC, Normalizer
 from linewatch.sources.simulator import LineSimulator, SimulatorSettings
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
@@ -39,7 +39,7 @@ def _set(node, path, value):
 def mangle(value: bytes, rng: random.Random) -> bytes:
     """One of the ways a vendor's message goes wrong."""
     kind = rng.choice(["not_json", "string", "null", "bool", "huge", "extra", "recipe", "ids", "future", "no_time",
-                       "other_machine", "empty"])
+                       "other_machine", "empty", "verdict", "bag"])
     if kind == "not_json":
         return value[: len(value) // 2]
     if kind == "empty":
@@ -61,6 +61,10 @@ def mangle(value: bytes, rng: random.Random) -> bytes:
     elif kind == "no_time":
         for key in ("tsMs", "t", "ts", "time"):
             body.pop(key, None)
+    elif kind == "verdict" and "verdict" in body:
+        body["verdict"] = rng.choice(["MAYBE", "pass", True, 1, None])
+    elif kind == "bag" and "bag" in body:
+        body["bag"] = rng.choice(["  ", 1234, 12.5, None, ["B-1"]])
     elif kind == "other_machine":
         for key in ("machineId", "station"):
             if key in body:
@@ -97,8 +101,16 @@ def test_a_block_is_what_message_by_message_gives(config, share_mangled, size):
         messages.append(m)
     blocks, alone = Normalizer(config, clock=lambda: NOW), Normalizer(config, clock=lambda: NOW)
     taken = fell_back = 0
+    qc_taken = 0
     for run in runs(messages, size):
         expected = [alone.normalize(m) for m in run]
+        if run[0].topic == QC_TOPIC:
+            got = read_qc_block(blocks, run)
+            qc_taken += got is not None
+            if got is None:
+                got = [blocks.normalize(m) for m in run]
+            assert got == expected
+            continue
         block = read_block(blocks, run)
         if block is None:
             fell_back += 1
@@ -109,7 +121,7 @@ def test_a_block_is_what_message_by_message_gives(config, share_mangled, size):
             got = block.readings()
         assert got == expected
         assert state(blocks) == state(alone)
-    assert taken > 0
+    assert taken > 0 and qc_taken > 0
     if share_mangled >= 0.02:
         assert fell_back > 0
 

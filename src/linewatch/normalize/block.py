@@ -25,9 +25,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
-from linewatch.domain import RawMessage, ReadingBlock
+from linewatch.config import Machine
+from linewatch.domain import QcResult, RawMessage, ReadingBlock, Source
 from linewatch.normalize.normalizer import SCHEMA_CHECK_EVERY, Normalizer
-from linewatch.normalize.profile import PayloadError, dig, leaf_paths
+from linewatch.normalize.profile import CompiledProfile, PayloadError, dig, leaf_paths
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ONE_MS = timedelta(milliseconds=1)
@@ -54,10 +55,26 @@ def read_block(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlo
         return None
 
 
-def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | None:
-    n = normalizer
+def read_qc_block(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> list[QcResult] | None:
+    """A QC station's run of results decoded at once, or None when any message needs the
+    message-by-message path. The results are still applied one by one, in arrival order (the
+    genealogy links them to readings as they come); what is saved is the decoding. Changes nothing
+    in the normaliser (QC results leave nothing there)."""
+    try:
+        decoded = _decode(normalizer, msgs, qc=True)
+        if decoded is None:
+            return None
+        machine, profile, payloads = decoded
+        return _qc_results(normalizer, msgs, machine, profile, payloads)
+    except AttributeError:
+        return None
+
+
+def _decode(n: Normalizer, msgs: Sequence[RawMessage], qc: bool) -> tuple[Machine, CompiledProfile, list] | None:
+    """The machine (or QC station) of a run, its profile and its payloads, if every message decodes
+    to an object and names the same machine."""
     first = msgs[0]
-    if first.topic == n.qc_topic or not first.topic.startswith(n.raw_prefix):
+    if (first.topic == n.qc_topic) != qc or not (qc or first.topic.startswith(n.raw_prefix)):
         return None
     try:
         machine = n._machine(first)
@@ -82,9 +99,63 @@ def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | 
         if resolved is None:
             return None
         machine = n.machines[resolved]
+    return machine, profile, payloads
+
+
+def _qc_results(n: Normalizer, msgs: Sequence[RawMessage], machine: Machine, profile: CompiledProfile,
+                payloads: list[dict[str, Any]]) -> list[QcResult] | None:
+    if profile.qc is None:
+        return None
+    ts_ms = _times(profile, payloads, None, alone=True)
+    if ts_ms is None or len(ts_ms) == 0:
+        return None
+    newest = EPOCH + timedelta(milliseconds=int(ts_ms.max()))
+    if newest > n._horizon and newest > n._refresh_horizon():
+        return None
+    verdicts = _column(payloads, profile.qc_verdict_keys)
+    kinds = set(map(type, verdicts))
+    if not kinds <= {str, int}:  # true/false, null and the like: the message says what is wrong
+        return None
+    passed_by_verdict = {}
+    for verdict in set(verdicts):
+        token = str(verdict).upper()
+        if token not in profile.qc_pass and token not in profile.qc_fail:
+            return None
+        passed_by_verdict[verdict] = token in profile.qc_pass
+    passed = [passed_by_verdict[v] for v in verdicts]
+    none = [None] * len(payloads)
+    units = _ids(_column(payloads, profile.qc_unit_keys)) if profile.qc_unit_keys else none
+    batches = _ids(_column(payloads, profile.qc_batch_keys)) if profile.qc_batch_keys else none
+    if units is None or batches is None:
+        return None
+    defects = _column(payloads, profile.qc_defect_keys) if profile.qc_defect_keys else none
+    tests = _column(payloads, profile.qc_test_keys) if profile.qc_test_keys else none
+    line, machine_id, default_test, manufacturer = machine.line, machine.id, profile.qc.test, profile.manufacturer
+    topic, partition = msgs[0].topic, msgs[0].partition
+    return [QcResult(EPOCH + timedelta(milliseconds=ms), line, ok, default_test if test is None or test == "" else str(test),
+                     Source(manufacturer, topic, partition, m.offset), machine_id, unit, batch,
+                     None if defect is None or ok else str(defect))
+            for ms, ok, test, m, unit, batch, defect in zip(ts_ms.tolist(), passed, tests, msgs, units, batches, defects)]
+
+
+def _ids(raw: list[Any]) -> list[str | None] | None:
+    """Unit or batch ids as ``identifier`` reads them; None when one is not a string or an integer."""
+    if not set(map(type, raw)) <= {str, int, type(None)}:
+        return None
+    return [None if v is None else str(v) if type(v) is int else v if v.strip() else None for v in raw]
+
+
+def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | None:
+    n = normalizer
+    decoded = _decode(n, msgs, qc=False)
+    if decoded is None:
+        return None
+    machine, profile, payloads = decoded
     for keys in (profile.recipe_keys, profile.unit_id_keys, profile.batch_id_keys):
-        if keys and any(v is not None for v in _column(payloads, keys)):
-            return None  # ids link readings to QC results in order: message by message
+        if keys:
+            ids = _column(payloads, keys)
+            if ids.count(None) != len(ids):
+                return None  # ids link readings to QC results in order: message by message
     if not _schema_unchanged(n, machine.id, profile, payloads):
         return None
 
@@ -120,7 +191,7 @@ def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | 
     if profile.payload == "tags" or (profile.payload == "nested" and -count % SCHEMA_CHECK_EVERY < len(msgs)):
         n.fields_seen.setdefault(machine.id, set())  # as a look for new fields does
     return ReadingBlock(machine=machine.id, line=machine.line, manufacturer=profile.manufacturer,
-                        topic=first.topic, partition=first.partition, offsets=[m.offset for m in msgs],
+                        topic=msgs[0].topic, partition=msgs[0].partition, offsets=[m.offset for m in msgs],
                         ts_ms=ts_ms, sensors=sensors, values=values)
 
 
@@ -168,8 +239,10 @@ def _schema_unchanged(n: Normalizer, machine: str, profile: Any, payloads: list[
     return True
 
 
-def _times(profile: Any, payloads: list[dict[str, Any]], previous: datetime | None) -> np.ndarray | None:
-    """Milliseconds since the epoch, exactly as ``CompiledProfile.timestamp`` reads each message."""
+def _times(profile: Any, payloads: list[dict[str, Any]], previous: datetime | None,
+           alone: bool = False) -> np.ndarray | None:
+    """Milliseconds since the epoch, exactly as ``CompiledProfile.timestamp`` reads each message.
+    ``alone``: only if no message needs the machine's previous time (an ambiguous local time)."""
     fmt = profile.ts_format
     if fmt.startswith("epoch"):
         raw = _column(payloads, profile.ts_keys)
@@ -189,7 +262,7 @@ def _times(profile: Any, payloads: list[dict[str, Any]], previous: datetime | No
         return ms
     raw = _column(payloads, profile.ts_keys)
     ms = _iso_times(raw, profile.tz)
-    if ms is not None:
+    if ms is not None or alone:
         return ms
     out = np.empty(len(payloads), dtype=np.int64)
     last = previous

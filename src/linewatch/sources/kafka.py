@@ -105,6 +105,8 @@ class KafkaSource:
                     position = self.consumer.position(tp, timeout_ms=0)
                 except Exception:  # position unknown right after a rebalance
                     position = None
+                if position is not None:  # it moves only with records (most partitions of a topic have none)
+                    self._next[tp] = position
             out[(tp.topic, tp.partition)] = -1 if high is None or position is None else max(0, high - position)
         return out
 
