@@ -35,7 +35,7 @@ Machines = tuple[str, ...]  # a handful of machine ids: a tuple is smaller than 
 UNATTRIBUTED_REASONS = ("no_ids", "unknown_unit", "unknown_batch")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per QC result
 class Attribution:
     """The machines a QC result is attributed to, and what the attribution rests on.
 
