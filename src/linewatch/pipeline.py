@@ -39,6 +39,7 @@ from linewatch.normalize.quality import DataQuality
 
 log = logging.getLogger(__name__)
 _Block = TypeVar("_Block")
+RunKey = tuple[str, int, bytes | None]  # a run of messages in a batch: topic, partition, key
 
 CRITICAL_Z = 6.0  # a sensor this many standard deviations out makes an anomaly critical
 CLOCK, SCHEMA = "clock", "schema"  # data-quality alerts about a machine's clock and payload, not one sensor
@@ -168,42 +169,22 @@ class Pipeline:
         self._batch_wall = self.wall_clock()
         with self.lock:
             position = self._position
-            qc_topic = self.normalizer.qc_topic
             # a machine's (or QC station's) run of messages in this batch: its topic, partition and key
-            runs: dict[tuple[str, int, bytes | None], list[RawMessage]] = {}
+            runs: dict[RunKey, list[RawMessage]] = {}
             for msg in messages:
                 if msg.offset >= 0:  # from Kafka (in-process messages have no offsets)
                     position[(msg.topic, msg.partition)] = msg.offset + 1
                 runs.setdefault((msg.topic, msg.partition, msg.key), []).append(msg)
-            blocks_read: set[tuple[str, int, bytes | None]] = set()
-            one_by_one: set[tuple[str, int, bytes | None]] = set()
-            qc_decoded: dict[tuple[str, int, bytes | None], Iterator[QcResult]] = {}
+            taken: dict[RunKey, Iterator[QcResult] | bool] = {}  # see _take_run
             clock_problems: list[Rejection] = []
             for msg in messages:
-                if self.columnar:
-                    run_key = (msg.topic, msg.partition, msg.key)
-                    if run_key in blocks_read:
-                        continue
-                    if run_key in qc_decoded:
-                        self._message(msg, out, clock_problems, next(qc_decoded[run_key]))
-                        continue
-                    if run_key not in one_by_one:  # the run's first message: can the run be read whole?
-                        run = runs[run_key]
-                        if len(run) >= MIN_RUN and msg.topic == qc_topic:
-                            # decoded at once, applied one by one in arrival order (genealogy links them to readings)
-                            results = self._read_block(read_qc_block, run)
-                            if results is not None:
-                                qc_decoded[run_key] = iter(results)
-                                self._message(msg, out, clock_problems, next(qc_decoded[run_key]))
-                                continue
-                        elif len(run) >= MIN_RUN:
-                            block = self._read_block(read_block, run)
-                            if block is not None:
-                                blocks_read.add(run_key)
-                                self._block(block, out)
-                                continue
-                        one_by_one.add(run_key)
-                self._message(msg, out, clock_problems)
+                run_key = (msg.topic, msg.partition, msg.key)
+                how = taken.get(run_key)
+                if how is None:  # the run's first message
+                    how = taken[run_key] = self._take_run(runs[run_key], out)
+                if how is True:
+                    continue  # in its block
+                self._message(msg, out, clock_problems, None if how is False else next(how))
             for rejection in clock_problems:  # dated by the newest reading of the batch, whatever the order read
                 self._clock_problem(rejection, out)
             for (machine, recipe), readings in self._to_score.items():
@@ -238,6 +219,21 @@ class Pipeline:
             self.metrics.rejected.labels(result.reason).inc()
             if result.reason == "future_timestamp" and result.machine:
                 clock_problems.append(result)
+
+    def _take_run(self, run: list[RawMessage], out: BatchOutcome) -> Iterator[QcResult] | bool:
+        """Read a run at once if it can be: True when a machine's run was taken as one block (all of
+        it is done), the results when a QC station's run was decoded (still applied one by one in
+        arrival order: the genealogy links them to readings as they come), False: message by message."""
+        if not self.columnar or len(run) < MIN_RUN:
+            return False
+        if run[0].topic == self.normalizer.qc_topic:
+            results = self._read_block(read_qc_block, run)
+            return False if results is None else iter(results)
+        block = self._read_block(read_block, run)
+        if block is None:
+            return False
+        self._block(block, out)
+        return True
 
     def _read_block(self, reader: Callable[[Normalizer, list[RawMessage]], _Block | None],
                     run: list[RawMessage]) -> _Block | None:
