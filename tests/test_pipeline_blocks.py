@@ -7,6 +7,7 @@ message alone; every batch's outcome and the state left behind must be the same.
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 from collections import defaultdict
@@ -26,13 +27,17 @@ T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 NOW = (T0 + timedelta(days=3)).timestamp()
 
 
-def line(seconds: int, genealogy: bool, mangled: float) -> list[RawMessage]:
+def line(seconds: int, genealogy: bool, mangled: float, recipes: bool = False) -> list[RawMessage]:
+    """The simulated line; with ``recipes`` the extruder changes product halfway (each has its own model)."""
     rng = random.Random(11)
     out = []
     sim = LineSimulator(T0, SimulatorSettings(faults=DEMO_FAULTS, genealogy=genealogy))
     for i, sm in enumerate(sim.messages(seconds)):
         m = sm.message
-        value = mangle(m.value, rng) if i > 2000 and rng.random() < mangled else m.value
+        value = m.value
+        if recipes and m.topic.endswith("extruder-1"):
+            value = json.dumps({**json.loads(value), "recipe": "PA6-natural" if i < seconds * 2.5 else "PA6-black"}).encode()
+        value = mangle(value, rng) if i > 2000 and rng.random() < mangled else value
         out.append(RawMessage(topic=m.topic, value=value, key=m.key, partition=i % 3 if m.key is None else 0,
                               offset=i))
     return out
@@ -67,9 +72,10 @@ def same(a, b) -> bool:
     return a == b or pickle.dumps(a) == pickle.dumps(b)  # objects without Python attributes (river's Rust ones)
 
 
-@pytest.mark.parametrize("genealogy,mangled,batch", [(False, 0.0, 250), (False, 0.005, 333), (True, 0.002, 1000)])
-def test_blocks_and_one_by_one_agree(config, genealogy, mangled, batch):
-    messages = line(5400, genealogy, mangled)
+@pytest.mark.parametrize("genealogy,mangled,batch,recipes", [(False, 0.0, 250, False), (False, 0.005, 333, True),
+                                                              (True, 0.002, 1000, False)])
+def test_blocks_and_one_by_one_agree(config, genealogy, mangled, batch, recipes):
+    messages = line(5400, genealogy, mangled, recipes)
     fast, slow = pipeline(config, True), pipeline(config, False)
     kinds, in_blocks, readings = set(), 0, 0
     for start in range(0, len(messages), batch):
@@ -82,8 +88,8 @@ def test_blocks_and_one_by_one_agree(config, genealogy, mangled, batch):
         kinds |= {ev.alert.kind.value for ev in a.events}
         in_blocks, readings = in_blocks + a.in_blocks, readings + a.readings
         assert b.in_blocks == 0
-    # most readings were taken in blocks; with genealogy, those carrying unit or batch ids go one by one
-    assert in_blocks > (0.1 if genealogy else 0.5) * readings
+    # most readings were taken in blocks, those carrying unit and batch ids too
+    assert in_blocks > 0.5 * readings
     counted = sum(fast.metrics.registry.get_sample_value("linewatch_readings_in_blocks_total",
                                                          {"line": "line-1", "machine": m}) for m in config.machines)
     assert counted == in_blocks
@@ -94,6 +100,11 @@ def test_blocks_and_one_by_one_agree(config, genealogy, mangled, batch):
     assert fast_state.keys() == slow_state.keys()
     for key in fast_state:
         assert same(pickle.loads(fast_state[key]), pickle.loads(slow_state[key])), key
+    if recipes:  # the extruder's readings name their recipe: blocks too, scored by each recipe's model
+        assert set(fast.recipe_models["extruder-1"]) == {"PA6-natural", "PA6-black"}
+        sample = fast.metrics.registry.get_sample_value
+        labels = {"line": "line-1", "machine": "extruder-1"}
+        assert sample("linewatch_readings_in_blocks_total", labels) > 0.5 * sample("linewatch_readings_total", labels)
     for name, status in slow.machines.items():
         assert same(fast.machines[name], status), name
     assert same(fast.lines, slow.lines)

@@ -57,6 +57,9 @@ class ReadingBlock:
     ts_ms: np.ndarray  # int64 milliseconds since the epoch (UTC)
     sensors: tuple[str, ...]  # column names, in the order the profile reads them
     values: np.ndarray  # float64, one row per reading, canonical units
+    recipe: str | None = None  # the run's one recipe
+    unit_ids: list[str | None] | None = None  # per reading, when any has one
+    batch_ids: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -67,7 +70,9 @@ class ReadingBlock:
     def reading(self, i: int) -> Reading:
         return Reading(machine=self.machine, line=self.line, ts=self.ts(i),
                        values=dict(zip(self.sensors, self.values[i].tolist())),
-                       source=Source(self.manufacturer, self.topic, self.partition, self.offsets[i]))
+                       source=Source(self.manufacturer, self.topic, self.partition, self.offsets[i]),
+                       unit_id=None if self.unit_ids is None else self.unit_ids[i],
+                       batch_id=None if self.batch_ids is None else self.batch_ids[i], recipe=self.recipe)
 
     def readings(self) -> list[Reading]:
         return [self.reading(i) for i in range(len(self))]

@@ -32,7 +32,7 @@ class Metrics:
         self.readings_in_blocks = Counter(
             "linewatch_readings_in_blocks_total",
             "Readings taken in blocks (a machine's run of a batch normalised, checked and scored at once); the "
-            "rest of linewatch_readings_total went one by one: ids, recipes, open data-quality alerts, bad input.",
+            "rest of linewatch_readings_total went one by one: aggregation, open data-quality alerts, bad input.",
             ["line", "machine"], registry=r)
         self.qc_results = Counter("linewatch_qc_results_total", "QC pass/fail results received.",
                                   ["line", "result"], registry=r)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union
 
 import numpy as np
 
@@ -175,7 +175,7 @@ class Pipeline:
                 if msg.offset >= 0:  # from Kafka (in-process messages have no offsets)
                     position[(msg.topic, msg.partition)] = msg.offset + 1
                 runs.setdefault((msg.topic, msg.partition, msg.key), []).append(msg)
-            taken: dict[RunKey, Iterator[QcResult] | bool] = {}  # see _take_run
+            taken: dict[RunKey, Taken] = {}  # see _take_run
             clock_problems: list[Rejection] = []
             for msg in messages:
                 run_key = (msg.topic, msg.partition, msg.key)
@@ -183,7 +183,10 @@ class Pipeline:
                 if how is None:  # the run's first message
                     how = taken[run_key] = self._take_run(runs[run_key], out)
                 if how is True:
-                    continue  # in its block
+                    continue  # done in its block
+                if isinstance(how, _HandledRun):
+                    self._handled(how)
+                    continue
                 self._message(msg, out, clock_problems, None if how is False else next(how))
             for rejection in clock_problems:  # dated by the newest reading of the batch, whatever the order read
                 self._clock_problem(rejection, out)
@@ -220,10 +223,12 @@ class Pipeline:
             if result.reason == "future_timestamp" and result.machine:
                 clock_problems.append(result)
 
-    def _take_run(self, run: list[RawMessage], out: BatchOutcome) -> Iterator[QcResult] | bool:
-        """Read a run at once if it can be: True when a machine's run was taken as one block (all of
-        it is done), the results when a QC station's run was decoded (still applied one by one in
-        arrival order: the genealogy links them to readings as they come), False: message by message."""
+    def _take_run(self, run: list[RawMessage], out: BatchOutcome) -> Taken:
+        """Read a run at once if it can be. True: a machine's run was taken as one block, all of it
+        done. A ``_HandledRun``: the same, but its readings carry ids, which the genealogy learns at
+        each reading's place in the batch. An iterator: the run was decoded at once (a QC station's,
+        or a machine's that is not plain enough for a block), its results to be applied one by one in
+        arrival order. False: message by message."""
         if not self.columnar or len(run) < MIN_RUN:
             return False
         if run[0].topic == self.normalizer.qc_topic:
@@ -232,8 +237,11 @@ class Pipeline:
         block = self._read_block(read_block, run)
         if block is None:
             return False
-        self._block(block, out)
-        return True
+        if not self._block(block, out):
+            return iter(block.readings())  # what normalising each message gives
+        if block.unit_ids is None and block.batch_ids is None:
+            return True
+        return _HandledRun(block)
 
     def _read_block(self, reader: Callable[[Normalizer, list[RawMessage]], _Block | None],
                     run: list[RawMessage]) -> _Block | None:
@@ -305,24 +313,23 @@ class Pipeline:
         if reading.values:
             self._to_score.setdefault((reading.machine, reading.recipe), []).append(reading)
 
-    def _block(self, block: ReadingBlock, out: BatchOutcome) -> None:
-        """A run of one machine's readings at once: what ``_reading`` does to each, on columns.
+    def _block(self, block: ReadingBlock, out: BatchOutcome) -> bool:
+        """A run of one machine's readings at once: what ``_reading`` does to each, on columns, but
+        the genealogy (``_handled``, at each reading's place in the batch).
 
         Taken only when every reading is in order and passes every data-quality check, and no
         data-quality or stale-stream condition of the machine is open; otherwise (and for machines
-        whose readings are aggregated) the readings go one by one. Either way the outcome is the same
-        (``tests/test_pipeline_blocks.py``).
+        whose readings are aggregated) nothing is done and False returned: the readings go one by
+        one. Either way the outcome is the same (``tests/test_pipeline_blocks.py``).
         """
         n = len(block)
-        out.readings += n
         machine = self.normalizer.machines[block.machine]
-        self._machine_partition[block.machine] = (block.topic, block.partition)
         kept = None if machine.manufacturer in self.aggregators else self.quality.clean_run(block, machine)
         if kept is None or any((AlertKind.DATA_QUALITY, block.line, block.machine, sensor) in self.book.open
                                for sensor in (*self.quality.expected(machine), CLOCK, SCHEMA)):
-            for reading in block.readings():
-                self._reading(reading, out)
-            return
+            return False
+        out.readings += n
+        self._machine_partition[block.machine] = (block.topic, block.partition)
         self.quality.keep(machine, kept)
         out.in_blocks += n
         self._in_blocks_in_batch[block.machine] = self._in_blocks_in_batch.get(block.machine, 0) + n
@@ -341,7 +348,19 @@ class Pipeline:
             ev = self.book.resolve(key, block.ts(0))
             if ev:
                 self._events_pending.append(ev)
-        self._to_score.setdefault((block.machine, None), []).append(block)
+        self._to_score.setdefault((block.machine, block.recipe), []).append(block)
+        return True
+
+    def _handled(self, run: _HandledRun) -> None:
+        """The genealogy learns that the run's next reading's machine handled its unit or batch, at
+        that reading's place among the batch's QC results (as ``_reading`` would)."""
+        block, i = run.block, run.next
+        run.next += 1
+        unit = None if block.unit_ids is None else block.unit_ids[i]
+        batch = None if block.batch_ids is None else block.batch_ids[i]
+        if self._per_machine_rates and (unit is not None or batch is not None):
+            self._machine_rates(block.line).genealogy.touch(block.machine, unit, batch)
+            self._changed_lines.add(block.line)
 
     def _model(self, machine: str, recipe: str | None) -> MachineModel | MewmaModel:
         """The machine's model (for this recipe, when its readings name one); a new one warms up."""
@@ -786,6 +805,17 @@ class Pipeline:
         with self.lock:
             return ([copy(s) for s in self.machines.values()], [copy(s) for s in self.lines.values()],
                     [copy(a) for a in self.book.open.values()])
+
+
+@dataclass
+class _HandledRun:
+    """A block whose readings carry unit or batch ids, and which of them the genealogy learns next."""
+
+    block: ReadingBlock
+    next: int = 0
+
+
+Taken = Union[bool, _HandledRun, Iterator[Union[Reading, QcResult]]]  # how a run of a batch is read (_take_run)
 
 
 class _Readings:

@@ -8,7 +8,8 @@ anomaly model take whole (``linewatch.pipeline``).
 
 Only the common case is read this way: every message decodes to an object with the same fields,
 names the same machine, carries its mapped sensors as finite numbers (each sensor in all messages or
-in none), no unit or batch id and no recipe, and a time before the clock-skew horizon. Anything else
+in none), well-formed unit and batch ids if any, one recipe (or none) for the whole run, and a time
+before the clock-skew horizon. Anything else
 returns None and the run goes message by message through ``Normalizer.normalize``, which gives each
 bad message its reason. Either way the outcome is the same readings and the same normaliser state
 (``tests/normalize/test_block.py`` compares both).
@@ -151,11 +152,15 @@ def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | 
     if decoded is None:
         return None
     machine, profile, payloads = decoded
+    ids: list[list[str | None] | None] = []
     for keys in (profile.recipe_keys, profile.unit_id_keys, profile.batch_id_keys):
-        if keys:
-            ids = _column(payloads, keys)
-            if ids.count(None) != len(ids):
-                return None  # ids link readings to QC results in order: message by message
+        column = _ids(_column(payloads, keys)) if keys else None
+        if keys and column is None:
+            return None  # an id that is not one: its message says so
+        ids.append(None if column is None or column.count(None) == len(column) else column)
+    recipes, unit_ids, batch_ids = ids
+    if recipes is not None and len(set(recipes)) != 1:
+        return None  # the recipe changes within the run: each part has its own model, read one by one
     if not _schema_unchanged(n, machine.id, profile, payloads):
         return None
 
@@ -192,7 +197,8 @@ def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | 
         n.fields_seen.setdefault(machine.id, set())  # as a look for new fields does
     return ReadingBlock(machine=machine.id, line=machine.line, manufacturer=profile.manufacturer,
                         topic=msgs[0].topic, partition=msgs[0].partition, offsets=[m.offset for m in msgs],
-                        ts_ms=ts_ms, sensors=sensors, values=values)
+                        ts_ms=ts_ms, sensors=sensors, values=values,
+                        recipe=None if recipes is None else recipes[0], unit_ids=unit_ids, batch_ids=batch_ids)
 
 
 def _column(payloads: list[dict[str, Any]], keys: tuple[str, ...]) -> list[Any]:
