@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_MS = timedelta(milliseconds=1)  # readings are kept to the millisecond
 
 
 @dataclass(slots=True)  # not frozen: one is made per message, and frozen dataclasses construct slowly
@@ -65,7 +66,7 @@ class ReadingBlock:
         return len(self.offsets)
 
     def ts(self, i: int) -> datetime:
-        return _EPOCH + timedelta(milliseconds=int(self.ts_ms[i]))
+        return EPOCH + timedelta(milliseconds=int(self.ts_ms[i]))
 
     def reading(self, i: int) -> Reading:
         return Reading(machine=self.machine, line=self.line, ts=self.ts(i),

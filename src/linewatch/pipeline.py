@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections import Counter
 import logging
 import pickle
 import threading
@@ -33,7 +34,7 @@ from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, Aler
 from linewatch.explain import anomaly_summary, failure_rate_summary
 from linewatch.metrics import Metrics
 from linewatch.normalize.aggregate import Aggregator
-from linewatch.normalize.block import read_block, read_qc_block
+from linewatch.normalize.block import Survey, read_block, read_qc_block, survey
 from linewatch.normalize.normalizer import REASONS, Normalizer
 from linewatch.normalize.quality import DataQuality
 
@@ -175,13 +176,14 @@ class Pipeline:
                 if msg.offset >= 0:  # from Kafka (in-process messages have no offsets)
                     position[(msg.topic, msg.partition)] = msg.offset + 1
                 runs.setdefault((msg.topic, msg.partition, msg.key), []).append(msg)
+            surveys = self._survey(runs) if self.columnar else {}
             taken: dict[RunKey, Taken] = {}  # see _take_run
             clock_problems: list[Rejection] = []
             for msg in messages:
                 run_key = (msg.topic, msg.partition, msg.key)
                 how = taken.get(run_key)
                 if how is None:  # the run's first message
-                    how = taken[run_key] = self._take_run(runs[run_key], out)
+                    how = taken[run_key] = self._take_run(runs[run_key], out, surveys.get(run_key))
                 if how is True:
                     continue  # done in its block
                 if isinstance(how, _HandledRun):
@@ -223,7 +225,23 @@ class Pipeline:
             if result.reason == "future_timestamp" and result.machine:
                 clock_problems.append(result)
 
-    def _take_run(self, run: list[RawMessage], out: BatchOutcome) -> Taken:
+    def _survey(self, runs: dict[RunKey, list[RawMessage]]) -> dict[RunKey, Survey]:
+        """The runs of machines' messages that may be read as blocks, decoded: those that hold the
+        readings of one machine that no other run of the batch holds."""
+        qc_topic = self.normalizer.qc_topic
+        surveys = {}
+        for key, run in runs.items():
+            if key[0] == qc_topic:
+                continue
+            found = self._read_block(survey, run)
+            if found is None:  # a bug: nothing is known of this run's machines, so no blocks at all
+                return {}
+            surveys[key] = found
+        held = Counter(m for found in surveys.values() for m in found.machines)
+        return {key: found for key, found in surveys.items()
+                if len(runs[key]) >= MIN_RUN and len(found.machines) == 1 and held[next(iter(found.machines))] == 1}
+
+    def _take_run(self, run: list[RawMessage], out: BatchOutcome, surveyed: Survey | None) -> Taken:
         """Read a run at once if it can be. True: a machine's run was taken as one block, all of it
         done. A ``_HandledRun``: the same, but its readings carry ids, which the genealogy learns at
         each reading's place in the batch. An iterator: the run was decoded at once (a QC station's,
@@ -234,7 +252,9 @@ class Pipeline:
         if run[0].topic == self.normalizer.qc_topic:
             results = self._read_block(read_qc_block, run)
             return False if results is None else iter(results)
-        block = self._read_block(read_block, run)
+        if surveyed is None:  # not one machine's, or its machine has readings in another run too
+            return False
+        block = self._read_block(lambda n, r: read_block(n, r, surveyed.payloads), run)
         if block is None:
             return False
         if not self._block(block, out):
@@ -318,9 +338,10 @@ class Pipeline:
         the genealogy (``_handled``, at each reading's place in the batch).
 
         Taken only when every reading is in order and passes every data-quality check, and no
-        data-quality or stale-stream condition of the machine is open; otherwise (and for machines
-        whose readings are aggregated) nothing is done and False returned: the readings go one by
-        one. Either way the outcome is the same (``tests/test_pipeline_blocks.py``).
+        data-quality alert of the machine is open (a stale-stream alert is resolved, as by any
+        reading); otherwise (and for machines whose readings are aggregated) nothing is done and
+        False returned: the readings go one by one. Either way the outcome is the same
+        (``tests/test_pipeline_blocks.py``).
         """
         n = len(block)
         machine = self.normalizer.machines[block.machine]

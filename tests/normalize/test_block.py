@@ -39,7 +39,7 @@ def _set(node, path, value):
 def mangle(value: bytes, rng: random.Random) -> bytes:
     """One of the ways a vendor's message goes wrong."""
     kind = rng.choice(["not_json", "string", "null", "bool", "huge", "extra", "recipe", "ids", "future", "no_time",
-                       "other_machine", "empty", "verdict", "bag"])
+                       "other_machine", "empty", "verdict", "bag", "far_time", "numeric_id"])
     if kind == "not_json":
         return value[: len(value) // 2]
     if kind == "empty":
@@ -65,6 +65,15 @@ def mangle(value: bytes, rng: random.Random) -> bytes:
         body["verdict"] = rng.choice(["MAYBE", "pass", True, 1, None])
     elif kind == "bag" and "bag" in body:
         body["bag"] = rng.choice(["  ", 1234, 12.5, None, ["B-1"]])
+    elif kind == "far_time":  # years numpy reads and datetime does not, numbers past int64 or float
+        for key, far in (("ts", "0000-01-01T00:00:00.000Z"), ("time", "0000-01-01T00:00:00.000"),
+                         ("tsMs", 2**64), ("t", 1e300)):
+            if key in body:
+                body[key] = far
+    elif kind == "numeric_id":
+        for key in ("machineId", "station"):
+            if key in body:
+                body[key] = rng.choice([7, 7.0, True, ["EXT-4471"]])
     elif kind == "other_machine":
         for key in ("machineId", "station"):
             if key in body:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,14 +28,14 @@ import numpy as np
 import orjson
 
 from linewatch.config import Machine
-from linewatch.domain import QcResult, RawMessage, ReadingBlock, Source
+from linewatch.domain import EPOCH, ONE_MS, QcResult, RawMessage, ReadingBlock, Source
 from linewatch.normalize.normalizer import SCHEMA_CHECK_EVERY, Normalizer
 from linewatch.normalize.profile import CompiledProfile, PayloadError, dig, leaf_paths
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ONE_MS = timedelta(milliseconds=1)
-# epoch times outside (1970, ~5138) are left to the message-by-message path, which explains them
-LATEST_MS = 100_000_000_000_000
+# times outside (1970, 2242) are left to the message-by-message path, which explains them; up to 2**33 s
+# a float second holds the millisecond that datetime.fromtimestamp rounds to
+LATEST_MS = 2**33 * 1000
+_EARLIEST_MS = 86_400_000  # ISO times: a day after the epoch, so no UTC offset takes one before it
 DIVISOR = {"epoch_s": 1, "epoch_ms": 1000.0, "epoch_us": 1_000_000.0}
 NUMBERS = frozenset({float, int})
 _NOTHING: dict[str, Any] = {}
@@ -44,15 +45,58 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 _SHORT_RUN_MS = 6 * 3600 * 1000  # no time zone changes its offset twice within this
 
 
-def read_block(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | None:
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """What a run of messages holds, found before anything of it is normalised."""
+
+    machines: frozenset[str]  # the machines whose readings it holds (of the messages that name a known one)
+    payloads: list[Any]  # each message decoded, None where it does not decode to an object
+
+
+def survey(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> Survey:
+    """Decode a run's messages and find which machines they are about, as ``Normalizer.normalize``
+    would (the machine is looked up only for a message that decodes to an object, as there).
+
+    A machine whose readings come in two runs of one batch (two keys, or several partitions) must
+    go message by message: a block of one run would be taken whole, before the other's readings
+    that lie between its own."""
+    n = normalizer
+    payloads: list[Any] = []
+    for m in msgs:
+        try:
+            p = orjson.loads(m.value) if len(m.value) <= n.max_bytes else None
+        except orjson.JSONDecodeError:
+            p = None
+        payloads.append(p if type(p) is dict else None)
+    first = next((m for m, p in zip(msgs, payloads) if p is not None), None)
+    if first is None:
+        return Survey(frozenset(), payloads)
+    try:
+        machine = n._machine(first)
+    except PayloadError:
+        return Survey(frozenset(), payloads)
+    profile = n.profiles[machine.manufacturer]
+    if profile.machine_from != "field":
+        return Survey(frozenset({machine.id}), payloads)
+    decoded = [p for p in payloads if p is not None]
+    try:
+        ids = _column(decoded, profile.machine_keys)
+    except AttributeError:  # something other than an object on the way: walk it as normalize does
+        ids = [dig(p, profile.machine_keys) for p in decoded]
+    named = {str(v) for v in ids if v is not None}
+    return Survey(frozenset(n.aliases[v] for v in named if v in n.aliases), payloads)
+
+
+def read_block(normalizer: Normalizer, msgs: Sequence[RawMessage], payloads: list[Any] | None = None) -> ReadingBlock | None:
     """The run's readings as one block, or None when any message needs the message-by-message path.
 
-    ``msgs`` share a topic, partition and key. Nothing in the normaliser changes unless a block is
-    returned; then its state is what normalising the messages one by one would have left.
+    ``msgs`` share a topic, partition and key (``payloads``: their ``survey``, when made). Nothing in
+    the normaliser changes unless a block is returned; then its state is what normalising the
+    messages one by one would have left.
     """
     try:
-        return _read(normalizer, msgs)
-    except AttributeError:  # something other than an object on a field's path
+        return _read(normalizer, msgs, payloads)
+    except (AttributeError, OverflowError, ValueError):  # not an object on a field's path; numbers past any range
         return None
 
 
@@ -62,41 +106,40 @@ def read_qc_block(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> list[Qc
     genealogy links them to readings as they come); what is saved is the decoding. Changes nothing
     in the normaliser (QC results leave nothing there)."""
     try:
-        decoded = _decode(normalizer, msgs, qc=True)
+        decoded = _decode(normalizer, msgs, qc=True, payloads=None)
         if decoded is None:
             return None
         machine, profile, payloads = decoded
         return _qc_results(normalizer, msgs, machine, profile, payloads)
-    except AttributeError:
+    except (AttributeError, OverflowError, ValueError):
         return None
 
 
-def _decode(n: Normalizer, msgs: Sequence[RawMessage], qc: bool) -> tuple[Machine, CompiledProfile, list] | None:
+def _decode(n: Normalizer, msgs: Sequence[RawMessage], qc: bool,
+            payloads: list[Any] | None) -> tuple[Machine, CompiledProfile, list] | None:
     """The machine (or QC station) of a run, its profile and its payloads, if every message decodes
     to an object and names the same machine."""
     first = msgs[0]
     if (first.topic == n.qc_topic) != qc or not (qc or first.topic.startswith(n.raw_prefix)):
         return None
-    try:
+    if payloads is None:
+        try:
+            payloads = [orjson.loads(m.value) for m in msgs if len(m.value) <= n.max_bytes]
+        except orjson.JSONDecodeError:
+            return None
+    if len(payloads) != len(msgs) or set(map(type, payloads)) != {dict}:
+        return None
+    try:  # looked up once a message decodes, as Normalizer.normalize does
         machine = n._machine(first)
     except PayloadError:
         return None
     profile = n.profiles[machine.manufacturer]
-    max_bytes = n.max_bytes
-    try:
-        payloads = [orjson.loads(m.value) for m in msgs if len(m.value) <= max_bytes]
-    except orjson.JSONDecodeError:
-        return None
-    if len(payloads) != len(msgs) or set(map(type, payloads)) != {dict}:
-        return None
     if profile.machine_from == "field":
-        named = _column(payloads, profile.machine_keys)
-        try:
-            if len(set(named)) != 1 or named[0] is None:
-                return None
-        except TypeError:  # a list or object where the id should be
+        column = _column(payloads, profile.machine_keys)
+        named = {str(v) for v in column}  # as normalize reads an id: its text (7 and 7.0 are two names)
+        if None in column or len(named) != 1:
             return None
-        resolved = n.aliases.get(str(named[0]))
+        resolved = n.aliases.get(named.pop())
         if resolved is None:
             return None
         machine = n.machines[resolved]
@@ -146,9 +189,9 @@ def _ids(raw: list[Any]) -> list[str | None] | None:
     return [None if v is None else str(v) if type(v) is int else v if v.strip() else None for v in raw]
 
 
-def _read(normalizer: Normalizer, msgs: Sequence[RawMessage]) -> ReadingBlock | None:
+def _read(normalizer: Normalizer, msgs: Sequence[RawMessage], payloads: list[Any] | None) -> ReadingBlock | None:
     n = normalizer
-    decoded = _decode(n, msgs, qc=False)
+    decoded = _decode(n, msgs, qc=False, payloads=payloads)
     if decoded is None:
         return None
     machine, profile, payloads = decoded
@@ -300,6 +343,8 @@ def _iso_times(raw: list[Any], tz: ZoneInfo | None) -> np.ndarray | None:
     try:
         ms = np.array(raw, dtype="datetime64[ms]").astype(np.int64)
     except ValueError:  # a month 13 and the like: the message says which
+        return None
+    if ms.min() <= _EARLIEST_MS or ms.max() >= LATEST_MS:  # numpy reads year 0, datetime does not
         return None
     if utc:
         return ms

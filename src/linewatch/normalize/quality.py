@@ -11,17 +11,13 @@ not scored twice).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import numpy as np
 
 from linewatch.config import Machine, PlantConfig
-from linewatch.domain import Reading, ReadingBlock
+from linewatch.domain import EPOCH, ONE_MS, Reading, ReadingBlock
 from linewatch.explain import sensor_label, unit_symbol
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ONE_MS = timedelta(milliseconds=1)
 
 
 @dataclass

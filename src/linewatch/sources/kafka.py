@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -22,6 +23,9 @@ from linewatch.domain import AlertEvent, RawMessage, Rejection
 from linewatch.settings import Settings
 
 log = logging.getLogger(__name__)
+# the consumer's positions can move without records being handed out (an offset reset after retention
+# removed unread messages, transaction markers): the positions kept for lag are asked afresh this often
+POSITIONS_REFRESH_SECONDS = 5.0
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 8) -> None:
@@ -62,6 +66,7 @@ class KafkaSource:
         # the next offset of each partition as far as records were handed out: asking the consumer for
         # every partition's position on every batch costs more than normalising a hundred readings
         self._next: dict[TopicPartition, int] = {}
+        self._next_since = time.monotonic()  # asked afresh now and then (see lag)
         self._changes: list[tuple[str, set[TopicPartition]]] = []
         self._changes_lock = threading.Lock()
         self.consumer.subscribe(pattern=f"^(?:{raw}.+|{re.escape(settings.qc_topic)})$",
@@ -97,6 +102,9 @@ class KafkaSource:
         partition not fetched yet (just assigned, or the broker is back from a restart): unknown is not
         "caught up", or its machines would be judged silent while their messages wait."""
         out = {}
+        if time.monotonic() - self._next_since > POSITIONS_REFRESH_SECONDS:
+            self._next.clear()
+            self._next_since = time.monotonic()
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
             position = self._next.get(tp)
@@ -105,7 +113,7 @@ class KafkaSource:
                     position = self.consumer.position(tp, timeout_ms=0)
                 except Exception:  # position unknown right after a rebalance
                     position = None
-                if position is not None:  # it moves only with records (most partitions of a topic have none)
+                if position is not None:  # most partitions of a topic hold no records: kept until refreshed
                     self._next[tp] = position
             out[(tp.topic, tp.partition)] = -1 if high is None or position is None else max(0, high - position)
         return out
