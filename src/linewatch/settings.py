@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     dlq_topic: str = "linewatch.dlq"
     alerts_topic: str = "linewatch.alerts"
     topic_partitions: int = Field(8, ge=1, description="partitions for topics linewatch creates")
-    max_poll_records: int = Field(2000, ge=1)
+    max_poll_records: int = Field(5000, ge=1)  # larger polls wait less on fetches (docs/benchmarks.md)
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000,
                                     description="a worker that stops answering (crash, kill -9, lost network) "
                                                 "loses its partitions to the others after this long")
