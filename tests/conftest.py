@@ -1,4 +1,4 @@
-"""Shared fixtures: the plant's default configuration and a real Kafka broker."""
+"""Shared fixtures: the plant's default configuration, a real Kafka broker, and the processes a test starts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,33 @@ import pytest
 
 from linewatch.config import PlantConfig, load_config
 from linewatch.settings import Settings
+
+from .processes import ChildProcesses, end_leftovers, leftovers, mark_session
+
+SESSION_MARKER = mark_session()
+
+
+@pytest.fixture
+def processes():
+    """Start a test's processes through this; whatever the outcome, none outlives the test."""
+    children = ChildProcesses()
+    try:
+        yield children
+    finally:
+        children.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No process started during the session may outlive it: end any found, and fail the session."""
+    found = leftovers(SESSION_MARKER)
+    if found:
+        end_leftovers(found)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"{len(found)} process(es) started by the tests were still running at the end (now ended):"]
+        lines += [f"  pid {pid}: {cmd}" for pid, cmd in sorted(found.items())]
+        if reporter:
+            reporter.write_line("\n".join(lines), red=True)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

@@ -251,23 +251,36 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
+    """JSON lines {topic, key, value} in, one outcome per line out, in memory bounded by the longest
+    line allowed (a line longer than an envelope of the largest payload is skipped unread)."""
+    import orjson
+
     from linewatch.domain import QcResult, RawMessage, Reading
-    from linewatch.normalize.normalizer import Normalizer
+    from linewatch.normalize.normalizer import DEFAULT_MAX_BYTES, Normalizer
 
     config = _config(args.config_dir)
     if config is None:
         return 2
     normalizer = Normalizer(config)
     out = sys.stdout
-    for n, raw_line in enumerate(sys.stdin.buffer, start=1):
+    # a payload of DEFAULT_MAX_BYTES may need six bytes per byte in JSON (\u00XX), plus the envelope
+    max_line = 6 * DEFAULT_MAX_BYTES + 65_536
+    for n, (raw_line, whole) in enumerate(_bounded_lines(sys.stdin.buffer, max_line), start=1):
+        normalizer.schema_drift.clear()  # reported by the worker's pipeline; here nobody reads it
+        if not whole:
+            out.write(json.dumps({"line": n, "rejected": {"reason": "oversized",
+                                  "detail": f"input line {n} is longer than {max_line:,} bytes; skipped unread"}}) + "\n")
+            continue
         try:
-            envelope = json.loads(raw_line)
+            envelope = orjson.loads(raw_line)
             msg = RawMessage(topic=str(envelope["topic"]), value=str(envelope["value"]).encode("utf-8", "surrogateescape"),
                              key=None if envelope.get("key") is None else str(envelope["key"]).encode(), offset=n)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             out.write(json.dumps({"line": n, "rejected": {"reason": "bad_envelope",
-                                  "detail": f"input line {n} is not a JSON object with topic, key, value ({exc})"}}) + "\n")
+                                  "detail": f"input line {n} is not a JSON object with topic, key, value "
+                                            f"({str(exc)[:200]})"}}) + "\n")
             continue
+        del envelope, raw_line  # the payload's bytes are in msg; keep one copy
         result = normalizer.normalize(msg)
         if isinstance(result, Reading):
             body = {"line": n, "reading": {"machine": result.machine, "line": result.line,
@@ -279,10 +292,25 @@ def cmd_normalize(args: argparse.Namespace) -> int:
                                       "passed": result.passed, "test": result.test, "unit_id": result.unit_id,
                                       "batch_id": result.batch_id, "defect": result.defect}}
         else:
-            body = {"line": n, "rejected": {"reason": result.reason, "detail": result.detail, "topic": msg.topic}}
+            body = {"line": n, "rejected": {"reason": result.reason, "detail": result.detail, "topic": msg.topic[:200]}}
         out.write(json.dumps(body) + "\n")
     out.flush()
     return 0
+
+
+def _bounded_lines(stream, limit: int):
+    """(line, True) for each line of at most ``limit`` bytes; (b"", False) for a longer one, whose
+    rest is read and dropped in pieces, so no line ever costs more than ``limit`` bytes of memory."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line, True
+            continue
+        while line and not line.endswith(b"\n"):
+            line = stream.readline(1 << 20)
+        yield b"", False
 
 
 def _publish(command: str, messages, topics: list[str], to: str, bootstrap: str | None, speed: float,

@@ -17,12 +17,15 @@ import orjson
 
 from linewatch.config import Machine, PlantConfig
 from linewatch.domain import QcResult, RawMessage, Reading, Rejection, Source
-from linewatch.normalize.profile import CompiledProfile, PayloadError, dig, identifier, leaf_paths
+from linewatch.normalize.profile import MAX_DETAIL_CHARS, CompiledProfile, PayloadError, brief, dig, identifier, leaf_paths
 
 RAW_TOPIC_PREFIX = "linewatch.raw."
 QC_TOPIC = "linewatch.qc"
 DEFAULT_MAX_BYTES = 1_048_576
 SCHEMA_CHECK_EVERY = 200  # nested payloads: look for new fields every this many messages per machine
+# unmapped fields remembered per machine: a gateway that invents a field name per message must not
+# grow the worker's memory (past this, new names are no longer reported)
+MAX_FIELDS_SEEN = 500
 
 # Reason codes: bounded, stable, used as a Prometheus label and a DLQ header.
 REASONS = (
@@ -88,7 +91,7 @@ class Normalizer:
     def _normalize(self, msg: RawMessage) -> Reading | QcResult | Rejection:
         is_qc = msg.topic == self.qc_topic
         if not is_qc and not msg.topic.startswith(self.raw_prefix):
-            raise PayloadError("unknown_topic", f"topic {msg.topic!r} is neither {self.raw_prefix}* nor {self.qc_topic}")
+            raise PayloadError("unknown_topic", f"topic {brief(msg.topic)} is neither {self.raw_prefix}* nor {self.qc_topic}")
         if len(msg.value) > self.max_bytes:
             raise PayloadError("oversized", f"payload is {len(msg.value)} bytes, the limit is {self.max_bytes}")
         try:
@@ -113,7 +116,7 @@ class Normalizer:
                 raise PayloadError("missing_field", f"machine id field {'.'.join(profile.machine_keys)!r} is missing")
             resolved = self.aliases.get(str(named))
             if resolved is None:
-                raise PayloadError("unknown_machine", f"machine {named!r} ({profile.manufacturer}) is not in plant.yaml")
+                raise PayloadError("unknown_machine", f"machine {brief(named)} ({profile.manufacturer}) is not in plant.yaml")
             machine = self.machines[resolved]
             self._context = (profile.manufacturer, machine.id)
         source = Source(profile.manufacturer, msg.topic, msg.partition, msg.offset)
@@ -187,7 +190,7 @@ class Normalizer:
             self.machines[name] = machine
             self.aliases[name] = name
             return machine
-        raise PayloadError("unknown_machine", f"no configured machine matches key {key!r} or topic {msg.topic!r}")
+        raise PayloadError("unknown_machine", f"no configured machine matches key {brief(key)} or topic {brief(msg.topic)}")
 
     def _watch_schema(self, machine: Machine, profile: CompiledProfile, payload: dict[str, Any]) -> None:
         """Notice fields the profile does not map; cheap on the hot path, thorough now and then."""
@@ -206,7 +209,8 @@ class Normalizer:
             new = {p for p in paths if p not in profile.known_fields}
         seen = self.fields_seen.setdefault(machine.id, set())
         fresh = new - seen
-        if fresh:
+        if fresh and len(seen) < MAX_FIELDS_SEEN:
+            fresh = set(sorted(fresh)[:MAX_FIELDS_SEEN - len(seen)])
             seen |= fresh
             self.schema_drift.append(SchemaDrift(machine.id, machine.line, profile.manufacturer, tuple(sorted(fresh))))
 
@@ -222,7 +226,7 @@ class Normalizer:
         elif token in profile.qc_fail:
             passed = False
         else:
-            raise PayloadError("bad_verdict", f"verdict {verdict!r} is neither a pass ({sorted(profile.qc_pass)}) "
+            raise PayloadError("bad_verdict", f"verdict {brief(verdict)} is neither a pass ({sorted(profile.qc_pass)}) "
                                               f"nor a fail ({sorted(profile.qc_fail)}) value")
         # dig() with no keys returns the whole payload: a field the profile does not name is absent
         unit_id = batch_id = defect = test = None
@@ -241,5 +245,7 @@ class Normalizer:
 
     def _reject(self, msg: RawMessage, reason: str, detail: str) -> Rejection:
         manufacturer, machine = self._context
+        if len(detail) > MAX_DETAIL_CHARS:
+            detail = detail[:MAX_DETAIL_CHARS - 1] + "…"
         return Rejection(reason=reason, detail=detail, raw=msg.value, key=msg.key, machine=machine,
                          source=Source(manufacturer, msg.topic, msg.partition, msg.offset))

@@ -6,6 +6,7 @@ and units into (scale, offset) pairs once, so normalising a reading does no pars
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,10 +18,26 @@ from linewatch.normalize.units import Conversion, conversion
 UTC = timezone.utc
 
 
+MAX_DETAIL_CHARS = 500
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlist, _BRIEF.maxdict = 3, 80, 80, 6, 6
+
+
+def brief(value: Any) -> str:
+    """A payload value as a rejection's detail quotes it: cut to a few dozen characters and three
+    levels, at a cost that does not grow with the value (a 2 MB string, a 1,000-deep list)."""
+    return _BRIEF.repr(value)
+
+
 class PayloadError(ValueError):
-    """A payload that does not fit its profile; ``reason`` is the code counted in metrics."""
+    """A payload that does not fit its profile; ``reason`` is the code counted in metrics.
+
+    ``detail`` is at most MAX_DETAIL_CHARS: it travels in a DLQ header, a log line and the CLI's output.
+    """
 
     def __init__(self, reason: str, detail: str):
+        if len(detail) > MAX_DETAIL_CHARS:
+            detail = detail[:MAX_DETAIL_CHARS - 1] + "…"
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -118,23 +135,23 @@ class CompiledProfile:
         try:
             if fmt.startswith("epoch"):
                 if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-                    raise PayloadError("bad_timestamp", f"timestamp {raw!r} is not a number ({fmt})")
+                    raise PayloadError("bad_timestamp", f"timestamp {brief(raw)} is not a number ({fmt})")
                 seconds = raw if fmt == "epoch_s" else raw / 1000.0 if fmt == "epoch_ms" else raw / 1_000_000.0
                 ts = datetime.fromtimestamp(round(seconds, 3), tz=UTC)
             else:
                 if not isinstance(raw, str):
-                    raise PayloadError("bad_timestamp", f"timestamp {raw!r} is not an ISO-8601 string")
+                    raise PayloadError("bad_timestamp", f"timestamp {brief(raw)} is not an ISO-8601 string")
                 ts = datetime.fromisoformat(raw)
                 if ts.tzinfo is None:
                     if self.tz is None:
-                        raise PayloadError("bad_timestamp", f"timestamp {raw!r} has no UTC offset and the profile names no time zone")
+                        raise PayloadError("bad_timestamp", f"timestamp {brief(raw)} has no UTC offset and the profile names no time zone")
                     ts = _local_to_utc(ts, self.tz, previous)
                 ts = ts.astimezone(UTC)
                 ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
         except (ValueError, OverflowError, OSError) as exc:
             if isinstance(exc, PayloadError):
                 raise
-            raise PayloadError("bad_timestamp", f"timestamp {raw!r} cannot be read as {fmt}: {exc}") from None
+            raise PayloadError("bad_timestamp", f"timestamp {brief(raw)} cannot be read as {fmt}: {exc}") from None
         return ts
 
     # ------------------------------------------------------------ sensor values
@@ -175,7 +192,7 @@ class CompiledProfile:
         by_tag = self.by_tag
         for item in tags:
             if type(item) is not dict:
-                raise PayloadError("bad_value", f"tag entry {item!r} is not an object")
+                raise PayloadError("bad_value", f"tag entry {brief(item)} is not an object")
             tag = item.get("tag")
             fm = by_tag.get(tag) if type(tag) is str else None
             if fm is None:
@@ -192,7 +209,7 @@ class CompiledProfile:
                 out[fm.sensor] = v
                 continue
             if not isinstance(unit, str):
-                raise PayloadError("bad_unit", f"tag {fm.tag!r}: unit {unit!r} is not a string")
+                raise PayloadError("bad_unit", f"tag {fm.tag!r}: unit {brief(unit)} is not a string")
             try:
                 conv = conversion(unit, self.canonical_units[fm.sensor])  # cached per unit string
             except ValueError as exc:
@@ -215,17 +232,29 @@ def _local_to_utc(naive: datetime, tz: ZoneInfo, previous: datetime | None) -> d
     return min(candidates) if candidates else first
 
 
+MAX_LEAF_PATHS = 2_000  # a payload with more fields than this is read for its first ones only
+
+
 def leaf_paths(payload: Any, prefix: str = "") -> set[str]:
-    """Dotted paths of every scalar in a nested payload, for noticing fields a profile does not know."""
+    """Dotted paths of every scalar in a nested payload, for noticing fields a profile does not know.
+
+    Walked without recursion and cut at MAX_LEAF_PATHS, so a hostile payload (a thousand levels
+    deep, or fifty thousand keys) costs no more than its own size and no stack.
+    """
     if not isinstance(payload, dict):
         return {prefix} if prefix else set()
     out: set[str] = set()
-    for k, v in payload.items():
-        path = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out |= leaf_paths(v, path)
-        else:
-            out.add(path)
+    stack: list[tuple[str, dict]] = [(prefix, payload)]
+    while stack:
+        base, node = stack.pop()
+        for k, v in node.items():
+            path = f"{base}.{k}" if base else str(k)
+            if isinstance(v, dict) and v:
+                stack.append((path, v))
+            else:
+                out.add(path)
+                if len(out) >= MAX_LEAF_PATHS:
+                    return out
     return out
 
 
@@ -242,17 +271,17 @@ def identifier(raw: Any, what: str, where: tuple[str, ...]) -> str | None:
         return raw if raw.strip() else None
     if t is int:
         return str(raw)
-    raise PayloadError("bad_value", f"{what} ({'.'.join(where)}) is {raw!r}; an id must be a string or an integer")
+    raise PayloadError("bad_value", f"{what} ({'.'.join(where)}) is {brief(raw)}; an id must be a string or an integer")
 
 
 def _overflow(sensor: str, where: str, raw: Any) -> None:
-    raise PayloadError("not_finite", f"{sensor} ({where}) is {raw!r}, which is not a finite number in canonical units")
+    raise PayloadError("not_finite", f"{sensor} ({where}) is {brief(raw)}, which is not a finite number in canonical units")
 
 
 def _number(raw: Any, sensor: str, where: str) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        raise PayloadError("non_numeric", f"{sensor} ({where}) is {raw!r}, not a number")
+        raise PayloadError("non_numeric", f"{sensor} ({where}) is {brief(raw)}, not a number")
     value = float(raw)
     if value != value or value in (float("inf"), float("-inf")):
-        raise PayloadError("not_finite", f"{sensor} ({where}) is {raw!r}")
+        raise PayloadError("not_finite", f"{sensor} ({where}) is {brief(raw)}")
     return value
