@@ -2,7 +2,7 @@
 
 ``ChildProcesses`` (the ``processes`` fixture) starts each child in a session of its own, so ending
 it ends whatever it started too; at the test's end any still running gets SIGTERM, then SIGKILL.
-Beyond that, every process started during the test session carries ``LINEWATCH_TEST_SESSION`` in
+Beyond that, every process started during the test session carries ``PYTEST_LINEWATCH_SESSION`` in
 its environment, so at the end of the session ``leftovers()`` finds any that escaped (a daemon a
 script forked off, a child re-parented to init) and the session fails naming them.
 """
@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-MARKER = "LINEWATCH_TEST_SESSION"
+MARKER = "PYTEST_LINEWATCH_SESSION"  # not LINEWATCH_*: tests drop those from workers' environments
 GRACE_SECONDS = 10.0
 
 

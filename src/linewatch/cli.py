@@ -389,12 +389,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     args.bootstrap or settings.kafka_bootstrap, args.speed, replay.total)
 
 
-EXIT_UNFINISHED = 3  # `linewatch run` stopped while a write kept failing: not a clean stop
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from linewatch.alerts.publish import TerminalPrinter
-    from linewatch.service import build_service, install_stop_signals, settle_memory
+    from linewatch.service import EXIT_UNFINISHED, build_service, install_stop_signals, settle_memory
     from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics
 
     settings = _settings(args)
@@ -408,8 +405,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_topics(settings.kafka_bootstrap, [settings.qc_topic, settings.dlq_topic, settings.alerts_topic],
                   settings.topic_partitions)
     source = KafkaSource(settings)
-    sink = KafkaSink(settings)
-    service = build_service(settings, config, source, [sink], TerminalPrinter())
+    stop = threading.Event()  # one stop request for the loop and for its waits on the broker
+    sink = KafkaSink(settings, stop)
+    service = build_service(settings, config, source, [sink], TerminalPrinter(), stop=stop)
     settle_memory()  # after everything long-lived exists
     install_stop_signals(service)
     assert service.http is not None
@@ -449,6 +447,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings.database_url = f"sqlite:///{demo_db}"
     if not settings.api_token:
         settings.api_token = secrets.token_urlsafe(18)  # the demo's own: printed below, valid while it runs
+    stop = threading.Event()
     sim_settings = SimulatorSettings(seed=args.seed)
     simulation = PacedSimulation(sim_settings, backfill=args.backfill, speed=args.speed,
                                  raw_prefix=settings.raw_topic_prefix, qc_topic=settings.qc_topic)
@@ -460,7 +459,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ensure_topics(settings.kafka_bootstrap, [f"{settings.raw_topic_prefix}{m}" for m in config.machines]
                       + [settings.qc_topic, settings.dlq_topic, settings.alerts_topic], settings.topic_partitions)
         source = KafkaSource(settings)
-        sink = KafkaSink(settings)
+        sink = KafkaSink(settings, stop)
         closers += [source.close, sink.close]
         producer_thread = _SimulatorToKafka(simulation, settings.kafka_bootstrap)
         where = f"through Kafka at {settings.kafka_bootstrap}"
@@ -468,7 +467,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         source = simulation
         sink = FileDeadLetters(settings.dlq_file)
         where = "in-process (set LINEWATCH_KAFKA_BOOTSTRAP to go through a broker)"
-    service = build_service(settings, config, source, [sink], TerminalPrinter())
+    service = build_service(settings, config, source, [sink], TerminalPrinter(), stop=stop)
     settle_memory()  # after everything long-lived exists
     install_stop_signals(service)
     assert service.http is not None

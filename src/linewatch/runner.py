@@ -94,7 +94,8 @@ class RunStats:
 class Runner:
     def __init__(self, source: Source, pipeline: Pipeline, store: AlertStore, sinks: Sequence[Sink] = (),
                  on_events: Callable[[Sequence[AlertEvent]], None] | None = None, silencer: Silencer | None = None,
-                 state: StateStore | None = None, checkpoint_seconds: float = 5.0):
+                 state: StateStore | None = None, checkpoint_seconds: float = 5.0,
+                 stop: threading.Event | None = None):
         self.source = source
         self.pipeline = pipeline
         self.store = store
@@ -107,7 +108,8 @@ class Runner:
         self.owned: set[str] = set()  # "machine:<id>" and "line:<name>" whose partitions this worker holds
         self.last_checkpoint = time.monotonic()
         self._lag_labels: set[tuple[str, str]] = set()
-        self.stop_requested = threading.Event()
+        # set by a stop request (SIGTERM, Ctrl-C); shared with sinks so a wait on the broker gives up too
+        self.stop_requested = stop or threading.Event()
         self.ready = threading.Event()
         self.not_ready_reason: str | None = "the worker has not started consuming yet"
         self.stats = RunStats()
@@ -215,6 +217,9 @@ class Runner:
                 source = self.source
                 self._retry("rewind", lambda: source.rewind(partitions, restored.positions))  # type: ignore[attr-defined]
                 rewound |= {(tp.topic, tp.partition) for tp in partitions}
+                # the checkpoint may be ahead of the committed offsets (its owner stopped before it could
+                # commit): commit the position read on from, or the group's lag stays as if nothing were read
+                self.uncommitted = True
                 log.info("took over %s from their checkpoints", wanted)
         if changed:  # machines and lines other workers own are theirs to judge and update
             self.pipeline.own(self.owned)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -114,7 +116,7 @@ def settle_memory() -> None:
 
 
 def build_service(settings: Settings, config: PlantConfig, source: Source, sinks: Sequence[Sink],
-                  on_events=None, with_http: bool = True) -> Service:
+                  on_events=None, with_http: bool = True, stop: threading.Event | None = None) -> Service:
     metrics = Metrics(process_metrics=True)
     store = AlertStore(settings.database_url)
     broadcaster = Broadcaster()
@@ -139,7 +141,7 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
         # one source of everything: continue where it left off, with the new normals given since
         renew_since_checkpoint(pipeline, store, pipeline.import_state(state.load(), store.alerts_by_id).journal)
     # a Kafka worker loads the state of the partitions it is assigned, when they are assigned
-    runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds)
+    runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds, stop)
     http = publisher = None
     if with_http:
         if hasattr(source, "ownership_changes"):  # a Kafka worker: people's actions go to the alerts topic too
@@ -174,13 +176,35 @@ def readiness_with_reason(app: FastAPI, store: AlertStore, runner: Runner) -> No
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
+EXIT_UNFINISHED = 3  # stopped before the batch in hand was durable: not a clean stop
+
+
 def install_stop_signals(service: Service) -> None:
-    """SIGINT/SIGTERM finish the current batch, then stop; a second Ctrl-C stops at once."""
+    """SIGINT/SIGTERM finish the current batch, then stop; a second Ctrl-C stops at once.
+
+    The stop is honoured within ``settings.stop_timeout_seconds`` whatever the worker is waiting for:
+    every call to the broker and the database is bounded and gives way to a stop request, and should
+    anything still hold the worker past the limit, a watchdog prints where every thread was and exits
+    with status 3. Nothing is committed on that path, so the batch in hand is replayed (at least once).
+    """
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if service.runner.stop_requested.is_set():
             raise KeyboardInterrupt
         service.stop()
+        _start_watchdog(service.settings.stop_timeout_seconds, signal.Signals(signum).name)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def _start_watchdog(seconds: float, why: str) -> None:
+    def watch() -> None:
+        time.sleep(seconds)
+        print(f"linewatch: {why} received {seconds:g} s ago and the worker has not stopped; exiting now with "
+              f"status {EXIT_UNFINISHED}, committing nothing more (the batch in hand is replayed). Where each "
+              "thread was:", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(EXIT_UNFINISHED)
+
+    threading.Thread(target=watch, name="stop-watchdog", daemon=True).start()

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/linewatch.db"
     checkpoint_seconds: float = Field(5.0, gt=0, description="detector state is checkpointed, and offsets "
                                                               "committed, this often")
+    stop_timeout_seconds: float = Field(30.0, ge=1, le=3600,
+                                        description="a stop request (SIGTERM, Ctrl-C) is honoured within this "
+                                                    "long in every state; past it the worker exits at once with "
+                                                    "status 3, committing nothing more")
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
     config_dir: Path | None = None

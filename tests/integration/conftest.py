@@ -53,6 +53,19 @@ def audit_after_faults(database_url: str, expected: dict[str, tuple], machines, 
     return alerts
 
 
+def worker_env(settings: Settings, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a `linewatch run` process on this test's topics, group and database
+    (``extra``: more LINEWATCH_* variables, named without the prefix)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")}
+    env.update({"LINEWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+                "LINEWATCH_CONSUMER_GROUP": settings.consumer_group,
+                "LINEWATCH_RAW_TOPIC_PREFIX": settings.raw_topic_prefix, "LINEWATCH_QC_TOPIC": settings.qc_topic,
+                "LINEWATCH_DLQ_TOPIC": settings.dlq_topic, "LINEWATCH_ALERTS_TOPIC": settings.alerts_topic,
+                "LINEWATCH_TOPIC_PARTITIONS": str(settings.topic_partitions), "LINEWATCH_DATABASE_URL": database_url})
+    env.update({f"LINEWATCH_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
 def create_topics(settings: Settings, config: PlantConfig) -> None:
     ensure_topics(settings.kafka_bootstrap, [f"{settings.raw_topic_prefix}{m}" for m in config.machines]
                   + [settings.qc_topic, settings.dlq_topic, settings.alerts_topic], settings.topic_partitions)
@@ -74,8 +87,9 @@ class RunningWorker:
 
     def __init__(self, settings: Settings, config: PlantConfig):
         self.source = KafkaSource(settings, poll_timeout_ms=200)
-        self.sink = KafkaSink(settings)
-        self.service: Service = build_service(settings, config, self.source, [self.sink], TerminalPrinter())
+        stop = threading.Event()
+        self.sink = KafkaSink(settings, stop)
+        self.service: Service = build_service(settings, config, self.source, [self.sink], TerminalPrinter(), stop=stop)
         assert self.service.http is not None
         self.service.http.start()
         self.url = f"http://127.0.0.1:{self.service.http.port}"

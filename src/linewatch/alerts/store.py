@@ -177,9 +177,12 @@ class AlertStore:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.version = 0  # bumped on every write through this store, so readers can cache safely
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, pool_timeout=DB_TIMEOUT_SECONDS,
+                                            connect_args=_bounded_connect_args(url))
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif url.startswith("postgresql"):
+            event.listen(self.engine, "connect", _postgres_timeouts)
         migrate(self.engine)
         # where the journal of people's actions stood when this store opened: whatever was loaded
         # from the store after this (the open alerts) already reflects the actions up to here
@@ -387,6 +390,30 @@ class AlertStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+# Every call to the database is bounded: a server that has gone away (or a lock held elsewhere) makes
+# a write fail within this long instead of hanging the worker, so the retry loop and a stop request
+# stay in charge (docs/operations.md, "How a worker stops").
+DB_TIMEOUT_SECONDS = 10
+
+
+def _bounded_connect_args(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"timeout": DB_TIMEOUT_SECONDS}
+    if url.startswith("postgresql"):  # libpq: connect timeout, and TCP keepalives for a silent network
+        return {"connect_timeout": DB_TIMEOUT_SECONDS, "keepalives": 1, "keepalives_idle": 5,
+                "keepalives_interval": 2, "keepalives_count": 3}
+    return {}
+
+
+def _postgres_timeouts(dbapi_connection: Any, _record: Any) -> None:
+    # psycopg starts a transaction on the first statement; commit so the settings stay for the session
+    cur = dbapi_connection.cursor()
+    cur.execute(f"SET statement_timeout = {DB_TIMEOUT_SECONDS * 3 * 1000}")
+    cur.execute(f"SET lock_timeout = {DB_TIMEOUT_SECONDS * 1000}")
+    cur.close()
+    dbapi_connection.commit()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,6 +2,10 @@
 
 kafka-python 3.x: the producer is idempotent with acks=all by default; we keep that. The consumer
 never auto-commits: the runner commits after everything a batch produced is durable.
+
+Every call that waits on the broker is bounded (CALL_TIMEOUT_SECONDS): a broker that has gone away
+makes the call fail, and the runner's retry loop (which honours a stop request) decides what next.
+The sink's wait for acknowledgements also gives up as soon as the worker is asked to stop.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.partitioner.default import murmur2
 from kafka.admin import NewTopic
-from kafka.errors import CommitFailedError, RebalanceInProgressError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaTimeoutError, RebalanceInProgressError, TopicAlreadyExistsError
 
 from linewatch.domain import AlertEvent, RawMessage, Rejection
 from linewatch.settings import Settings
@@ -26,6 +30,15 @@ log = logging.getLogger(__name__)
 # the consumer's positions can move without records being handed out (an offset reset after retention
 # removed unread messages, transaction markers): the positions kept for lag are asked afresh this often
 POSITIONS_REFRESH_SECONDS = 5.0
+# the longest any one call waits on the broker: a send waiting for metadata or buffer space, the wait
+# for acknowledgements, an offset commit or look-up
+CALL_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 5.0
+FLUSH_SLICE_SECONDS = 0.25  # how often a wait for acknowledgements looks whether a stop was requested
+
+
+class WriteAbandoned(Exception):
+    """The worker was asked to stop while the broker had not acknowledged a write."""
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 8) -> None:
@@ -131,7 +144,7 @@ class KafkaSource:
         for tp in partitions:
             if tp not in assigned:
                 continue
-            committed = self.consumer.committed(tp)
+            committed = self.consumer.committed(tp, timeout_ms=int(CALL_TIMEOUT_SECONDS * 1000))
             target = max(committed or 0, learned.get((tp.topic, tp.partition), 0))
             if committed is None and target == 0:
                 self.consumer.seek_to_beginning(tp)
@@ -148,7 +161,7 @@ class KafkaSource:
         from the last committed offset (at least once), so this worker logs it and goes on.
         """
         try:
-            self.consumer.commit()
+            self.consumer.commit(timeout_ms=int(CALL_TIMEOUT_SECONDS * 1000))  # KafkaTimeoutError past it
         except (CommitFailedError, RebalanceInProgressError) as exc:
             log.warning("offsets not committed, the group is rebalancing (%s); the new owner replays them", exc)
 
@@ -156,7 +169,7 @@ class KafkaSource:
         return self.consumer.assignment()
 
     def close(self) -> None:
-        self.consumer.close(autocommit=False)
+        self.consumer.close(autocommit=False, timeout_ms=int(CLOSE_TIMEOUT_SECONDS * 1000))
 
 
 class _Ownership(ConsumerRebalanceListener):
@@ -192,13 +205,23 @@ def owners(partitions: set[TopicPartition], raw_prefix: str, qc_topic: str, part
 
 
 class KafkaSink:
-    """Writes rejections to the dead-letter topic and alert events to the alerts topic, and waits for acks."""
+    """Writes rejections to the dead-letter topic and alert events to the alerts topic, and waits for acks.
 
-    def __init__(self, settings: Settings):
+    ``stop`` is the worker's stop request: a wait for acknowledgements gives up when it is set (the
+    runner then stops without committing the batch, which is replayed), and otherwise after
+    CALL_TIMEOUT_SECONDS (the runner retries).
+    """
+
+    def __init__(self, settings: Settings, stop: threading.Event | None = None):
         assert settings.kafka_bootstrap
         self.settings = settings
+        self.stop = stop or threading.Event()
+        timeout_ms = int(CALL_TIMEOUT_SECONDS * 1000)
+        # records not acknowledged within delivery_timeout_ms are failed by the producer itself, so a
+        # long outage does not pile up retried batches' records in its buffer
         self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, client_id="linewatch-worker",
-                                      linger_ms=5)
+                                      linger_ms=5, max_block_ms=timeout_ms, request_timeout_ms=timeout_ms,
+                                      delivery_timeout_ms=3 * timeout_ms)
 
     def write(self, rejections: Sequence[Rejection], events: Sequence[AlertEvent]) -> None:
         """Send and block until the broker has acknowledged every record; raises if any failed."""
@@ -215,12 +238,26 @@ class KafkaSink:
             futures.append(self.producer.send(self.settings.alerts_topic, key=ev.alert.id.encode(),
                                               value=json.dumps(body).encode()))
         if futures:
-            self.producer.flush()
+            self._await_acks(len(futures))
             for f in futures:
-                f.get(timeout=30)  # re-raises the send's error, so the batch is not committed
+                f.get(timeout=CALL_TIMEOUT_SECONDS)  # re-raises the send's error, so the batch is not committed
+
+    def _await_acks(self, records: int) -> None:
+        deadline = time.monotonic() + CALL_TIMEOUT_SECONDS
+        while True:
+            try:
+                self.producer.flush(timeout=FLUSH_SLICE_SECONDS)
+                return
+            except KafkaTimeoutError:
+                if self.stop.is_set():
+                    raise WriteAbandoned(f"stop requested while the broker had not acknowledged {records} "
+                                         "record(s)") from None
+                if time.monotonic() >= deadline:
+                    raise KafkaTimeoutError(f"the broker did not acknowledge {records} record(s) within "
+                                            f"{CALL_TIMEOUT_SECONDS:.0f} s") from None
 
     def close(self) -> None:
-        self.producer.close()
+        self.producer.close(timeout=CLOSE_TIMEOUT_SECONDS)
 
 
 def raw_producer(bootstrap: str) -> KafkaProducer:
