@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 
 import pytest
@@ -28,15 +29,22 @@ def processes():
 
 def pytest_sessionfinish(session, exitstatus):
     """No process started during the session may outlive it: end any found, and fail the session."""
-    found = leftovers(SESSION_MARKER)
+    found: dict[int, str] = {}
+    for _ in range(5):  # a moment later too: a parent that just exited may have started a child
+        more = leftovers(SESSION_MARKER)
+        if more:
+            end_leftovers(more)
+            found.update(more)
+        time.sleep(0.3)
+        if not more and not leftovers(SESSION_MARKER):
+            break
     if found:
-        end_leftovers(found)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         lines = [f"{len(found)} process(es) started by the tests were still running at the end (now ended):"]
         lines += [f"  pid {pid}: {cmd}" for pid, cmd in sorted(found.items())]
         if reporter:
             reporter.write_line("\n".join(lines), red=True)
-        session.exitstatus = 1
+        pytest.exit("processes outlived the tests that started them", returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 @pytest.fixture(scope="session")

@@ -203,4 +203,4 @@ def test_importing_the_model_does_not_import_the_config():
     # config.py is to import MewmaSettings from linewatch.detect.mewma: that must not be a cycle
     code = ("import sys, linewatch.detect.mewma; "
             "assert 'linewatch.config' not in sys.modules and 'linewatch.detect.anomaly' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

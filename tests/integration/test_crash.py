@@ -3,7 +3,6 @@ was processed, no alert is duplicated, and each model continued from its checkpo
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -11,12 +10,12 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
-from .conftest import audit_after_faults, committed_lag, create_topics, free_port, produce
+from .conftest import audit_after_faults, committed_lag, create_topics, free_port, worker_env
 from .test_broker_restart import expected_alerts
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
@@ -50,54 +49,80 @@ class CommittedProgress:
         self.admin.close()
 
 
-def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, config, tmp_path):
+class GatedLine:
+    """Produces the line only as far as the test allows: the line's end cannot be reached before the
+    test lets it, however fast the worker, so a kill point can never be "too late"."""
+
+    def __init__(self, settings, messages) -> None:
+        self.messages = messages
+        self.produced = 0
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+
+    def up_to(self, limit: int) -> None:
+        limit = min(limit, len(self.messages))
+        for m in self.messages[self.produced:limit]:  # in order: one producer keeps each partition's order
+            self.producer.send(m.topic, key=m.key, value=m.value)
+        if limit > self.produced:
+            self.producer.flush(timeout=30)
+            self.produced = limit
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)
+
+
+AHEAD = 6_000  # messages produced beyond a kill point while the worker heads for it
+CHUNK = 500
+
+
+def test_kill_9_five_times_loses_nothing_and_duplicates_nothing(kafka_settings, config, tmp_path, processes):
     settings = kafka_settings
     create_topics(settings, config)
     messages = [sm.message for sm in LineSimulator(T0, SimulatorSettings(faults=FAULTS), settings.raw_topic_prefix,
                                                    settings.qc_topic).messages(LINE_SECONDS)]
-    produce(settings, messages)
-
     expected = expected_alerts(settings, config, messages)  # what an uninterrupted worker concludes
 
     db = tmp_path / "alerts.db"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")},
-           "LINEWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "LINEWATCH_CONSUMER_GROUP": settings.consumer_group,
-           "LINEWATCH_RAW_TOPIC_PREFIX": settings.raw_topic_prefix, "LINEWATCH_QC_TOPIC": settings.qc_topic,
-           "LINEWATCH_DLQ_TOPIC": settings.dlq_topic, "LINEWATCH_ALERTS_TOPIC": settings.alerts_topic,
-           "LINEWATCH_DATABASE_URL": f"sqlite:///{db}", "LINEWATCH_CHECKPOINT_SECONDS": "0.25",
-           "LINEWATCH_SESSION_TIMEOUT_MS": "6000"}  # a killed life's partitions are handed on sooner
-    # Kill points are chosen by progress, not by the clock: a fast worker would otherwise finish the whole
-    # line before a timed kill (it did, in CI). Each life is killed once its group has committed a random
-    # 3-10% of the line beyond where it started, so it is always mid-stream and five lives never finish.
+    env = worker_env(settings, f"sqlite:///{db}", checkpoint_seconds=0.25,
+                     session_timeout_ms=6000)  # a killed life's partitions are handed on sooner
+    # Kill points are offsets of the line, one in each of its first five sixths, and the line is produced
+    # only up to AHEAD messages past the next kill point (CHUNK by CHUNK while the worker heads there):
+    # each life is killed once its group has committed past its point, with live messages still arriving
+    # and the rest of the line not yet produced. Nothing here depends on how fast the worker is.
     rng = random.Random(11)
+    n = len(messages)
+    points = [int(n * (k + rng.uniform(0.2, 0.8)) / 6) for k in range(5)]
+    line = GatedLine(settings, messages)
     progress = CommittedProgress(settings)
-    kills = 0
     deadline = time.monotonic() + 600
+
+    def start():
+        return processes.start([sys.executable, "-m", "linewatch.cli", "run", "--port", str(free_port())], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+
     try:
-        while kills < 5 and time.monotonic() < deadline:
-            start = progress.committed()
-            target = start + int(rng.uniform(0.03, 0.10) * len(messages))
-            worker = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "run", "--port", str(free_port())],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-            while progress.committed() < target and worker.poll() is None and time.monotonic() < deadline:
+        for point in points:
+            line.up_to(point + CHUNK)
+            worker = start()
+            while progress.committed() < point:
+                assert worker.poll() is None, f"the worker exited by itself (code {worker.returncode})"
+                assert time.monotonic() < deadline, f"no life reached offset {point} within the test's 10 minutes"
+                line.up_to(min(line.produced + CHUNK, point + AHEAD))
                 time.sleep(0.02)
+            line.up_to(min(line.produced + CHUNK, point + AHEAD))
             time.sleep(rng.uniform(0.0, 0.2))  # anywhere between two checkpoints
             assert worker.poll() is None, f"the worker exited by itself (code {worker.returncode})"
-            assert progress.committed() < len(messages), "the worker finished the line before its fifth kill"
-            worker.send_signal(signal.SIGKILL)
-            worker.wait(30)
-            kills += 1
-        worker = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "run", "--port", str(free_port())],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-        try:
-            while progress.committed() < len(messages) and time.monotonic() < deadline:
-                time.sleep(0.5)
-        finally:
-            worker.terminate()  # SIGTERM: finish the batch, checkpoint, commit, close
-            assert worker.wait(60) == 0
+            assert line.produced < n
+            processes.end(worker, signal.SIGKILL)
+        line.up_to(n)
+        worker = start()
+        while progress.committed() < n:
+            assert worker.poll() is None, f"the last worker exited by itself (code {worker.returncode})"
+            assert time.monotonic() < deadline, "the last life did not finish the line within the test's 10 minutes"
+            time.sleep(0.5)
+        assert processes.end(worker) == 0  # SIGTERM: finish the batch, checkpoint, commit, close
     finally:
         progress.close()
-    assert kills == 5, f"the worker finished before it could be killed five times ({kills})"
+        line.close()
     assert committed_lag(settings) == 0
 
     # no alert duplicated, none missing (the same episodes, with the same ids, as without crashes), and

@@ -5,7 +5,6 @@ learned twice, no alert is duplicated, and the API of any worker answers the sam
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
-from .conftest import audit_after_faults, committed_lag, create_topics, free_port, produce
+from .conftest import audit_after_faults, committed_lag, create_topics, free_port, produce, worker_env
 from .test_broker_restart import expected_alerts
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
@@ -30,12 +29,12 @@ FAULTS = (Fault("spike", "extruder-1", start=900, duration=25, sensor="die_press
 class WorkerProcess:
     """One `linewatch run` process with its own HTTP port."""
 
-    def __init__(self, name: str, env: dict[str, str], cwd) -> None:
+    def __init__(self, name: str, env: dict[str, str], cwd, processes) -> None:
         self.name, self.port = name, free_port()
         self.log = cwd / f"{name}.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "-v", "run", "--port", str(self.port)],
-                                         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        with self.log.open("wb") as log:  # owned by the test: ended whatever the outcome
+            self.proc = processes.start([sys.executable, "-m", "linewatch.cli", "-v", "run", "--port", str(self.port)],
+                                        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
@@ -71,28 +70,23 @@ def wait_for(check, what: str, workers, timeout: float = 120.0) -> None:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_three_worker_processes_join_and_leave_and_every_machine_continues(kafka_settings, config, database_url,
-                                                                           tmp_path):
+                                                                           tmp_path, processes):
     settings = kafka_settings.model_copy(update={"topic_partitions": 8})
     create_topics(settings, config)
     messages = [sm.message for sm in LineSimulator(T0, SimulatorSettings(faults=FAULTS), settings.raw_topic_prefix,
                                                    settings.qc_topic).messages(LINE_SECONDS)]
     expected = expected_alerts(settings, config, messages)
     third = len(messages) // 3
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")},
-           "LINEWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "LINEWATCH_CONSUMER_GROUP": settings.consumer_group,
-           "LINEWATCH_RAW_TOPIC_PREFIX": settings.raw_topic_prefix, "LINEWATCH_QC_TOPIC": settings.qc_topic,
-           "LINEWATCH_DLQ_TOPIC": settings.dlq_topic, "LINEWATCH_ALERTS_TOPIC": settings.alerts_topic,
-           "LINEWATCH_DATABASE_URL": database_url, "LINEWATCH_CHECKPOINT_SECONDS": "1",
-           "LINEWATCH_SESSION_TIMEOUT_MS": "6000",
-           "LINEWATCH_TOPIC_PARTITIONS": "8"}
+    env = worker_env(settings, database_url, checkpoint_seconds=1, session_timeout_ms=6000)
     done = lambda: committed_lag(settings) == 0  # noqa: E731
 
-    first = WorkerProcess("first", env, tmp_path)
+    first = WorkerProcess("first", env, tmp_path, processes)
     workers = [first]
     try:
         produce(settings, messages[:third])
         wait_for(done, "the first part, one worker", workers)
-        second, last = WorkerProcess("second", env, tmp_path), WorkerProcess("third", env, tmp_path)
+        second, last = (WorkerProcess("second", env, tmp_path, processes),
+                        WorkerProcess("third", env, tmp_path, processes))
         workers += [second, last]
         produce(settings, messages[third:2 * third])
         wait_for(lambda: done() and second.partitions() and last.partitions(),

@@ -3,7 +3,6 @@ the offsets that checkpoint corresponds to, leaves its group and exits 0."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from kafka import KafkaAdminClient
 from linewatch.sources.kafka import key_partition
 from linewatch.sources.simulator import LineSimulator, SimulatorSettings
 
-from .conftest import committed_lag, create_topics, free_port, produce
+from .conftest import committed_lag, create_topics, free_port, produce, worker_env
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 LINE_SECONDS = 24_000  # 120,000 messages: about ten seconds of work, so SIGTERM lands mid-stream
@@ -33,33 +32,24 @@ def readings_scored(port: int) -> float:
                if line.startswith("linewatch_readings_total{"))
 
 
-def test_sigterm_mid_stream_finishes_the_batch_checkpoints_commits_and_closes(kafka_settings, config, tmp_path):
+def test_sigterm_mid_stream_finishes_the_batch_checkpoints_commits_and_closes(kafka_settings, config, tmp_path,
+                                                                              processes):
     settings = kafka_settings
     create_topics(settings, config)
     produce(settings, [sm.message for sm in LineSimulator(T0, SimulatorSettings(faults=()), settings.raw_topic_prefix,
                                                           settings.qc_topic).messages(LINE_SECONDS)])
     db, port = tmp_path / "alerts.db", free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")},
-           "LINEWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "LINEWATCH_CONSUMER_GROUP": settings.consumer_group,
-           "LINEWATCH_RAW_TOPIC_PREFIX": settings.raw_topic_prefix, "LINEWATCH_QC_TOPIC": settings.qc_topic,
-           "LINEWATCH_DLQ_TOPIC": settings.dlq_topic, "LINEWATCH_ALERTS_TOPIC": settings.alerts_topic,
-           "LINEWATCH_TOPIC_PARTITIONS": str(settings.topic_partitions),
-           "LINEWATCH_DATABASE_URL": f"sqlite:///{db}",
-           "LINEWATCH_CHECKPOINT_SECONDS": "3600"}  # no periodic checkpoint: the one at stop is what we see
-    worker = subprocess.Popen([sys.executable, "-m", "linewatch.cli", "run", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        while readings_scored(port) < 2000:
-            assert worker.poll() is None, worker.stderr.read()
-            assert time.monotonic() < deadline, "the worker did not get under way within 60 s"
-            time.sleep(0.2)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(30) == 0  # finished its batch and stopped by itself, well before docker's SIGKILL
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+    # no periodic checkpoint: the one at stop is what we see
+    env = worker_env(settings, f"sqlite:///{db}", checkpoint_seconds=3600)
+    worker = processes.start([sys.executable, "-m", "linewatch.cli", "run", "--port", str(port)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while readings_scored(port) < 2000:
+        assert worker.poll() is None, worker.stderr.read()
+        assert time.monotonic() < deadline, "the worker did not get under way within 60 s"
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0  # finished its batch and stopped by itself, well before docker's SIGKILL
     stderr = worker.stderr.read()
     assert "Traceback" not in stderr, stderr
 
