@@ -357,14 +357,34 @@ def test_invalid_inputs_are_rejected():
         score_file(ts, scores, limits(ts, [(20, 40), (40, 60)]))
     with pytest.raises(ValueError, match="covers no rows"):
         score_file(ts, scores, [(ts[-1] + pd.Timedelta("1h"), ts[-1] + pd.Timedelta("2h"))])
-    with pytest.raises(ValueError, match="sorted"):
-        score_file(ts[::-1], scores, [])
+    with pytest.raises(ValueError, match="row 3 has no timestamp"):
+        score_file(list(ts[:2]) + [None] + list(ts[3:]), scores, [])
     with pytest.raises(ValueError, match="anomaly scores"):
         score_file(ts, scores[:50], [])
     with pytest.raises(KeyError, match="no windows"):
         score_corpus({"unlabelled.csv": (ts, scores)}, {})
     with pytest.raises(KeyError, match="unknown NAB profile"):
         score_file(ts, scores, [], "strict")
+
+
+def test_a_clock_that_steps_back_is_scored_in_file_order_as_nab_does():
+    # one row 55 minutes early, as the real corpus has: a warning naming the row, and the same score
+    # as the same rows with that one row's time put right (its place in the file is what counts)
+    ts = timestamps(400)
+    right = ts.copy()
+    stepped = ts.to_series().reset_index(drop=True)
+    stepped[250] = stepped[250] - pd.Timedelta("55min")
+    scores = np.zeros(400)
+    scores[[120, 300]] = 1.0
+    windows = limits(ts, [(110, 140), (280, 320)])
+    with pytest.warns(UserWarning, match="row 251 .* is earlier than the row before it"):
+        result = score_file(stepped, scores, windows, threshold=0.5)
+    assert result.score == pytest.approx(score_file(right, scores, windows, threshold=0.5).score)
+    # a step back inside a window keeps the window's rows together
+    stepped[300] = stepped[300] - pd.Timedelta("55min")
+    with pytest.warns(UserWarning):
+        inside = score_file(stepped, scores, windows, threshold=0.5)
+    assert inside.tp == 2 and inside.fp == 0
 
 
 # --- Files ---------------------------------------------------------------------------------------

@@ -302,26 +302,39 @@ class _FileLayout:
         return np.where(inside, self.unweighted * profile.tp_weight / _MAX_TP, self.unweighted * profile.fp_weight)
 
 
-def _as_timestamps(timestamps: Iterable[Any]) -> pd.DatetimeIndex:
+def _as_timestamps(timestamps: Iterable[Any], name: str = "") -> pd.DatetimeIndex:
     if not isinstance(timestamps, (pd.Series, pd.Index, np.ndarray, list, tuple)):
         timestamps = list(timestamps)
     index = pd.DatetimeIndex(pd.to_datetime(timestamps))
+    if index.hasnans:
+        row = int(np.flatnonzero(index.isna())[0])
+        raise ValueError(f"{name or 'timestamps'}: row {row + 1} has no timestamp")
     if not index.is_monotonic_increasing:
-        raise ValueError("timestamps must be sorted in increasing order")
+        # real machine clocks step back (a clock set back by hand, a time-zone fix): rows keep their
+        # order and are labelled by comparison with the window bounds, as NAB's own labeller does
+        back = int(np.flatnonzero(np.diff(index.asi8) < 0)[0]) + 1
+        warnings.warn(f"{name or 'timestamps'}: row {back + 1} ({index[back]}) is earlier than the row before it "
+                      f"({index[back - 1]}); rows are scored in file order", stacklevel=4)
     return index
 
 
 def _window_rows(
     index: pd.DatetimeIndex, windows: Sequence[tuple[TimestampLike, TimestampLike]], name: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """First and last row of each window (rows with start <= t <= end), sorted by start."""
+    """First and last row of each window (the first and last row with start <= t <= end, in file
+    order, so a clock that steps back inside a file is read as NAB reads it), sorted by start."""
     first, last = [], []
+    sorted_rows = index.is_monotonic_increasing
     for start, end in windows:
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         if end < start:
             raise ValueError(f"{name}: window ends before it starts: {start} > {end}")
-        lo = int(index.searchsorted(start, side="left"))
-        hi = int(index.searchsorted(end, side="right")) - 1
+        if sorted_rows:
+            lo = int(index.searchsorted(start, side="left"))
+            hi = int(index.searchsorted(end, side="right")) - 1
+        else:
+            inside = np.flatnonzero((index >= start) & (index <= end))
+            lo, hi = (int(inside[0]), int(inside[-1])) if len(inside) else (0, -1)
         if hi < lo:
             raise ValueError(f"{name}: window [{start}, {end}] covers no rows of the file")
         first.append(lo)
@@ -341,7 +354,7 @@ def _layout(
     name: str,
 ) -> tuple[_FileLayout, int]:
     """Compute a file's window membership and per-row unweighted rewards; also returns its length."""
-    index = _as_timestamps(timestamps)
+    index = _as_timestamps(timestamps, name)
     n_rows = len(index)
     first_rows, last_rows = _window_rows(index, windows, name)
     n_probation = probationary_length(n_rows, probationary_percent)
