@@ -64,7 +64,8 @@ def test_sigterm_while_the_broker_is_down_exits_3_within_the_bound(own_kafka, co
     assert took <= STOP_TIMEOUT, f"stopped after {took:.1f} s, limit {STOP_TIMEOUT}"
     assert "stopped during an outage" in stderr, stderr[-3000:]
     assert "has not stopped; exiting now" not in stderr  # the bounded calls did it, not the watchdog
-    assert "Traceback" not in stderr, stderr[-3000:]
+    # kafka-python logs the lost connections with their tracebacks; none may come from linewatch itself
+    assert "/src/linewatch/" not in stderr, stderr[-3000:]
 
     own_kafka.start()
     assert committed_offsets(settings.kafka_bootstrap, settings.consumer_group) == {}  # nothing committed
