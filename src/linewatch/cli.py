@@ -349,8 +349,16 @@ def _publish(command: str, messages, topics: list[str], to: str, bootstrap: str 
             count += 1
             bar.update()
     if producer is not None:
-        producer.flush()
-        producer.close()
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            producer.flush(timeout=60)
+        except KafkaTimeoutError:
+            print(f"{command}: the broker at {bootstrap} did not acknowledge every message within 60 s; "
+                  f"some of the {count} may not have been produced", file=sys.stderr)
+            return 1
+        finally:
+            producer.close(timeout=10)
         print(f"{command}: produced {count} messages to {bootstrap}", file=sys.stderr)
     return 0
 
@@ -402,8 +410,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("linewatch run needs LINEWATCH_KAFKA_BOOTSTRAP (host:port of the broker); "
               "`linewatch demo` runs without Kafka", file=sys.stderr)
         return 2
-    ensure_topics(settings.kafka_bootstrap, [settings.qc_topic, settings.dlq_topic, settings.alerts_topic],
-                  settings.topic_partitions)
+    from kafka.errors import KafkaError
+
+    try:
+        ensure_topics(settings.kafka_bootstrap, [settings.qc_topic, settings.dlq_topic, settings.alerts_topic],
+                      settings.topic_partitions)
+    except KafkaError as exc:  # bounded: the admin client gives up after 30 s
+        print(f"linewatch run: cannot reach the Kafka broker at {settings.kafka_bootstrap} ({exc}); "
+              "is it running, and is LINEWATCH_KAFKA_BOOTSTRAP right?", file=sys.stderr)
+        return 1
     source = KafkaSource(settings)
     stop = threading.Event()  # one stop request for the loop and for its waits on the broker
     sink = KafkaSink(settings, stop)
@@ -507,15 +522,21 @@ class _SimulatorToKafka(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        from kafka.errors import KafkaError
+
         while not self.stopped.is_set():
-            for m in self.simulation.next_batch():
-                self.producer.send(m.topic, key=m.key, value=m.value)
-            self.producer.flush()
+            try:
+                for m in self.simulation.next_batch():
+                    self.producer.send(m.topic, key=m.key, value=m.value)
+                self.producer.flush(timeout=10)
+            except KafkaError as exc:  # the broker is away: the simulated line keeps trying, as machines do
+                logging.getLogger(__name__).warning("simulator cannot produce to Kafka (%s); retrying", exc)
+                self.stopped.wait(1.0)
 
     def stop(self) -> None:
         self.stopped.set()
-        self.join(timeout=5)
-        self.producer.close()
+        self.join(timeout=15)
+        self.producer.close(timeout=5)
 
 
 if __name__ == "__main__":

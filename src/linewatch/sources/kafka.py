@@ -263,4 +263,4 @@ class KafkaSink:
 def raw_producer(bootstrap: str) -> KafkaProducer:
     """A producer for raw readings as machines and gateways would publish them."""
     return KafkaProducer(bootstrap_servers=bootstrap, client_id="linewatch-simulator", linger_ms=10,
-                         batch_size=65536)
+                         batch_size=65536, max_block_ms=int(CALL_TIMEOUT_SECONDS * 1000))
