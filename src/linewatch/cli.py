@@ -118,6 +118,15 @@ def _parser() -> argparse.ArgumentParser:
     nab.add_argument("--json", action="store_true")
     nab.set_defaults(func=cmd_evaluate_nab)
 
+    al = evs.add_parser("all", help="every benchmark in one table beside the published numbers")
+    al.add_argument("--skab", type=Path, default=Path("../shared/datasets/skab"))
+    al.add_argument("--secom", type=Path, default=Path("../shared/datasets/secom"))
+    al.add_argument("--nab-data", type=Path, help="a NAB-format data directory (timestamp,value CSVs)")
+    al.add_argument("--nab-windows", type=Path, help="its labels in NAB's combined_windows.json format")
+    al.add_argument("--seeds", type=int, default=200, help="failure-rate simulation seeds (default 200)")
+    al.add_argument("--json", action="store_true", help="rows, timings and every benchmark's full result as JSON")
+    al.set_defaults(func=cmd_evaluate_all)
+
     c = sub.add_parser("check-config", help="validate plant, catalogue and manufacturer profiles")
     c.add_argument("--config-dir", type=Path)
     c.set_defaults(func=cmd_check_config)
@@ -238,6 +247,18 @@ def cmd_evaluate_nab(args: argparse.Namespace) -> int:
     else:
         for name, r in results.items():
             print(f"{name:<20} {r.score:7.2f}  (threshold {r.threshold:.4f}; rows tp {r.tp} fp {r.fp} fn {r.fn})")
+    return 0
+
+
+def cmd_evaluate_all(args: argparse.Namespace) -> int:
+    from linewatch.evaluate.suite import evaluate_all, table
+
+    try:
+        result = evaluate_all(args.skab, args.secom, args.nab_data, args.nab_windows, seeds=args.seeds)
+    except (OSError, ValueError) as exc:
+        print(f"linewatch evaluate all: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
 
 
