@@ -137,9 +137,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace):
+    from pydantic import ValidationError
+
     from linewatch.settings import Settings
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # a setting that would start a weaker or broken service stops startup
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()))
+            name = f"LINEWATCH_{where.upper()}" if where else "settings"
+            print(f"linewatch: {name}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        raise SystemExit(2) from None
     if getattr(args, "port", None) is not None:
         settings.http_port = args.port
     if getattr(args, "config_dir", None):
@@ -483,6 +492,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings.database_url = f"sqlite:///{demo_db}"
     if not settings.api_token:
         settings.api_token = secrets.token_urlsafe(18)  # the demo's own: printed below, valid while it runs
+    if settings.protect_reads and not settings.read_token:
+        settings.read_token = secrets.token_urlsafe(18)  # the wall board's, printed in its URL below
     stop = threading.Event()
     sim_settings = SimulatorSettings(seed=args.seed)
     simulation = PacedSimulation(sim_settings, backfill=args.backfill, speed=args.speed,
@@ -513,7 +524,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{len(config.profiles)} manufacturers, {where}.\n"
           f"  line time starts {args.backfill / 3600:.1f} h ago and runs {args.speed:g}x until it reaches now\n"
           f"  alerts: {settings.database_url}   API: {url}/api/v1/alerts  {url}/api/v1/machines  {url}/metrics\n"
-          f"  wall board: {url}/board   API token for changes (ack, resolve, silence): {settings.api_token}\n"
+          f"  wall board: {url}/board{'?access_token=' + settings.read_token if settings.protect_reads else ''}"
+          f"   API token for changes (ack, resolve, silence): {settings.api_token}\n"
           f"  injected faults: " + "; ".join(f.describe() for f in sim_settings.faults) + "\n"
           "  Ctrl-C stops.", flush=True)
     if producer_thread:

@@ -148,7 +148,8 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
             publisher = KafkaActionPublisher(settings.kafka_bootstrap, settings.alerts_topic)
         app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,
                          on_silences_changed=silencer.invalidate, api_token=settings.api_token,
-                         protect_reads=settings.protect_reads, cors_origins=settings.cors_origins,
+                         protect_reads=settings.protect_reads, read_token=settings.read_token,
+                         cors_origins=settings.cors_origins,
                          max_body_bytes=settings.max_body_bytes, publish_actions=publisher)
         readiness_with_reason(app, store, runner)
         http = HttpServer(app, settings.http_host, settings.http_port)

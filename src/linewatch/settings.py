@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,9 +39,18 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535)
     config_dir: Path | None = None
     api_token: str | None = Field(None, description="bearer token for changes through the API; unset: changes refused")
-    protect_reads: bool = Field(False, description="reads need the token too (the board then takes it as #token=...)")
+    read_token: str | None = Field(None, description="read-only token for wall screens and dashboards when reads "
+                                                     "are protected (/board?access_token=...); never the write token")
+    protect_reads: bool = Field(False, description="every read but /healthz and /readyz needs a token")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API")
     max_body_bytes: int = Field(65536, ge=1024, description="larger request bodies are refused with 413")
     webhook_url: str | None = Field(None, description="POST alert events here in Alertmanager's webhook format")
     external_url: str = Field("", description="how people reach this service, for links in webhook alerts")
     dlq_file: Path = Path("var/dlq.jsonl")  # in-process demo only: where rejections go without Kafka
+
+    @model_validator(mode="after")
+    def _tokens(self) -> "Settings":
+        from linewatch.api.security import check_tokens
+
+        check_tokens(self.api_token, self.read_token, self.protect_reads)
+        return self

@@ -40,13 +40,60 @@ def test_writes_need_the_right_bearer_token(config, tmp_path):
                        ).status_code == 401
 
 
-def test_reads_can_be_protected_too_but_health_and_metrics_stay_open(config, tmp_path):
-    client, _ = make(config, tmp_path, api_token="s3cret", protect_reads=True)
-    assert client.get("/api/v1/alerts").status_code == 401
-    assert client.get("/api/v1/lines", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    assert client.get("/api/v1/lines", params={"access_token": "s3cret"}).status_code == 200  # EventSource style
-    for open_path in ("/healthz", "/metrics", "/board"):
-        assert client.get(open_path).status_code == 200, open_path
+def test_protected_reads_cover_every_read_but_health(config, tmp_path):
+    client, _ = make(config, tmp_path, api_token="s3cret", read_token="r3ad", protect_reads=True)
+    for path in ("/api/v1/alerts", "/api/v1/lines", "/metrics", "/docs", "/openapi.json", "/board",
+                 "/static/board.js", "/api/v1/alerts/stream"):
+        assert client.get(path).status_code == 401, path
+    for open_path in ("/healthz", "/readyz"):
+        assert client.get(open_path).status_code in (200, 503), open_path
+    for token in ("s3cret", "r3ad"):
+        assert client.get("/api/v1/lines", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    # a wall screen's URL carries the read token, never the write token
+    assert client.get("/api/v1/lines", params={"access_token": "s3cret"}).status_code == 401
+    assert client.get("/api/v1/lines", params={"access_token": " r3ad"}).status_code == 401
+
+
+def test_a_board_opened_with_the_read_token_loads_the_rest_by_cookie(config, tmp_path):
+    client, _ = make(config, tmp_path, api_token="s3cret", read_token="r3ad", protect_reads=True)
+    page = client.get("/board", params={"access_token": "r3ad"})
+    assert page.status_code == 200
+    cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    for path in ("/static/board.js", "/api/v1/lines"):  # the client keeps the cookie, as a browser would
+        assert client.get(path).status_code == 200, path
+    fresh = TestClient(client.app)
+    fresh.cookies.set("linewatch_read", "guess")
+    assert fresh.get("/api/v1/lines").status_code == 401
+
+
+def test_writes_take_the_token_from_the_authorization_header_only(config, tmp_path):
+    client, alert_id = make(config, tmp_path, api_token="s3cret", read_token="r3ad", protect_reads=True)
+    url = f"/api/v1/alerts/{alert_id}/ack"
+    assert client.post(url, params={"access_token": "s3cret"}, json={"by": "x"}).status_code == 401
+    assert client.post(url, json={"by": "x"}, headers={"Authorization": "Basic czNjcmV0"},
+                       params={"access_token": "s3cret"}).status_code == 401
+    assert client.post(url, json={"by": "x"}, headers={"Authorization": "Bearer r3ad"}).status_code == 401
+    client.get("/board", params={"access_token": "r3ad"})  # holds the read cookie now: still no write
+    assert client.post(url, json={"by": "x"}).status_code == 401
+    assert client.post(url, json={"by": "x"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+@pytest.mark.parametrize(("tokens", "problem"), [
+    ({"api_token": ""}, "LINEWATCH_API_TOKEN is set but blank"),
+    ({"api_token": "  "}, "LINEWATCH_API_TOKEN is set but blank"),
+    ({"api_token": "a", "read_token": " "}, "LINEWATCH_READ_TOKEN is set but blank"),
+    ({"protect_reads": True}, "LINEWATCH_PROTECT_READS=true needs"),
+    ({"api_token": "same", "read_token": "same"}, "must differ"),
+])
+def test_settings_that_would_weaken_access_stop_startup(tokens, problem):
+    from pydantic import ValidationError
+
+    from linewatch.settings import Settings
+
+    with pytest.raises(ValidationError, match=problem):
+        Settings(**tokens)
 
 
 def test_large_bodies_are_refused(config, tmp_path):

@@ -24,7 +24,7 @@ from linewatch import __version__
 from linewatch.alerts.broadcast import Broadcaster
 from linewatch.alerts.publish import Record, alert_action_record, silence_action_record
 from linewatch.alerts.sync import sync_people_actions
-from linewatch.api.security import BodyLimit, TokenGuard
+from linewatch.api.security import BodyLimit, ReadProtection, TokenGuard
 from linewatch.alerts.store import (ACKNOWLEDGE, END_SILENCE, NEW_NORMAL, RESOLVE, SILENCE, AlertConflict,
                                     AlertNotFound, AlertStore, decode_cursor, encode_cursor)
 from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
@@ -111,17 +111,20 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                is_ready: Callable[[], bool] = lambda: True, broadcaster: Broadcaster | None = None,
                on_silences_changed: Callable[[], None] = lambda: None, api_token: str | None = None,
                protect_reads: bool = False, cors_origins: list[str] | None = None,
-               max_body_bytes: int = 65536,
+               max_body_bytes: int = 65536, read_token: str | None = None,
                publish_actions: Callable[[Sequence[Record]], None] | None = None) -> FastAPI:
     """``publish_actions``: where people's actions go besides the store and the live stream, e.g. a
     ``linewatch.alerts.publish.KafkaActionPublisher`` on the alerts topic (records as
     ``(key, body)``)."""
-    guard = TokenGuard(api_token, protect_reads)
+    guard = TokenGuard(api_token, protect_reads, read_token)
     read, write = [Depends(guard.reader)], [Depends(guard.writer)]
     app = FastAPI(title="linewatch", version=__version__,
                   description="Streaming quality monitoring for production lines. Changes (acknowledge, "
                               "resolve, silence) need 'Authorization: Bearer <token>'.")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # every read, /metrics, /docs and the board included (the last middleware added runs first: CORS,
+    # when configured, answers preflights and labels refusals before this looks at credentials)
+    app.add_middleware(ReadProtection, guard=guard)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])

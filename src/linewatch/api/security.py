@@ -1,5 +1,6 @@
-"""Who may change what: a bearer token for writes (acknowledge, resolve, silence), optionally for reads,
-compared in constant time; a limit on request bodies.
+"""Who may change what: a bearer token for writes (acknowledge, resolve, silence), optionally a
+separate read token for wall screens and dashboards, compared in constant time; a limit on request
+bodies.
 
 With no token configured, writes are refused: an alert acknowledged by anyone on the plant network
 is an alert nobody is really handling.
@@ -17,41 +18,118 @@ Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 
-def _presented(request: Request) -> str | None:
+READ_COOKIE = "linewatch_read"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # orchestrators and load balancers ask these without a token
+
+
+def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip()
-    # EventSource cannot send headers: a wall board passes the token in the query string
-    return request.query_params.get("access_token")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
-def token_matches(presented: str | None, expected: str) -> bool:
-    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+def token_matches(presented: str | None, expected: str | None) -> bool:
+    return presented is not None and expected is not None and \
+        hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def check_tokens(api_token: str | None, read_token: str | None, protect_reads: bool) -> None:
+    """Refuse settings that would silently weaken access: a blank token, or protected reads with no
+    token to read with. Raises ValueError naming the variable."""
+    for name, value in (("LINEWATCH_API_TOKEN", api_token), ("LINEWATCH_READ_TOKEN", read_token)):
+        if value is not None and not value.strip():
+            raise ValueError(f"{name} is set but blank; give it a long random value (python3 -c 'import secrets; "
+                             "print(secrets.token_urlsafe(24))') or unset it")
+    if api_token is not None and read_token is not None and token_matches(api_token, read_token):
+        raise ValueError("LINEWATCH_READ_TOKEN must differ from LINEWATCH_API_TOKEN: the read token travels in "
+                         "wall screens' URLs, the write token never does")
+    if protect_reads and api_token is None and read_token is None:
+        raise ValueError("LINEWATCH_PROTECT_READS=true needs LINEWATCH_READ_TOKEN (for wall screens and dashboards) "
+                         "or LINEWATCH_API_TOKEN")
 
 
 class TokenGuard:
-    """FastAPI dependencies for write and read endpoints."""
+    """Who may write and who may read.
 
-    def __init__(self, token: str | None, protect_reads: bool = False):
-        self.token = token or None
+    Writes take the write token (LINEWATCH_API_TOKEN) from ``Authorization: Bearer`` only: never from
+    a URL, where proxies and browser histories keep it, nor from a cookie, which a browser would send
+    on another site's behalf. With LINEWATCH_PROTECT_READS every read but /healthz and /readyz needs
+    one of: either token as a bearer header; the read token (LINEWATCH_READ_TOKEN) as ``access_token``
+    in the query string (a wall screen's URL, EventSource, which cannot send headers); or the cookie
+    a board page opened that way sets, so its scripts, styles, fetches and event stream need no token.
+    """
+
+    def __init__(self, token: str | None, protect_reads: bool = False, read_token: str | None = None):
+        check_tokens(token, read_token, protect_reads)
+        self.token = token
+        self.read_token = read_token
         self.protect_reads = protect_reads
 
     def writer(self, request: Request) -> None:
         if self.token is None:
             raise HTTPException(status_code=403, detail="Changes through the API are disabled: no API token is "
                                                         "configured (set LINEWATCH_API_TOKEN).")
-        self._check(request)
+        if not token_matches(_bearer(request), self.token):
+            raise HTTPException(status_code=401, detail="A valid API token is needed: send "
+                                                        "'Authorization: Bearer <token>' (never in the URL).",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def may_read(self, request: Request) -> bool:
+        if not self.protect_reads:
+            return True
+        bearer = _bearer(request)
+        if token_matches(bearer, self.token) or token_matches(bearer, self.read_token):
+            return True
+        return self.read_token is not None and (
+            token_matches(request.query_params.get("access_token"), self.read_token)
+            or token_matches(request.cookies.get(READ_COOKIE), self.read_token))
 
     def reader(self, request: Request) -> None:
-        if self.protect_reads and self.token is not None:
-            self._check(request)
+        if not self.may_read(request):
+            raise _unauthorised()
 
-    def _check(self, request: Request) -> None:
-        assert self.token is not None
-        if not token_matches(_presented(request), self.token):
-            raise HTTPException(status_code=401, detail="A valid API token is needed: send "
-                                                        "'Authorization: Bearer <token>'.",
-                                headers={"WWW-Authenticate": "Bearer"})
+
+def _unauthorised() -> HTTPException:
+    return HTTPException(status_code=401, detail="Reading needs a token: 'Authorization: Bearer <token>', or the "
+                                                 "read token as ?access_token=... (wall screens).",
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+class ReadProtection:
+    """Every request but /healthz and /readyz passes ``guard.may_read`` first: the API, /metrics, the
+    board and its static files, /docs and /openapi.json alike. A page opened with the read token in
+    its URL gets it back as an HttpOnly, same-site cookie for what the page loads next."""
+
+    def __init__(self, app: ASGIApp, guard: TokenGuard):
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[dict]],
+                       send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or not self.guard.protect_reads or scope["path"] in OPEN_PATHS \
+                or scope["method"] == "OPTIONS":  # CORS preflight carries no credentials
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        if not self.guard.may_read(request):
+            exc = _unauthorised()
+            body = ('{"detail": "' + str(exc.detail).replace('"', "'") + '"}').encode()
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        presented = request.query_params.get("access_token")
+        if not token_matches(presented, self.guard.read_token) or \
+                token_matches(request.cookies.get(READ_COOKIE), self.guard.read_token):
+            await self.app(scope, receive, send)
+            return
+        cookie = f"{READ_COOKIE}={presented}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000".encode()
+
+        async def with_cookie(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+
+        await self.app(scope, receive, with_cookie)
 
 
 class BodyLimit:

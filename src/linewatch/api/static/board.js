@@ -6,9 +6,8 @@
 "use strict";
 
 (() => {
-  // When reads are protected, open the board as /board#token=...; the fragment never reaches a log.
-  const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token");
-  const withToken = (url) => (TOKEN ? `${url}${url.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(TOKEN)}` : url);
+  // When reads are protected the board is opened as /board?access_token=<read token>: the server then
+  // sets a same-site cookie, so the page's fetches and event stream carry no token of their own.
   const LINES_URL = "/api/v1/lines";
   const ACKED_URL = "/api/v1/alerts?status=acknowledged&limit=1000";
   const STREAM_URL = "/api/v1/alerts/stream";
@@ -41,7 +40,7 @@
   const isoTime = (iso) => (iso ? time(new Date(iso)) : "–");
 
   async function getJSON(url) {
-    const response = await fetch(withToken(url), { cache: "no-store" });
+    const response = await fetch(url, { cache: "no-store", credentials: "same-origin" });
     if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
     return response.json();
   }
@@ -234,7 +233,7 @@
   }
 
   function connect() {
-    const source = new EventSource(withToken(STREAM_URL));
+    const source = new EventSource(STREAM_URL);
     // on every (re)connect fetch everything: events sent while we were away are not replayed
     source.onopen = () => { setConnection("live"); refresh(); };
     source.addEventListener("alert", () => {
