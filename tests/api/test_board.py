@@ -82,9 +82,9 @@ class Plant:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.port}/board"
 
-    def serve(self, port: int = 0) -> None:
+    def serve(self, port: int = 0, **app_options) -> None:
         """A new app and server, as after a restart (a new broadcaster, no SSE client yet)."""
-        self.app = create_app(self.store, self.pipeline, self.pipeline.metrics)
+        self.app = create_app(self.store, self.pipeline, self.pipeline.metrics, **app_options)
         self.server = HttpServer(self.app, "127.0.0.1", port)
         self.server.start()
 
@@ -129,6 +129,27 @@ def plant(config, tmp_path):
     yield p
     p.stop()
     p.store.close()
+
+
+def test_with_protected_reads_the_board_opens_with_the_read_token_only(browser, plant):
+    from selenium.webdriver.common.by import By
+
+    plant.stop()
+    plant.serve(api_token="write-s3cret", read_token="wall-r3ad", protect_reads=True)
+    browser.get(plant.url)
+    assert "Reading needs a token" in browser.find_element(By.TAG_NAME, "body").text
+    browser.get(plant.url + "?access_token=write-s3cret")  # the write token never opens it from a URL
+    assert "Reading needs a token" in browser.find_element(By.TAG_NAME, "body").text
+
+    browser.get(plant.url + "?access_token=wall-r3ad")
+    # scripts, styles, fetches and the event stream all pass on the cookie the page was given
+    _wait(browser, 10, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "live",
+          "the protected board did not connect to the alert stream")
+    _wait(browser, 5, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-machine]"), "no tiles drawn")
+    plant.fire(plant.last_reading)
+    _wait(browser, 10, lambda d: _tile(d, "extruder-1").get_attribute("data-status") == "alarm",
+          "the protected board did not show the alert")
+    assert browser.get_cookie("linewatch_read")["httpOnly"] is True
 
 
 def _wait(driver, timeout: float, condition, message: str):
