@@ -28,6 +28,8 @@ def poison(topic_prefix: str, qc_topic: str, good: RawMessage, rng: random.Rando
         (RawMessage(t, json.dumps({**body, "t": 4102444800.0}).encode(), good.key), "future_timestamp"),
         (RawMessage(qc_topic, b'{"station": "CW1", "t": 1767592800, "verdict": "MAYBE"}', b"checkweigher-1"), "bad_verdict"),
         (RawMessage(t, b"x" * 70_000, good.key), "oversized"),
+        # the checkweigher's topic and key, another machine's id in the payload
+        (RawMessage(t, json.dumps({**body, "station": "EXT-4471"}).encode(), good.key), "machine_mismatch"),
     ]
     return rng.choice(options)
 

@@ -133,6 +133,11 @@ GOOD_EXTRUDER = {"machineId": "EXT-4471", "tsMs": 1763800000123, "barrelTempF": 
     ("linewatch.raw.extruder-1", b'{"machineId": "EXT-4471", "tsMs": 1, "barrelTempF": 1e999}', None, "not_json"),
     ("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "machineId": "EXT-9999"}, None, "unknown_machine"),
     ("linewatch.raw.mystery-9", {"x": 1}, "mystery-9", "unknown_machine"),
+    # a payload never speaks for another machine: not across manufacturers, not across topics and keys
+    ("linewatch.raw.extruder-1", {"machineId": "CW1", "tsMs": 1763800000123, "barrelTempF": 392.1}, "extruder-1",
+     "machine_mismatch"),
+    ("linewatch.qc", {"station": "EXT-4471", "t": 1.0, "verdict": "PASS"}, "checkweigher-1", "machine_mismatch"),
+    ("linewatch.raw.extruder-1", GOOD_EXTRUDER, "checkweigher-1", "machine_mismatch"),
     ("linewatch.raw.extruder-1", {"machineId": "EXT-4471", "tsMs": 1}, None, "no_sensor_values"),
     ("somewhere.else", GOOD_EXTRUDER, None, "unknown_topic"),
     ("linewatch.qc", {"station": "CW1", "t": 1.0, "verdict": "MAYBE"}, "checkweigher-1", "bad_verdict"),

@@ -140,9 +140,8 @@ def _decode(n: Normalizer, msgs: Sequence[RawMessage], qc: bool,
         if None in column or len(named) != 1:
             return None
         resolved = n.aliases.get(named.pop())
-        if resolved is None:
+        if resolved != machine.id:  # unknown, or another machine: normalize says which, message by message
             return None
-        machine = n.machines[resolved]
     return machine, profile, payloads
 
 

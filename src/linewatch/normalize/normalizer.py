@@ -29,7 +29,7 @@ MAX_FIELDS_SEEN = 500
 
 # Reason codes: bounded, stable, used as a Prometheus label and a DLQ header.
 REASONS = (
-    "oversized", "not_utf8", "not_json", "not_object", "unknown_machine", "unknown_topic",
+    "oversized", "not_utf8", "not_json", "not_object", "unknown_machine", "machine_mismatch", "unknown_topic",
     "missing_field", "bad_timestamp", "future_timestamp", "non_numeric", "not_finite", "bad_value", "bad_unit",
     "bad_verdict", "no_sensor_values", "qc_not_configured", "internal_error",
 )
@@ -117,7 +117,11 @@ class Normalizer:
             resolved = self.aliases.get(str(named))
             if resolved is None:
                 raise PayloadError("unknown_machine", f"machine {brief(named)} ({profile.manufacturer}) is not in plant.yaml")
-            machine = self.machines[resolved]
+            if resolved != machine.id:
+                # a payload never speaks for another machine than its key or topic names (nor, so, is
+                # it read with another manufacturer's profile)
+                raise PayloadError("machine_mismatch", f"the payload names machine {brief(named)} ({resolved}) but "
+                                                       f"its key and topic belong to {machine.id}")
             self._context = (profile.manufacturer, machine.id)
         source = Source(profile.manufacturer, msg.topic, msg.partition, msg.offset)
         ts = profile.timestamp(payload, self.last_ts.get(machine.id))
@@ -176,8 +180,12 @@ class Normalizer:
         key = msg.key.decode("utf-8", "replace") if msg.key else None
         found = self.aliases.get(key) if key else None
         topic_name = msg.topic[len(self.raw_prefix):] if msg.topic.startswith(self.raw_prefix) else None
-        if found is None and topic_name:
-            found = self.aliases.get(topic_name)
+        by_topic = self.aliases.get(topic_name) if topic_name else None
+        if found is not None and by_topic is not None and found != by_topic:
+            raise PayloadError("machine_mismatch", f"key {brief(key)} names {found} but topic {brief(msg.topic)} "
+                                                   f"belongs to {by_topic}")
+        if found is None:
+            found = by_topic
         if found is not None:
             return self.machines[found]
         unknown = self.config.unknown_machines
