@@ -103,6 +103,28 @@ def test_silence_marks_new_alerts_and_can_be_ended(world):
     assert everything.status_code == 422 and "silencing everything" in everything.json()["message"]
 
 
+def test_silences_are_capped_and_name_what_they_mute_however_given(world):
+    client, *_ = world
+    far = {"machine": "cutter-1", "ends_at": "9999-12-31T23:59:59Z", "by": "x", "reason": "y"}
+    r = client.post("/api/v1/silences", json=far)
+    assert r.status_code == 422 and "at most 7 days" in r.json()["message"]
+    for field in ("machine", "line"):
+        r = client.post("/api/v1/silences", json={field: "", "kind": "anomaly", "minutes": 5, "by": "x", "reason": "y"})
+        assert r.status_code == 422, (field, r.text)
+    assert client.get("/api/v1/silences").json()["count"] == 0
+
+
+@pytest.mark.parametrize("edge", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_times_at_the_edge_of_the_calendar_are_a_422_not_a_500(world, edge):
+    client, *_ = world
+    for path, field in (("/api/v1/alerts", "since"), ("/api/v1/alerts", "until"),
+                        ("/api/v1/machines/extruder-1/history", "since")):
+        r = client.get(path, params={field: edge})
+        assert r.status_code == 422 and field in r.json()["message"], (path, field, r.text)
+    r = client.post("/api/v1/silences", json={"machine": "cutter-1", "ends_at": edge, "by": "x", "reason": "y"})
+    assert r.status_code == 422, r.text
+
+
 def test_lines_and_machine_history(world):
     client, store, pipeline, _ = world
     first = fire(pipeline, store, machine="dryer-1")

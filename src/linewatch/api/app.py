@@ -60,11 +60,14 @@ class PersonAction(BaseModel):
     note: str | None = Field(None, max_length=1000)
 
 
+MAX_SILENCE = timedelta(days=7)
+
+
 class SilenceRequest(BaseModel):
     line: str | None = None
     machine: str | None = None
     kind: KindFilter | None = None
-    minutes: float | None = Field(None, gt=0, le=7 * 24 * 60, description="how long, from now")
+    minutes: float | None = Field(None, gt=0, le=MAX_SILENCE.total_seconds() / 60, description="how long, from now")
     ends_at: datetime | None = None
     by: str = Field(min_length=1, max_length=128)
     reason: str = Field(min_length=1, max_length=1000)
@@ -191,7 +194,8 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                 raise invalid(("query", "cursor"), str(exc)) from None
         alerts = store.query(status=[s.value for s in status], kind=[k.value for k in kind],
                              severity=[s.value for s in severity], machine=machine, line=line,
-                             since=_aware(since), until=_aware(until), after=after, limit=limit)
+                             since=_aware(since, ("query", "since")), until=_aware(until, ("query", "until")),
+                             after=after, limit=limit)
         body = json.dumps({"alerts": [a.to_dict() for a in alerts], "count": len(alerts),
                            "next_cursor": encode_cursor(alerts[-1]) if len(alerts) == limit else None}).encode()
         if len(cache) > 256:
@@ -273,14 +277,17 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         """Mute a machine, a line or an alert kind for a while, saying who and why."""
         now = datetime.now(UTC)
         known_machines, known_lines = set(pipeline.normalizer.machines), set(pipeline.lines)
-        if req.machine and req.machine not in known_machines:
+        # "" is not "every machine": a silence names what it mutes, or leaves the field out
+        if req.machine is not None and req.machine not in known_machines:
             raise invalid(("body", "machine"), f"no machine has id {req.machine!r}")
-        if req.line and req.line not in known_lines:
+        if req.line is not None and req.line not in known_lines:
             raise invalid(("body", "line"), f"no line is called {req.line!r}")
-        ends = now + timedelta(minutes=req.minutes) if req.minutes else _aware(req.ends_at)
+        ends = now + timedelta(minutes=req.minutes) if req.minutes else _aware(req.ends_at, ("body", "ends_at"))
         assert ends is not None
         if ends <= now:
             raise invalid(("body", "ends_at"), "the silence would already be over")
+        if ends > now + MAX_SILENCE:  # the same cap however the end is given
+            raise invalid(("body", "ends_at"), f"a silence lasts at most {MAX_SILENCE.days} days")
         silence = store.add_silence(line=req.line, machine=req.machine,
                                     kind=None if req.kind is None else AlertKind(req.kind.value),
                                     starts_at=now, ends_at=ends, created_by=req.by, reason=req.reason, at=now)
@@ -362,7 +369,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         """A machine's alerts, newest first, with how long each lasted and totals per kind."""
         if machine_id not in pipeline.normalizer.machines:
             raise HTTPException(status_code=404, detail=f"No machine has id {machine_id!r}.")
-        alerts = store.query(machine=machine_id, since=_aware(since), limit=limit)
+        alerts = store.query(machine=machine_id, since=_aware(since, ("query", "since")), limit=limit)
         totals: dict[str, dict[str, float]] = {}
         for a in alerts:
             t = totals.setdefault(a.kind.value, {"count": 0, "total_seconds": 0.0})
@@ -398,10 +405,14 @@ def _act(action: Callable[[], Alert], alert_id: str) -> Alert:
         raise HTTPException(status_code=409, detail=str(exc)) from None
 
 
-def _aware(ts: datetime | None) -> datetime | None:
+def _aware(ts: datetime | None, where: tuple[str, ...] = ("query",)) -> datetime | None:
+    """The time in UTC; a time whose UTC falls outside years 1-9999 is a 422 naming the field."""
     if ts is None:
         return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    try:
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except OverflowError:
+        raise invalid(where, f"{ts.isoformat()} is outside the times linewatch can read (years 1-9999 in UTC)") from None
 
 
 def _line_dict(ls: Any) -> dict[str, Any]:
