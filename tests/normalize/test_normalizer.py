@@ -144,6 +144,8 @@ GOOD_EXTRUDER = {"machineId": "EXT-4471", "tsMs": 1763800000123, "barrelTempF": 
     ("linewatch.qc", {"station": "CW1", "t": 1.0, "verdict": "PASS"}, "extruder-1", "qc_not_configured"),
     ("linewatch.raw.dryer-1", {"ts": "2025-11-22T09:15:00Z", "tags": [{"tag": "SupplyAir.T", "value": 1, "unit": "psi"}]},
      "dryer-1", "bad_unit"),
+    ("linewatch.raw.dryer-1", {"ts": "2025-11-22T09:15:00Z", "tags": [{"tag": "Exhaust.RH", "value": 35.1, "unit": ""}]},
+     "dryer-1", "bad_unit"),
     ("linewatch.raw.cutter-1", {"device": {"id": "SW-CUT-01"}, "time": "2026-13-45T99:00:00",
                                 "data": {"knife": {"speed": 1.0}}}, None, "bad_timestamp"),
 ])
@@ -227,6 +229,23 @@ def test_unknown_machines_can_be_accepted_under_a_default_profile(config, tmp_pa
     r = n.normalize(msg("linewatch.raw.checkweigher-9", {"station": "checkweigher-9", "t": 1.0, "gross_g": 250.0},
                         key="checkweigher-9"))
     assert isinstance(r, Reading) and r.machine == "checkweigher-9" and r.line == "line-1"
+
+
+def test_a_tag_without_a_unit_is_read_in_the_profiles_unit_and_refused_when_there_is_none(normalizer, config,
+                                                                                            tmp_path):
+    import shutil
+
+    from linewatch.config import load_config
+
+    bare = {"ts": "2025-11-22T09:15:00Z", "tags": [{"tag": "SupplyAir.T", "value": 358.15}]}
+    for body in (bare, {**bare, "tags": [{**bare["tags"][0], "unit": None}]}):
+        r = normalizer.normalize(msg("linewatch.raw.dryer-1", body, key="dryer-1"))
+        assert isinstance(r, Reading) and r.values["dryer_air_temperature"] == pytest.approx(85.0)  # kelvin, as declared
+    shutil.copytree(config.directory, tmp_path / "c")
+    profile = tmp_path / "c" / "manufacturers" / "thermaflow.yaml"
+    profile.write_text(profile.read_text().replace(", unit: K}", "}"))
+    r = Normalizer(load_config(tmp_path / "c")).normalize(msg("linewatch.raw.dryer-1", bare, key="dryer-1"))
+    assert isinstance(r, Rejection) and r.reason == "bad_unit" and "gives no unit" in r.detail
 
 
 def test_new_fields_are_reported_once_per_machine_and_not_rejected(normalizer):

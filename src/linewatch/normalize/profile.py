@@ -202,6 +202,9 @@ class CompiledProfile:
             if not ((t is float or t is int) and value - value == 0):
                 value = _number(value, fm.sensor, fm.tag or "")
             unit = item.get("unit")
+            if unit is None and fm.unit is None:
+                # nothing says which unit: reading 358.2 (kelvin) as 358.2 °C would be a quiet error
+                raise PayloadError("bad_unit", f"tag {fm.tag!r} gives no unit, and the profile names none for it")
             if unit is None or unit == fm.unit:
                 v = value * fm.conv.scale + fm.conv.offset
                 if v - v != 0:
