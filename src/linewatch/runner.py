@@ -2,7 +2,7 @@
 
 Order matters for at-least-once: alerts are stored and DLQ/alert records acknowledged before the
 source's offsets are committed, and offsets are committed only together with a checkpoint of the
-detectors' state (every few seconds, when idle, and on stop), so the committed position never runs
+detectors' state (every ``checkpoint_seconds``, busy or idle, and on stop), so the committed position never runs
 ahead of what the models have learned. If making a batch durable fails, the loop retries that step
 (the writes are idempotent) rather than moving on, so nothing a batch produced is ever skipped.
 
@@ -159,7 +159,9 @@ class Runner:
                 self._count(idle)
                 if self.on_events:
                     self.on_events(idle.events)
-            if self.uncommitted:
+            # idle, too, at most every checkpoint_seconds: a trickle of messages between empty polls
+            # must not turn into a checkpoint per poll
+            if self.uncommitted and time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds:
                 self.checkpoint()
             return None
         outcome = self.pipeline.process(batch, self._behind(lag))
