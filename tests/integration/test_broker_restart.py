@@ -25,8 +25,8 @@ from .conftest import (RunningWorker, audit_after_faults, committed_lag, create_
 from .test_worker_kafka import metric_total
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
-# 96,000 readings from four machines and 24,000 QC verdicts, all published before the worker starts:
-# about ten seconds of work, so the broker's two-second shutdown lands part-way through it.
+# 96,000 readings from four machines and 24,000 QC verdicts; 60 % published before the outage, the rest
+# after it.
 LINE_SECONDS = 24_000
 FAULTS = (Fault("spike", "extruder-1", start=900, duration=25, sensor="die_pressure", magnitude=30.0),
           Fault("failure_rate", "checkweigher-1", start=1500, duration=1800, magnitude=0.20),
@@ -60,7 +60,10 @@ def test_the_broker_restarts_mid_stream_and_nothing_is_lost(own_kafka, config, t
     messages = [sm.message for sm in LineSimulator(T0, SimulatorSettings(faults=FAULTS), settings.raw_topic_prefix,
                                                    settings.qc_topic).messages(LINE_SECONDS)]
     expected = expected_alerts(settings, config, messages)
-    produce(settings, messages)
+    # the line's last 40 % is produced only after the outage: the broker goes away part-way through the
+    # line by construction, however fast the worker (its first 60 % may or may not be read by then)
+    split = int(len(messages) * 0.6)
+    produce(settings, messages[:split])
     total_readings = 4 * LINE_SECONDS
 
     worker = RunningWorker(settings, config)
@@ -73,6 +76,7 @@ def test_the_broker_restarts_mid_stream_and_nothing_is_lost(own_kafka, config, t
         time.sleep(8)  # consumer, committer and producer all find the broker gone
         assert worker.thread.is_alive(), "the worker died with the broker"
         own_kafka.start()  # the same log directory: topics, records and committed offsets are back
+        produce(settings, messages[split:])
         worker.wait_for(lambda: committed_lag(settings) == 0, timeout=75,
                         what="the worker to reconnect and commit every offset")
         assert worker.thread.is_alive()
