@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from linewatch.sources.simulator import LineSimulator, SimulatorSettings
 
@@ -23,10 +24,21 @@ LINE_SECONDS = 4_000  # a spike at 900 s and a failure-rate rise from 1,500 s: b
 STOP_TIMEOUT = 20
 
 
-def committed_offsets(bootstrap: str, group: str) -> dict:
+def committed_offsets(bootstrap: str, group: str, timeout: float = 60.0) -> dict:
+    """The group's committed offsets, asked until a broker just restarted has loaded them (its group
+    coordinator answers 'load in progress', a retriable error, meanwhile)."""
+    deadline = time.monotonic() + timeout
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
-        return {tp: om.offset for tp, om in admin.list_group_offsets(group).get(group, {}).items() if om.offset >= 0}
+        while True:
+            try:
+                offsets = admin.list_group_offsets(group).get(group, {})
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+                continue
+            return {tp: om.offset for tp, om in offsets.items() if om.offset >= 0}
     finally:
         admin.close()
 
