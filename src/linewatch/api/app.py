@@ -120,7 +120,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
     ``linewatch.alerts.publish.KafkaActionPublisher`` on the alerts topic (records as
     ``(key, body)``)."""
     guard = TokenGuard(api_token, protect_reads, read_token)
-    read, write = [Depends(guard.reader)], [Depends(guard.writer)]
+    write = [Depends(guard.writer)]  # reads are checked once, for every path, by ReadProtection below
     app = FastAPI(title="linewatch", version=__version__,
                   description="Streaming quality monitoring for production lines. Changes (acknowledge, "
                               "resolve, silence) need 'Authorization: Bearer <token>'.")
@@ -164,7 +164,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     cache: dict[str, tuple[int, float, bytes]] = {}  # query -> (store version, time, response body)
 
-    @app.get("/api/v1/alerts", tags=["alerts"], dependencies=read, responses=_errors(401))
+    @app.get("/api/v1/alerts", tags=["alerts"], responses=_errors(401))
     async def list_alerts(request: Request, status: list[StatusFilter] = Query(default=[]),
                     kind: list[KindFilter] = Query(default=[]), severity: list[SeverityFilter] = Query(default=[]),
                     machine: str | None = None, line: str | None = None, since: datetime | None = None,
@@ -203,13 +203,13 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         cache[key] = (version, now, body)
         return Response(body, media_type="application/json")
 
-    @app.get("/api/v1/alerts/stream", tags=["alerts"], dependencies=read, responses=_errors(401))
+    @app.get("/api/v1/alerts/stream", tags=["alerts"], responses=_errors(401))
     async def alert_stream() -> StreamingResponse:
         """Server-Sent Events: one ``alert`` event per change, for live displays."""
         return StreamingResponse(hub.stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"], dependencies=read, responses=_errors(401, 404))
+    @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"], responses=_errors(401, 404))
     def get_alert(alert_id: str) -> dict[str, Any]:
         alert = store.get(alert_id)
         if alert is None:
@@ -267,7 +267,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     # ------------------------------------------------------------ silences
 
-    @app.get("/api/v1/silences", tags=["silences"], dependencies=read, responses=_errors(401))
+    @app.get("/api/v1/silences", tags=["silences"], responses=_errors(401))
     def list_silences(active: bool = False) -> dict[str, Any]:
         silences = store.silences(active_at=datetime.now(UTC) if active else None)
         return {"silences": [s.to_dict() for s in silences], "count": len(silences)}
@@ -330,13 +330,13 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                                    "silenced": headline.silence_id is not None}})
         return out, lines, open_alerts
 
-    @app.get("/api/v1/machines", tags=["machines"], dependencies=read, responses=_errors(401))
+    @app.get("/api/v1/machines", tags=["machines"], responses=_errors(401))
     def list_machines() -> dict[str, Any]:
         """Each machine's status: ok, warning, alarm, stale or waiting (no reading yet)."""
         machines, lines, _ = _machines_view()
         return {"machines": machines, "lines": [_line_dict(ls) for ls in lines]}
 
-    @app.get("/api/v1/lines", tags=["machines"], dependencies=read, responses=_errors(401))
+    @app.get("/api/v1/lines", tags=["machines"], responses=_errors(401))
     def list_lines() -> dict[str, Any]:
         """Each line with its machines and its failure rate against baseline and limits."""
         machines, lines, open_alerts = _machines_view()
@@ -353,7 +353,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                         "failure_rate_alert": None if rate_alert is None else rate_alert.to_dict()})
         return {"lines": out}
 
-    @app.get("/api/v1/machines/{machine_id}", tags=["machines"], dependencies=read, responses=_errors(401, 404))
+    @app.get("/api/v1/machines/{machine_id}", tags=["machines"], responses=_errors(401, 404))
     def machine_detail(machine_id: str) -> dict[str, Any]:
         """The profile in use, the raw→canonical mapping with units and factors, the last raw and
         normalised sample: what was converted and how."""
@@ -363,7 +363,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                         "GET /api/v1/machines lists them.")
         return detail
 
-    @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"], dependencies=read, responses=_errors(401, 404))
+    @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"], responses=_errors(401, 404))
     def machine_history(machine_id: str, since: datetime | None = None,
                         limit: int = Query(default=200, ge=1, le=5000)) -> dict[str, Any]:
         """A machine's alerts, newest first, with how long each lasted and totals per kind."""

@@ -9,6 +9,7 @@ is an alert nobody is really handling.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -83,15 +84,9 @@ class TokenGuard:
             token_matches(request.query_params.get("access_token"), self.read_token)
             or token_matches(request.cookies.get(READ_COOKIE), self.read_token))
 
-    def reader(self, request: Request) -> None:
-        if not self.may_read(request):
-            raise _unauthorised()
 
-
-def _unauthorised() -> HTTPException:
-    return HTTPException(status_code=401, detail="Reading needs a token: 'Authorization: Bearer <token>', or the "
-                                                 "read token as ?access_token=... (wall screens).",
-                         headers={"WWW-Authenticate": "Bearer"})
+READ_REFUSED = json.dumps({"detail": "Reading needs a token: 'Authorization: Bearer <token>', or the read token "
+                                     "as ?access_token=... (wall screens)."}).encode()
 
 
 class ReadProtection:
@@ -110,16 +105,16 @@ class ReadProtection:
             return
         request = Request(scope)
         if not self.guard.may_read(request):
-            exc = _unauthorised()
-            body = ('{"detail": "' + str(exc.detail).replace('"', "'") + '"}').encode()
             await send({"type": "http.response.start", "status": 401,
                         "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+                                    (b"content-length", str(len(READ_REFUSED)).encode())]})
+            await send({"type": "http.response.body", "body": READ_REFUSED})
             return
         presented = request.query_params.get("access_token")
-        if not token_matches(presented, self.guard.read_token) or \
-                token_matches(request.cookies.get(READ_COOKIE), self.guard.read_token):
+        read_token = self.guard.read_token
+        opened_by_url = token_matches(presented, read_token) and not token_matches(request.cookies.get(READ_COOKIE),
+                                                                                 read_token)
+        if not opened_by_url:
             await self.app(scope, receive, send)
             return
         cookie = f"{READ_COOKIE}={presented}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000".encode()

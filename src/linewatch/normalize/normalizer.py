@@ -17,7 +17,7 @@ import orjson
 
 from linewatch.config import Machine, PlantConfig
 from linewatch.domain import QcResult, RawMessage, Reading, Rejection, Source
-from linewatch.normalize.profile import MAX_DETAIL_CHARS, CompiledProfile, PayloadError, brief, dig, identifier, leaf_paths
+from linewatch.normalize.profile import CompiledProfile, PayloadError, brief, dig, identifier, leaf_paths
 
 RAW_TOPIC_PREFIX = "linewatch.raw."
 QC_TOPIC = "linewatch.qc"
@@ -26,6 +26,8 @@ SCHEMA_CHECK_EVERY = 200  # nested payloads: look for new fields every this many
 # unmapped fields remembered per machine: a gateway that invents a field name per message must not
 # grow the worker's memory (past this, new names are no longer reported)
 MAX_FIELDS_SEEN = 500
+# a rejection's sentence travels in a DLQ header, a log line and the CLI's output: every one is cut here
+MAX_DETAIL_CHARS = 500
 
 # Reason codes: bounded, stable, used as a Prometheus label and a DLQ header.
 REASONS = (

@@ -18,7 +18,6 @@ from linewatch.normalize.units import Conversion, conversion
 UTC = timezone.utc
 
 
-MAX_DETAIL_CHARS = 500
 _BRIEF = reprlib.Repr()
 _BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlist, _BRIEF.maxdict = 3, 80, 80, 6, 6
 
@@ -30,14 +29,9 @@ def brief(value: Any) -> str:
 
 
 class PayloadError(ValueError):
-    """A payload that does not fit its profile; ``reason`` is the code counted in metrics.
-
-    ``detail`` is at most MAX_DETAIL_CHARS: it travels in a DLQ header, a log line and the CLI's output.
-    """
+    """A payload that does not fit its profile; ``reason`` is the code counted in metrics."""
 
     def __init__(self, reason: str, detail: str):
-        if len(detail) > MAX_DETAIL_CHARS:
-            detail = detail[:MAX_DETAIL_CHARS - 1] + "…"
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
