@@ -292,7 +292,8 @@ class Runner:
         nothing is committed and the worker is not ready; the waits grow from 0.5 s to 10 s.
 
         The writes retried here are idempotent (alert upserts by deterministic id, a checkpoint
-        replacing its keys, an offset commit, DLQ/alert records that may repeat), so retrying is safe.
+        replacing its keys, an offset commit, DLQ/alert records the
+        Kafka sink sends once however often it is retried), so retrying is safe.
         """
         failures, since, delay = 0, 0.0, FIRST_RETRY_SECONDS
         while True:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from linewatch.alerts.publish import TerminalPrinter
@@ -150,6 +150,16 @@ def read_topic(settings: Settings, topic: str, expected: int, timeout: float = 3
             records.extend(msgs)
     consumer.close()
     return records
+
+
+def topic_size(settings: Settings, topic: str) -> int:
+    """How many records a topic holds (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
 
 
 # ------------------------------------------------------------ servers a test may stop and start again

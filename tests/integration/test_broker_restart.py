@@ -13,15 +13,13 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 
-from kafka import KafkaConsumer, TopicPartition
-
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
 from linewatch.sources.simulator import Fault, LineSimulator, SimulatorSettings
 
 from .conftest import (RunningWorker, audit_after_faults, committed_lag, create_topics, own_settings, produce,
-                       read_topic)
+                       read_topic, topic_size)
 from .test_worker_kafka import metric_total
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
@@ -42,15 +40,6 @@ def expected_alerts(settings, config, messages) -> dict[str, tuple]:
         for ev in reference.process(messages[i:i + 2000]).events:
             expected[ev.alert.id] = (ev.alert.kind.value, ev.alert.machine, ev.alert.started_at)
     return expected
-
-
-def topic_size(settings, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum(consumer.end_offsets(partitions).values())
-    finally:
-        consumer.close()
 
 
 def test_the_broker_restarts_mid_stream_and_nothing_is_lost(own_kafka, config, tmp_path):

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -35,10 +36,14 @@ POSITIONS_REFRESH_SECONDS = 5.0
 CALL_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 FLUSH_SLICE_SECONDS = 0.25  # how often a wait for acknowledgements looks whether a stop was requested
+DELIVERY_TIMEOUT_MS = 120_000  # how long the producer retries one record before failing it (Kafka's default)
 
 
 class WriteAbandoned(Exception):
     """The worker was asked to stop while the broker had not acknowledged a write."""
+
+
+_Record = tuple[str, "bytes | None", bytes, tuple[tuple[str, bytes], ...]]  # topic, key, value, headers
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 8) -> None:
@@ -210,6 +215,11 @@ class KafkaSink:
     ``stop`` is the worker's stop request: a wait for acknowledgements gives up when it is set (the
     runner then stops without committing the batch, which is replayed), and otherwise after
     CALL_TIMEOUT_SECONDS (the runner retries).
+
+    A retried write does not send again what the producer still holds: a record sent by an earlier
+    attempt that is still waiting for the broker (or was acknowledged) is waited on, not sent a second
+    time, so an outage longer than one attempt does not announce an alert once per attempt. Only
+    records the producer itself gave up on (its delivery timeout) are sent again.
     """
 
     def __init__(self, settings: Settings, stop: threading.Event | None = None):
@@ -217,30 +227,43 @@ class KafkaSink:
         self.settings = settings
         self.stop = stop or threading.Event()
         timeout_ms = int(CALL_TIMEOUT_SECONDS * 1000)
-        # records not acknowledged within delivery_timeout_ms are failed by the producer itself, so a
-        # long outage does not pile up retried batches' records in its buffer
+        # the producer keeps retrying a record (idempotently: the broker drops its own duplicates) for
+        # delivery_timeout_ms; the runner's attempts wait on those same records meanwhile
         self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, client_id="linewatch-worker",
                                       linger_ms=5, max_block_ms=timeout_ms, request_timeout_ms=timeout_ms,
-                                      delivery_timeout_ms=3 * timeout_ms)
+                                      delivery_timeout_ms=DELIVERY_TIMEOUT_MS)
+        self._in_flight: dict[_Record, Any] = {}  # the last unfinished write's records and their futures
 
     def write(self, rejections: Sequence[Rejection], events: Sequence[AlertEvent]) -> None:
         """Send and block until the broker has acknowledged every record; raises if any failed."""
+        records = [self._dead_letter(r) for r in rejections] + [self._alert_record(ev) for ev in events]
+        if not records:
+            return
+        earlier, self._in_flight = self._in_flight, {}
         futures = []
-        for r in rejections:
-            headers = [("reason", r.reason.encode()), ("detail", r.detail.encode("utf-8", "replace")[:1000]),
-                       ("source_topic", r.source.topic.encode()),
-                       ("source_partition", str(r.source.partition).encode()),
-                       ("source_offset", str(r.source.offset).encode()),
-                       ("profile", r.source.manufacturer.encode()), ("machine", (r.machine or "").encode())]
-            futures.append(self.producer.send(self.settings.dlq_topic, key=r.key, value=r.raw, headers=headers))
-        for ev in events:
-            body = {"event": ev.type.value, "alert": ev.alert.to_dict()}
-            futures.append(self.producer.send(self.settings.alerts_topic, key=ev.alert.id.encode(),
-                                              value=json.dumps(body).encode()))
-        if futures:
-            self._await_acks(len(futures))
-            for f in futures:
-                f.get(timeout=CALL_TIMEOUT_SECONDS)  # re-raises the send's error, so the batch is not committed
+        for record in records:
+            future = earlier.get(record)
+            if future is None or (future.is_done and future.failed()):
+                topic, key, value, headers = record
+                future = self.producer.send(topic, key=key, value=value, headers=list(headers) or None)
+            self._in_flight[record] = future
+            futures.append(future)
+        self._await_acks(len(futures))
+        for f in futures:
+            f.get(timeout=CALL_TIMEOUT_SECONDS)  # re-raises the send's error, so the batch is not committed
+        self._in_flight = {}
+
+    def _dead_letter(self, r: Rejection) -> _Record:
+        headers = (("reason", r.reason.encode()), ("detail", r.detail.encode("utf-8", "replace")[:1000]),
+                   ("source_topic", r.source.topic.encode()),
+                   ("source_partition", str(r.source.partition).encode()),
+                   ("source_offset", str(r.source.offset).encode()),
+                   ("profile", r.source.manufacturer.encode()), ("machine", (r.machine or "").encode()))
+        return self.settings.dlq_topic, r.key, r.raw, headers
+
+    def _alert_record(self, ev: AlertEvent) -> _Record:
+        body = {"event": ev.type.value, "alert": ev.alert.to_dict()}
+        return self.settings.alerts_topic, ev.alert.id.encode(), json.dumps(body).encode(), ()
 
     def _await_acks(self, records: int) -> None:
         deadline = time.monotonic() + CALL_TIMEOUT_SECONDS
