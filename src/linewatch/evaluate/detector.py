@@ -15,12 +15,13 @@ from tqdm import tqdm
 
 from linewatch.config import AnomalySettings
 from linewatch.detect.anomaly import MachineModel
+from linewatch.detect.mewma import MewmaModel
 from linewatch.evaluate.nab import load_data, load_windows
 
 
-def score_series(values: pd.Series, settings: AnomalySettings) -> list[float]:
+def score_series(values: pd.Series, settings: AnomalySettings, model_kind: str = "halfspace") -> list[float]:
     """Online scores in [0, 1): the model's score s (1 = its threshold) mapped to s / (1 + s)."""
-    model = MachineModel("series", settings)
+    model = MewmaModel("series", settings) if model_kind == "mewma" else MachineModel("series", settings)
     out = []
     for v in values.astype(float):
         verdict = model.score_one({"value": float(v)})
@@ -29,7 +30,7 @@ def score_series(values: pd.Series, settings: AnomalySettings) -> list[float]:
 
 
 def score_directory(data_dir: Path, windows_path: Path, out_dir: Path,
-                    settings: AnomalySettings | None = None) -> dict[str, pd.DataFrame]:
+                    settings: AnomalySettings | None = None, model_kind: str = "halfspace") -> dict[str, pd.DataFrame]:
     """Score every labelled file under ``data_dir``; write and return the score frames."""
     windows = load_windows(windows_path)
     out: dict[str, pd.DataFrame] = {}
@@ -40,7 +41,7 @@ def score_directory(data_dir: Path, windows_path: Path, out_dir: Path,
         probation = max(100, int(0.15 * n))
         s = settings or AnomalySettings(warmup_readings=max(50, probation // 2),
                                         calibration_readings=max(50, probation - probation // 2))
-        frame = frame.assign(anomaly_score=score_series(frame["value"], s))
+        frame = frame.assign(anomaly_score=score_series(frame["value"], s, model_kind))
         target = out_dir / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(target, index=False)

@@ -1,7 +1,7 @@
 """Every benchmark in one run, with the production defaults, beside the published numbers.
 
 ``linewatch evaluate all`` runs the failure-rate simulation, SKAB and SECOM (when their directories
-are there) and any NAB-format corpus given, and puts one row per figure beside the simple baseline
+are there), any NAB-format corpus given and the synthetic development set (``evaluate/synthetic.py``), and puts one row per figure beside the simple baseline
 and the best published result, so what falls short is visible in one table. The anomaly model is the
 plant's (``detection.anomaly.model`` in configs/plant.yaml), not chosen per benchmark.
 """
@@ -64,12 +64,26 @@ def _secom(path: Path, model: str) -> tuple[list[Row], dict[str, Any]]:
     return rows, result
 
 
-def _nab(data: Path, windows: Path) -> tuple[list[Row], dict[str, Any]]:
+def _synthetic(model: str) -> tuple[list[Row], dict[str, Any]]:
+    from linewatch.evaluate.synthetic import evaluate
+
+    result = evaluate(model)
+    uni, proc = result["univariate"], result["process"]
+    rows = [Row(f"synthetic NAB ({uni['series']} series)", "NAB standard", uni["linewatch"]["standard"], "",
+                f"windowed Gaussian {uni['windowed_gaussian']['standard']:.2f} (same series)", "development set"),
+            Row(f"synthetic process ({proc['sensors']} sensors)", "mean detection rate, 6 faults",
+                proc["mean_detection_rate"], "", "", "development set"),
+            Row(f"synthetic process ({proc['sensors']} sensors)", "false alarm rate, normal run",
+                proc["false_alarm_rate"], "", "", "development set")]
+    return rows, result
+
+
+def _nab(data: Path, windows: Path, model: str) -> tuple[list[Row], dict[str, Any]]:
     from linewatch.evaluate import nab
     from linewatch.evaluate.detector import score_directory
 
     with tempfile.TemporaryDirectory(prefix="linewatch-nab-") as out:
-        frames = score_directory(data, windows, Path(out))
+        frames = score_directory(data, windows, Path(out), model_kind=model)
     results = nab.score_corpus(frames, nab.load_windows(windows))
     published = {"standard": "windowed Gaussian 39.65; ARTime 74.85, HTM 70.10",
                  "reward_low_FP_rate": "windowed Gaussian 20.87", "reward_low_FN_rate": "windowed Gaussian 47.41"}
@@ -80,7 +94,7 @@ def _nab(data: Path, windows: Path) -> tuple[list[Row], dict[str, Any]]:
 
 
 def evaluate_all(skab: Path | None = None, secom: Path | None = None, nab_data: Path | None = None,
-                 nab_windows: Path | None = None, seeds: int = 200) -> dict[str, Any]:
+                 nab_windows: Path | None = None, seeds: int = 200, synthetic: bool = True) -> dict[str, Any]:
     """Run what is there; a benchmark whose data is missing gets a row saying so, never a guess."""
     model = load_config().detection.anomaly.model
     rows: list[Row] = []
@@ -91,7 +105,9 @@ def evaluate_all(skab: Path | None = None, secom: Path | None = None, nab_data: 
     parts.append(("secom", lambda: _secom(secom, model), secom is not None and secom.is_dir()))  # type: ignore[arg-type]
     if nab_data is not None or nab_windows is not None:
         ok = nab_data is not None and nab_data.is_dir() and nab_windows is not None and nab_windows.is_file()
-        parts.append(("nab", lambda: _nab(nab_data, nab_windows), ok))  # type: ignore[arg-type]
+        parts.append(("nab", lambda: _nab(nab_data, nab_windows, model), ok))  # type: ignore[arg-type]
+    if synthetic:
+        parts.append(("synthetic", lambda: _synthetic(model), True))
     for name, run, available in parts:
         if not available:
             rows.append(Row(name, "not run", None, "", "", "its data was not found"))
