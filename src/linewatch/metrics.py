@@ -87,6 +87,10 @@ class Metrics:
         self.checkpoint_age = Gauge("linewatch_state_checkpoint_age_seconds",
                                     "Seconds since detector state was last checkpointed (the offsets committed with it).",
                                     registry=r)
+        self.refused_checkpoints = Counter("linewatch_refused_checkpoints_total",
+                                           "Checkpoint rows refused because the stored state had learned further into "
+                                           "the same partition (another worker read on; this one reloaded it).",
+                                           registry=r)
         self.checkpoint_bytes = Gauge("linewatch_state_checkpoint_bytes", "Size of the last detector-state checkpoint.",
                                       registry=r)
         self.last_checkpoint: float | None = None

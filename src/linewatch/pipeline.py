@@ -14,7 +14,7 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -683,6 +683,23 @@ class Pipeline:
                                                      protocol=5)
                         for line in lines})
             return out
+
+    def positions(self, keys: Iterable[str]) -> dict[str, tuple[str, int, int] | None]:
+        """How far into its partition each exported state (``machine:<id>``, ``line:<name>``) had learned:
+        what its checkpoint row records, so a write from a worker that fell behind is refused."""
+        with self.lock:
+            out: dict[str, tuple[str, int, int] | None] = {}
+            for key in keys:
+                kind, _, name = key.partition(":")
+                where = (self._machine_partition if kind == "machine" else self._line_partition).get(name)
+                out[key] = self._learned_to(where)
+            return out
+
+    def keys_on(self, partitions: set[tuple[str, int]]) -> set[str]:
+        """The machines and lines whose messages come from these (topic, partition)s."""
+        with self.lock:
+            return ({f"machine:{m}" for m, where in self._machine_partition.items() if where in partitions}
+                    | {f"line:{line}" for line, where in self._line_partition.items() if where in partitions})
 
     def _learned_to(self, where: tuple[str, int] | None) -> tuple[str, int, int] | None:
         """(topic, partition, next offset) of the partition a machine's or line's messages come from

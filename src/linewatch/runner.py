@@ -206,26 +206,65 @@ class Runner:
                 self.pipeline.release(machines, lines)
                 log.info("handed over %s", sorted(keys))
             elif self.state is not None:
-                wanted, state = sorted(keys), self.state
-                store = self.store
-                stored = None if store is None else (
-                    lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
-                restored = self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
-                if store is not None:  # a "new normal" given after those checkpoints is not lost
-                    self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, restored.journal))
-                # a partition kept through an eager rebalance kept its position, which may be past the
-                # checkpoint just loaded: every partition taken over reads on from where its checkpoint
-                # (or its commit, if later) left off
-                source = self.source
-                self._retry("rewind", lambda: source.rewind(partitions, restored.positions))  # type: ignore[attr-defined]
+                self._load(keys, partitions)
                 rewound |= {(tp.topic, tp.partition) for tp in partitions}
-                # the checkpoint may be ahead of the committed offsets (its owner stopped before it could
-                # commit): commit the position read on from, or the group's lag stays as if nothing were read
-                self.uncommitted = True
-                log.info("took over %s from their checkpoints", wanted)
+                log.info("took over %s from their checkpoints", sorted(keys))
         if changed:  # machines and lines other workers own are theirs to judge and update
             self.pipeline.own(self.owned)
         return rewound
+
+    def _load(self, keys: set[str], partitions: set) -> None:
+        """Load the checkpoints of ``keys`` and read ``partitions`` on from where they left off."""
+        assert self.state is not None
+        wanted, state, store = sorted(keys), self.state, self.store
+        stored = None if store is None else (lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
+        restored = self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
+        if store is not None:  # a "new normal" given after those checkpoints is not lost
+            self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, restored.journal))
+        # a partition kept through an eager rebalance kept its position, which may be past the
+        # checkpoint just loaded: every partition taken over reads on from where its checkpoint
+        # (or its commit, if later) left off
+        source = self.source
+        self._retry("rewind", lambda: source.rewind(partitions, restored.positions))  # type: ignore[attr-defined]
+        # the checkpoint may be ahead of the committed offsets (its owner stopped before it could
+        # commit): commit the position read on from, or the group's lag stays as if nothing were read
+        self.uncommitted = True
+
+    def _earlier_topics(self, refused: dict[str, tuple[str, int, int]], states: dict[str, bytes],
+                        positions: dict[str, tuple[str, int, int] | None]) -> dict[str, tuple[str, int, int]]:
+        """Refused rows whose stored offset is past the end of its partition come from an earlier topic of
+        the same name (deleted and created again, its offsets starting afresh): no worker can have read
+        that far, so they are overwritten. Returns the refusals that stand."""
+        source = self.source
+        ends = self._retry("load", lambda: source.end_offsets({(t, p) for t, p, _ in refused.values()}))  # type: ignore[attr-defined]
+        earlier = {k for k, (t, p, o) in refused.items() if (t, p) in ends and o > ends[(t, p)]}
+        if earlier:
+            log.warning("the stored state of %s had learned past the end of its partition (a topic deleted and "
+                        "created again): replaced by this worker's", sorted(earlier))
+            state = self.state
+            assert state is not None
+            again = {k: states[k] for k in earlier}
+            self._retry("checkpoint", lambda: state.save(again, positions, frozenset(again)))
+        return {k: v for k, v in refused.items() if k not in earlier}
+
+    def _refused(self, refused: dict[str, tuple[str, int, int]]) -> None:
+        """Checkpoints refused because the stored state had learned further into the partition: another
+        worker owns it now (or did while this one was paused past its session timeout). What this
+        worker holds for those partitions is older than what is stored: it is dropped and the stored
+        state loaded instead, read on from where it left off. If the partitions have moved, the
+        revocation that follows releases them."""
+        from kafka import TopicPartition
+
+        affected = {(topic, partition) for topic, partition, _ in refused.values()}
+        keys = self.pipeline.keys_on(affected) | set(refused)
+        log.warning("checkpoint of %s refused: the stored state has learned further into the same partition "
+                    "(%s), so another worker has read on from there; dropping what this worker holds for "
+                    "%s and loading the stored state", sorted(refused),
+                    ", ".join(f"{t}[{p}] at {o}" for t, p, o in sorted(refused.values())), sorted(keys))
+        self.pipeline.metrics.refused_checkpoints.inc(len(refused))
+        self.pipeline.release({k.partition(":")[2] for k in keys if k.startswith("machine:")},
+                              {k.partition(":")[2] for k in keys if k.startswith("line:")})
+        self._load(keys, {TopicPartition(t, p) for t, p in affected})
 
     def checkpoint(self) -> None:
         """Save what the detectors have learned, then commit the offsets that state corresponds to.
@@ -238,8 +277,16 @@ class Runner:
         self._take_over()
         if self.state is not None:
             states = self.pipeline.export_state()
+            positions = self.pipeline.positions(states)
             state = self.state
-            self._retry("checkpoint", lambda: state.save(states))
+            # fenced where partitions can move between workers; a source of its own (the in-process
+            # simulation) has nobody to be fenced from
+            everything = frozenset() if hasattr(self.source, "rewind") else frozenset(states)
+            refused = self._retry("checkpoint", lambda: state.save(states, positions, everything))
+            if refused:
+                refused = self._earlier_topics(refused, states, positions)
+            if refused:
+                self._refused(refused)
             metrics = self.pipeline.metrics
             metrics.last_checkpoint = time.time()
             metrics.checkpoint_bytes.set(sum(len(v) for v in states.values()))

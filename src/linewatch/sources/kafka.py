@@ -156,6 +156,12 @@ class KafkaSource:
             else:
                 self.consumer.seek(tp, target)
 
+    def end_offsets(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The offset the next record of each (topic, partition) will get (bounded by CALL_TIMEOUT_SECONDS)."""
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        ends = self.consumer.end_offsets(tps, timeout_ms=int(CALL_TIMEOUT_SECONDS * 1000))
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
     def partition_count(self, topic: str) -> int:
         return len(self.consumer.partitions_for_topic(topic) or ())
 
