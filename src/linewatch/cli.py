@@ -101,12 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     sk.add_argument("path", type=Path, nargs="?", default=Path("../shared/datasets/skab"))
     sk.add_argument("--detector", choices=["mewma", "halfspace"], default="mewma",
                     help="mewma: multivariate EWMA / Hotelling T² (default); halfspace: Half-Space Trees + deviation")
+    sk.add_argument("--exclude-thermal", action="store_true",
+                    help="mewma without Temperature and Thermocouple (the pre-issue-11 comparison, chosen after "
+                         "looking at the data; never the default)")
     sk.add_argument("--json", action="store_true")
     sk.set_defaults(func=cmd_evaluate_skab)
     se = evs.add_parser("secom", help="SECOM: ROC AUC of the per-unit score vs Pass/Fail, failure-rate alarms")
     se.add_argument("path", type=Path, nargs="?", default=Path("../shared/datasets/secom"))
-    se.add_argument("--detector", choices=["halfspace", "mewma"], default="halfspace",
-                    help="halfspace: Half-Space Trees + deviation (default); mewma: multivariate EWMA / Hotelling T²")
+    se.add_argument("--detector", choices=["halfspace", "mewma"], default="mewma",
+                    help="mewma: multivariate EWMA / Hotelling T² (default); halfspace: Half-Space Trees + deviation")
     se.set_defaults(func=cmd_evaluate_secom)
     nab = evs.add_parser("nab", help="NAB-compatible score of linewatch (--data) or of other detectors (--scores)")
     source = nab.add_mutually_exclusive_group(required=True)
@@ -212,7 +215,9 @@ def cmd_evaluate_skab(args: argparse.Namespace) -> int:
     from linewatch.evaluate.skab import evaluate
 
     try:
-        result = evaluate(args.path, detector=args.detector)
+        from linewatch.evaluate.skab import EXCLUDED_THERMAL
+
+        result = evaluate(args.path, detector=args.detector, mewma=EXCLUDED_THERMAL if args.exclude_thermal else None)
     except OSError as exc:
         print(f"linewatch evaluate skab: {exc}", file=sys.stderr)
         return 2

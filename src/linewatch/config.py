@@ -104,9 +104,10 @@ class AnomalySettings(_Strict):
     debounce_k: int = Field(3, ge=1)
     debounce_n: int = Field(5, ge=1)
     clear_after_seconds: float = Field(120.0, gt=0)
-    # which per-machine model: river's Half-Space Trees with a per-sensor deviation (detect/anomaly.py),
-    # or a multivariate EWMA with Hotelling's T² (detect/mewma.py: persistent shifts, broken correlations)
-    model: Literal["halfspace", "mewma"] = "halfspace"
+    # which per-machine model: a multivariate EWMA with Hotelling's T² (detect/mewma.py: persistent
+    # shifts, slow drifts, broken correlations, spikes; the default since issue 11, see docs/evaluation.md),
+    # or river's Half-Space Trees with a per-sensor deviation (detect/anomaly.py)
+    model: Literal["halfspace", "mewma"] = "mewma"
     mewma: MewmaSettings = Field(default_factory=MewmaSettings)  # its knobs when model is mewma
 
     @model_validator(mode="after")

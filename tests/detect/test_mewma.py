@@ -10,7 +10,9 @@ from pydantic import ValidationError
 from linewatch.config import AnomalySettings
 from linewatch.detect.mewma import MewmaModel, MewmaSettings
 
-SETTINGS = AnomalySettings(warmup_readings=250, calibration_readings=150)
+# the alarm goes on with the first outlier here (debounce 1 of 1): the tests below are about the chart
+# itself; test_the_alarm_goes_on_at_k_of_the_last_n_outliers is about the plant's debounce
+SETTINGS = AnomalySettings(warmup_readings=250, calibration_readings=150, debounce_k=1, debounce_n=1)
 TRAIN = SETTINGS.warmup_readings + SETTINGS.calibration_readings
 FLOW_SD, CURRENT_SD = 2.0, 0.2
 
@@ -42,7 +44,12 @@ def test_phases_follow_the_settings_and_stay_silent_until_calibrated():
     assert all(v.threshold is None and v.score == 0.0 for v in verdicts)
     assert model.phase == "monitoring" and model.threshold is not None
     after = model.score_one(normal_readings(1, seed=9)[0])
-    assert after.threshold == 1.0 and after.score == pytest.approx(after.tree_score / model.threshold)
+    # the larger of the EWMA's T² and the reading's own T², each over its threshold
+    assert after.threshold == 1.0 and after.score >= after.tree_score / model.threshold - 1e-12
+    ewma_only = MewmaModel("pump-1", SETTINGS, mewma=MewmaSettings(shewhart=False))
+    ewma_only.score_batch(normal_readings(TRAIN))
+    after = ewma_only.score_one(normal_readings(1, seed=9)[0])
+    assert after.score == pytest.approx(after.tree_score / ewma_only.threshold)
 
 
 def test_normal_operation_stays_quiet():
@@ -120,7 +127,7 @@ def test_anomalous_readings_are_not_learned_but_normal_ones_are():
     verdicts = model.score_batch([dict(r, flow=r["flow"] + 8 * FLOW_SD) for r in normal_readings(60, seed=3)])
     assert verdicts.anomalous[1:].all()
     assert model.normal_range() == before  # 59 readings in alarm: the mean has not moved at all
-    model = trained()
+    model = trained(mewma=MewmaSettings(mean_learning_rate=0.01))
     # a step of half a scale, mostly below the alarm: learned at mean_learning_rate 0.01
     drift = [dict(r, flow=r["flow"] + 0.5 * FLOW_SD) for r in normal_readings(300, seed=4)]
     verdicts = model.score_batch(drift)
@@ -204,3 +211,65 @@ def test_importing_the_model_does_not_import_the_config():
     code = ("import sys, linewatch.detect.mewma; "
             "assert 'linewatch.config' not in sys.modules and 'linewatch.detect.anomaly' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def _debounced(outliers: np.ndarray, k: int, n: int, off_delay: int) -> np.ndarray:
+    """The alarm as the plant's settings describe it: on at k of the last n outliers, off after
+    off_delay quiet readings."""
+    on, quiet, out = False, 0, []
+    for i, o in enumerate(outliers):
+        if not on:
+            on, quiet = outliers[max(0, i - n + 1):i + 1].sum() >= k, 0
+        else:
+            quiet = quiet + 1 if not o else 0
+            on = quiet < off_delay
+        out.append(on)
+    return np.array(out)
+
+
+def test_the_alarm_goes_on_at_k_of_the_last_n_outliers():
+    settings = AnomalySettings(warmup_readings=250, calibration_readings=150, debounce_k=3, debounce_n=5)
+    normal = normal_readings(160, seed=5)
+    stream = normal[:40] + [dict(r, flow=r["flow"] + 4 * FLOW_SD) for r in normal[40:80]] + normal[80:]
+    verdicts = trained(settings).score_batch(stream)
+    assert verdicts.anomalous[40:80].any()
+    assert (verdicts.anomalous == _debounced(verdicts.outlier, 3, 5, 5)).all()
+
+
+def test_a_spike_the_ewma_would_average_away_is_caught_by_the_readings_own_t2():
+    spike = normal_readings(60, seed=6)
+    spike[30] = dict(spike[30], pressure=spike[30]["pressure"] + 0.6)  # breaks the pressure/current relation
+    with_single = trained(SETTINGS).score_batch(spike)
+    ewma_only = trained(SETTINGS, MewmaSettings(shewhart=False)).score_batch(spike)
+    assert with_single.outlier[30] and with_single.score[30] > 2 * ewma_only.score[30]
+    assert with_single.contributions[30][0].sensor in ("pressure", "current")
+
+
+def test_a_sensor_that_trends_through_warm_up_is_modelled_on_its_changes():
+    rng = np.random.default_rng(7)
+    rows = [dict(r, temperature=40 + 0.05 * i + rng.normal(0, 0.02)) for i, r in enumerate(normal_readings(900, seed=7))]
+    model = MewmaModel("pump-1", SETTINGS)
+    verdicts = model.score_batch(rows)
+    assert model.increments.tolist() == [s == "temperature" for s in model.sensors]
+    # it keeps heating after calibration; modelled on its level it would be "out of range" from then on
+    assert verdicts.anomalous[TRAIN:].mean() < 0.02
+    low, high = model.normal_range()["temperature"]
+    assert low < rows[-1]["temperature"] + 0.05 < high  # the next reading's range, following the trend
+    levels = MewmaModel("pump-1", SETTINGS, mewma=MewmaSettings(difference_trending=False))
+    assert levels.score_batch(rows).anomalous[TRAIN:].mean() > 0.05
+
+
+def test_a_model_checkpointed_before_these_features_comes_back_scoring_as_it_did():
+    model = trained(mewma=MewmaSettings(shewhart=False, difference_trending=False))
+    state = model.__dict__.copy()
+    old = MewmaSettings(shewhart=False, difference_trending=False)
+    for name in ("shewhart", "difference_trending", "trend_r2"):
+        old.__dict__.pop(name)  # as a pickle of the older class holds it
+    state["mewma"] = old
+    for name in ("calibration_single", "single_threshold", "increments", "previous", "recent"):
+        state.pop(name)
+    restored = MewmaModel.__new__(MewmaModel)
+    restored.__setstate__(state)
+    readings = normal_readings(50, seed=8)
+    expected = trained(mewma=MewmaSettings(shewhart=False, difference_trending=False)).score_batch(readings)
+    assert np.allclose(restored.score_batch(readings).score, expected.score)

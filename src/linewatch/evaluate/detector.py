@@ -2,31 +2,36 @@
 
 Each file is one machine with one sensor, scored online in a single pass like the worker scores
 readings: the model warms up on the start of the series, calibrates its threshold, then scores.
-Scores are written as NAB expects them (``timestamp,value,anomaly_score`` with scores in [0, 1)),
-so linewatch is compared with other detectors on the same scorer.
+Scores are written as NAB expects them (``timestamp,value,anomaly_score`` with scores in [0, 1]),
+so linewatch is compared with other detectors on the same scorer. The per-row score is the anomaly
+likelihood of the model's own score, as NAB's HTM entry reports its likelihood: NAB counts every
+flagged row outside a window, and a model whose alarm rightly stays on through a level shift would
+otherwise be charged for each row of it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from linewatch.config import AnomalySettings
-from linewatch.detect.anomaly import MachineModel
+from linewatch.detect.anomaly import MONITORING, MachineModel
+from linewatch.detect.likelihood import exceedance, likelihood, log_likelihood
 from linewatch.detect.mewma import MewmaModel
 from linewatch.evaluate.nab import load_data, load_windows
 
 
 def score_series(values: pd.Series, settings: AnomalySettings, model_kind: str = "halfspace") -> list[float]:
-    """Online scores in [0, 1): the model's score s (1 = its threshold) mapped to s / (1 + s)."""
+    """Online per-row scores in [0, 1]: the anomaly likelihood (``detect/likelihood.py``) of the model's
+    exceedance of its own threshold, on a log scale. The model scores and learns the rows one after
+    the other, exactly as the worker does; rows before it is calibrated get 0.5."""
     model = MewmaModel("series", settings) if model_kind == "mewma" else MachineModel("series", settings)
-    out = []
-    for v in values.astype(float):
-        verdict = model.score_one({"value": float(v)})
-        out.append(verdict.score / (1.0 + verdict.score))
-    return out
+    verdicts = model.score_batch([{"value": float(v)} for v in values.astype(float)])
+    raw = np.where(verdicts.phase == MONITORING, exceedance(verdicts.score), np.nan)
+    return log_likelihood(likelihood(raw)).tolist()
 
 
 def score_directory(data_dir: Path, windows_path: Path, out_dir: Path,

@@ -26,7 +26,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "datasets" / "sec
 
 
 def evaluate(path: Path, config_dir: Path = CONFIG_DIR, warmup: int = 300, calibration: int = 200,
-             detector: str = "halfspace") -> dict[str, Any]:
+             detector: str = "mewma") -> dict[str, Any]:
     """``detector``: ``halfspace`` (Half-Space Trees + deviation) or ``mewma`` (MEWMA / Hotelling T²)."""
     config = load_config(config_dir)
     normalizer = Normalizer(config)
