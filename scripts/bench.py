@@ -15,6 +15,7 @@ Each figure is the median of --repeat runs, except where a section says "one run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
 import platform
@@ -100,7 +101,25 @@ def bench_models(config, repeat: int, n: int = 20_000) -> dict[str, float]:
             model.score_batch(readings[i:i + 500])
         return n, time.perf_counter() - t
 
-    out = {"river RiverMachineModel.score_one, reading by reading (8 sensors)": median_rate(river, repeat),
+    from linewatch.detect.mewma import MewmaModel, MewmaSettings
+
+    def mewma(knobs: MewmaSettings, plant=settings):
+        def run():
+            model = MewmaModel("m", plant, mewma=knobs)
+            model.score_batch(readings[:plant.warmup_readings + plant.calibration_readings])  # calibrated
+            t = time.perf_counter()
+            for i in range(0, n, 500):
+                model.score_array(x[i:i + 500])
+            return n, time.perf_counter() - t
+        return run
+
+    # the MEWMA as it was before issue 11 (EWMA T² only, the first outlier raises the alarm) beside the default
+    before = MewmaSettings(shewhart=False, difference_trending=False, mean_learning_rate=0.01)
+    out = {"linewatch MewmaModel.score_array, batches of 500, pre-issue-11 knobs":
+           median_rate(mewma(before, settings.model_copy(update={"debounce_k": 1, "debounce_n": 1})), repeat),
+           "linewatch MewmaModel.score_array, batches of 500, defaults (the production model)":
+           median_rate(mewma(settings.mewma), repeat)}
+    out |= {"river RiverMachineModel.score_one, reading by reading (8 sensors)": median_rate(river, repeat),
            "linewatch MachineModel.score_array, batches of 100": median_rate(batches(100), repeat),
            "linewatch MachineModel.score_array, batches of 1000": median_rate(batches(1000), repeat),
            "linewatch MachineModel.score_batch, dicts, batches of 500": median_rate(dict_batches, repeat)}
@@ -199,14 +218,19 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
         raw_cpu.append(n / cpu)
         return n, elapsed
 
-    def worker(columnar: bool = True):
+    # the plant's model (the MEWMA since issue 11) beside the Half-Space Trees default it replaced
+    detection = config.detection.model_copy(
+        update={"anomaly": config.detection.anomaly.model_copy(update={"model": "halfspace"})})
+    halfspace_config = dataclasses.replace(config, detection=detection)
+
+    def worker(columnar: bool = True, plant=config):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(kafka_bootstrap=bootstrap, consumer_group=f"bench-{uuid.uuid4().hex[:6]}",
                                 raw_topic_prefix=prefix, qc_topic=qc, dlq_topic=f"bench{tag}.dlq",
                                 alerts_topic=f"bench{tag}.alerts", database_url=f"sqlite:///{tmp}/a.db")
             source, sink, store = KafkaSource(settings), KafkaSink(settings), AlertStore(settings.database_url)
-            normalizer = Normalizer(config, raw_prefix=prefix, qc_topic=qc)
-            runner = Runner(source, Pipeline(config, Metrics(), normalizer=normalizer, columnar=columnar), store, [sink])
+            normalizer = Normalizer(plant, raw_prefix=prefix, qc_topic=qc)
+            runner = Runner(source, Pipeline(plant, Metrics(), normalizer=normalizer, columnar=columnar), store, [sink])
             settle_memory()  # as `linewatch run` does once everything long-lived exists
             n, t0, cpu0 = 0, None, 0.0
             while n < total:
@@ -216,7 +240,7 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
                         t0, cpu0 = time.perf_counter(), time.process_time()
                     n += out.messages
             elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-            (worker_cpu if columnar else []).append(n / cpu)  # the message-by-message worker's is not reported
+            (worker_cpu if columnar and plant is config else []).append(n / cpu)  # others' not reported
             source.close(), sink.close(), store.close()
             gc.unfreeze()  # the next run starts as this one did
             gc.set_threshold(*gc_defaults)
@@ -229,7 +253,9 @@ def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, 
     worker_cpu: list[float] = []
     runs = {"raw kafka-python consume": raw_consume,
             "linewatch worker end to end (consume, normalise, score, store, commit)": worker,
-            "… the same, every message read alone (Pipeline(columnar=False))": lambda: worker(columnar=False)}
+            "… the same, every message read alone (Pipeline(columnar=False))": lambda: worker(columnar=False),
+            "… the same with the Half-Space Trees model (the default before issue 11)":
+                lambda: worker(plant=halfspace_config)}
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):  # interleaved, so a noisy neighbour weighs on every row alike
         for name, fn in runs.items():

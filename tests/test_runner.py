@@ -69,3 +69,27 @@ def test_a_clean_stop_is_not_unfinished(config):
     runner = Runner(source, Pipeline(config, Metrics()), Store())  # type: ignore[arg-type]
     stats = runner.run()
     assert stats.unfinished is None and source.commits == 1
+
+
+def test_the_store_counts_as_not_ready_while_a_database_write_fails_and_ready_once_it_works(config):
+    source = OneBatch()
+    seen = []
+
+    class DiskFull(QuietJournal):
+        """Answers queries (SELECT 1 works) but refuses writes twice, then accepts them."""
+
+        def __init__(self) -> None:
+            self.refusals = 2
+
+        def save(self, events) -> None:
+            seen.append(runner.store_failing())
+            if self.refusals:
+                self.refusals -= 1
+                raise OSError("database or disk is full")
+            runner.stop_requested.set()
+
+    runner = Runner(source, Pipeline(config, Metrics()), DiskFull())  # type: ignore[arg-type]
+    runner._hold = lambda seconds: None  # no waiting between attempts in a unit test
+    stats = runner.run()
+    assert seen == [False, True, True]  # failing from the first refusal until a write succeeds
+    assert not runner.store_failing() and stats.unfinished is None

@@ -45,7 +45,10 @@ WRITES = {
     "load": "cannot load detector checkpoints from the database",
     "commit": "cannot commit consumer offsets to Kafka",
     "rewind": "cannot read the committed offsets of partitions taken over from Kafka",
+    "ends": "cannot read the end offsets of partitions from Kafka",
 }
+# the retried writes that go to the database: while one of them fails, /readyz says the store is not ready
+DATABASE_WRITES = frozenset({"store", "silences", "actions", "checkpoint", "load"})
 DONE = {
     "store": "alerts saved to the database",
     "silences": "silences read from the database",
@@ -55,6 +58,7 @@ DONE = {
     "load": "detector checkpoints loaded from the database",
     "commit": "consumer offsets committed to Kafka",
     "rewind": "committed offsets of partitions taken over read from Kafka",
+    "ends": "end offsets of partitions read from Kafka",
 }
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 10.0
@@ -114,6 +118,12 @@ class Runner:
         self.not_ready_reason: str | None = "the worker has not started consuming yet"
         self.stats = RunStats()
         self._holding = 0  # messages in the batch held while a write is retried (for the log)
+        self.failing: set[str] = set()  # the writes (WRITES keys) being retried right now
+
+    def store_failing(self) -> bool:
+        """Whether a write to the database is failing right now (a full disk, a read-only database): the
+        store may still answer ``SELECT 1``, but what the worker must save is not being saved."""
+        return bool(self.failing & DATABASE_WRITES)
 
     def readiness(self) -> tuple[bool, str | None]:
         """Whether the worker is consuming normally, and if not, why (for /readyz)."""
@@ -236,7 +246,7 @@ class Runner:
         the same name (deleted and created again, its offsets starting afresh): no worker can have read
         that far, so they are overwritten. Returns the refusals that stand."""
         source = self.source
-        ends = self._retry("load", lambda: source.end_offsets({(t, p) for t, p, _ in refused.values()}))  # type: ignore[attr-defined]
+        ends = self._retry("ends", lambda: source.end_offsets({(t, p) for t, p, _ in refused.values()}))  # type: ignore[attr-defined]
         earlier = {k for k, (t, p, o) in refused.items() if (t, p) in ends and o > ends[(t, p)]}
         if earlier:
             log.warning("the stored state of %s had learned past the end of its partition (a topic deleted and "
@@ -348,6 +358,7 @@ class Runner:
                 result = attempt()
             except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the answer is to wait and retry
                 failures += 1
+                self.failing.add(what)
                 self.pipeline.metrics.durable_write_failures.labels(what).inc()
                 error = f"{type(exc).__name__}: {_first_line(exc)}"
                 if self.stop_requested.is_set():
@@ -365,6 +376,7 @@ class Runner:
                 self._hold(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
                 continue
+            self.failing.discard(what)
             if failures:
                 self._resume()
                 log.warning("%s after %d failed attempt(s) over %.1f s; resuming consumption",

@@ -158,7 +158,8 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
 
 def readiness_with_reason(app: FastAPI, store: AlertStore, runner: Runner) -> None:
     """/readyz that also says why the worker is not ready (the database or the broker is away, the
-    worker has not started or has stopped), replacing the app's plain one.
+    worker has not started or has stopped), replacing the app's plain one. ``store`` is false while a
+    write to the database is failing, even if the database still answers a query.
 
     The body keeps the app's fields (``ready``, ``worker``, ``store``) and adds ``reason`` (null when
     ready); 503 whenever ``ready`` is false, so orchestrators and load balancers take the worker out.
@@ -170,7 +171,7 @@ def readiness_with_reason(app: FastAPI, store: AlertStore, runner: Runner) -> No
     def readyz() -> JSONResponse:
         """The worker is consuming and the alert store answers; if not, ``reason`` says why."""
         worker, why = runner.readiness()
-        db = store.ping()
+        db = store.ping() and not runner.store_failing()  # answering is not enough: the last write must have worked
         if why is None and not db:
             why = "the database does not answer"
         body = {"ready": worker and db, "worker": worker, "store": db, "reason": why}

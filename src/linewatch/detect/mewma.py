@@ -26,16 +26,21 @@ a scaled identity keeps the inverse stable without a tuning knob.
 
 Phases, mapped onto linewatch's warm-up and calibration (``AnomalySettings``):
 
-- **warming up** (``warmup_readings``): readings are kept; at the end the mean, scale and precision
-  are fitted on them and the EWMA is run over them (from zero) so it starts in its steady state.
+- **warming up** (``warmup_readings``): readings are kept; at the end the sensors that trend through
+  them (``difference_trending``: a straight line explains more than ``trend_r2`` of a sensor's
+  variance, as when a machine heats up) are chosen to be modelled on their change from one reading to
+  the next, and the mean, scale and precision are fitted on what the model sees of the readings; the
+  EWMA is run over them (from zero) so it starts in its steady state.
 - **calibrating** (``calibration_readings``): readings are scored as in monitoring, but never raise
   the alarm; the mean keeps learning. The threshold is ``threshold_margin`` times the largest score
   seen: a data-driven limit from readings the model did *not* fit on (cross-fitted), so it carries
   the estimation error of the fit, which an analytic χ² limit would ignore. Then the mean, scale
   and precision are fitted again on all warm-up and calibration readings (more data, same
   threshold) and the EWMA is run over them again.
-- **monitoring**: ``score = s / threshold`` (1.0 is the line), ``outlier = s > threshold``. The alarm
-  (``anomalous``) goes on with the first outlier and off only after ``off_delay_readings``
+- **monitoring**: ``score = max(s / threshold, t / single threshold)`` (1.0 is the line), where ``t``
+  is the reading's own Hotelling T² (``shewhart``: the EWMA averages a spike away; its threshold is
+  calibrated like the EWMA's), ``outlier = score > 1``. The alarm (``anomalous``) goes on at
+  ``debounce_k`` of the last ``debounce_n`` outliers (the plant's debounce) and off only after ``off_delay_readings``
   consecutive readings at or below the threshold: the EWMA hovers around the threshold at the
   edges of a fault, and flapping alerts would be worse than a few seconds' delay. The mean keeps
   learning (rate ``mean_learning_rate``) only from readings taken while the alarm is off, so a
@@ -52,7 +57,8 @@ value is in range at the top: its share is large, its deviation small.
 The EWMA is a recursion and whether a reading is learned depends on the alarm, so readings are
 scored one after the other, on small numpy vectors; the Ledoit-Wolf fit runs twice per (re)start.
 Measured for 8 sensors on the 2-core benchmark machine: about 180,000 readings/s through
-``score_batch`` (batches of 100 or more), 50,000/s through ``score_one``; a model pickles to under
+``score_batch`` (batches of 100 or more), 50,000/s through ``score_one`` before issue 11 (the
+reading's own T² costs a matrix-vector product more: see docs/benchmarks.md); a model pickles to under
 2 kB once calibrated (``MachineModel``: about 50 kB).
 """
 
@@ -101,8 +107,8 @@ class MewmaSettings(BaseModel):
     off_delay_readings: int = Field(5, ge=1)
     # how fast the mean follows readings taken while the alarm is off (0 = never). Slow on purpose: at
     # 0.01 per reading the mean kept up with any drift slower than about one scale per 100 readings,
-    # so a slow drift was never found (synthetic process set: a drifting cause found in 0-4 % of its
-    # rows; at 0.002: 47-72 %), while a normal that wanders (a NAB-style series) is still followed
+    # so a slow drift was rarely found (synthetic process set, docs/evaluation.md), while a normal
+    # that wanders (a NAB-style series) is still followed
     mean_learning_rate: float = Field(0.002, ge=0.0, lt=1.0)
     # also score each reading's own Hotelling T² (the EWMA averages a spike or a one-reading glitch
     # away); its threshold is calibrated like the EWMA's
