@@ -340,3 +340,29 @@ def test_qc_results_the_genealogy_cannot_link_to_machines_are_counted(config):
     unlinked = sum(metrics.registry.get_sample_value("linewatch_qc_unattributed_total", {"line": "line-1", "reason": r})
                    or 0 for r in ("no_ids", "unknown_unit", "unknown_batch"))
     assert qc == 200 and unlinked == 200
+
+
+def test_replayed_qc_results_are_recognised_and_a_late_lab_result_is_not(config):
+    faults = (Fault("failure_rate", "checkweigher-1", start=1500, duration=1500, magnitude=0.25),)
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=faults)).messages(4000)]
+    qc = [m for m in msgs if m.topic == "linewatch.qc"]
+    pipeline = Pipeline(config, Metrics())
+    events = run(pipeline, msgs)
+    assert any(e.alert.kind is AlertKind.FAILURE_RATE for e in events)
+    units = pipeline.monitors["line-1"].units
+    assert units == len(qc)
+    # a gateway re-sends the first quarter of the line's QC results, and the whole line once more
+    replay_events = run(pipeline, qc[:len(qc) // 4]) + run(pipeline, qc)
+    assert pipeline.monitors["line-1"].units == units
+    assert [e for e in replay_events if e.alert.kind is AlertKind.FAILURE_RATE] == []
+    assert pipeline.metrics.qc_replayed.labels("line-1")._value.get() == len(qc) // 4 + len(qc)
+    # the memory travels with the line's checkpoint: a worker taking the line over recognises them too
+    taker = Pipeline(config, Metrics())
+    taker.import_state(pipeline.export_state(everything=True))
+    run(taker, qc[:100])
+    assert taker.monitors["line-1"].units == units
+    # a destructive test on a sample, reported later with an earlier time, is a new result
+    body = json.loads(qc[10].value)
+    late = dict(body, test="burst_pressure")
+    run(taker, [RawMessage(qc[10].topic, json.dumps(late).encode(), qc[10].key)])
+    assert taker.monitors["line-1"].units == units + 1

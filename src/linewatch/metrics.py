@@ -40,6 +40,9 @@ class Metrics:
                                        "QC results the genealogy could not link to the machines that made the "
                                        "unit (no ids, unit or batch not seen): they count for the line only.",
                                        ["line", "reason"], registry=r)
+        self.qc_replayed = Counter("linewatch_qc_replayed_total",
+                                   "QC results seen before (same unit or batch, test, time and verdict: a re-send "
+                                   "or a replay), recognised and not counted again.", ["line"], registry=r)
         self.rejected = Counter("linewatch_rejected_total", "Messages rejected to the dead-letter topic, by reason.",
                                 ["reason"], registry=r)
         self.skipped = Counter("linewatch_readings_skipped_total",

@@ -28,6 +28,7 @@ from linewatch.detect.anomaly import MONITORING, MachineModel, Verdict
 from linewatch.detect.failure_rate import FailureRateMonitor, RateVerdict
 from linewatch.detect.genealogy import MachineFailureRates
 from linewatch.detect.mewma import MewmaModel
+from linewatch.detect.replayed import RecentResults
 from linewatch.detect.rows import Part
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
                               Reading, ReadingBlock, Rejection, Severity)
@@ -126,6 +127,7 @@ class Pipeline:
         self.aggregators = {name: spec.aggregate for name, spec in config.profiles.items() if spec.aggregate}
         self.machine_aggregators: dict[str, Aggregator] = {}
         self.monitors: dict[str, FailureRateMonitor] = {}  # made on a line's first QC result (owned lines only)
+        self.qc_recent: dict[str, RecentResults] = {}  # per line, its recent QC results (a replay is recognised)
         # failure rate per machine, where unit/batch ids on readings link QC results to machines (per line)
         self.machine_rates: dict[str, MachineFailureRates] = {}
         self._per_machine_rates = settings.genealogy.per_machine
@@ -522,6 +524,13 @@ class Pipeline:
     # ------------------------------------------------------------ QC results
 
     def _qc(self, qc: QcResult, out: BatchOutcome) -> None:
+        recent = self.qc_recent.get(qc.line)
+        if recent is None:
+            recent = self.qc_recent[qc.line] = RecentResults()
+        if recent.seen_before(qc):  # a re-sent or replayed result: counted once, never learned twice
+            self._changed_lines.add(qc.line)
+            self.metrics.qc_replayed.labels(qc.line).inc()
+            return
         monitor = self.monitors.get(qc.line)
         if monitor is None:
             monitor = self.monitors[qc.line] = FailureRateMonitor(qc.line, self.config.detection.failure_rate)
@@ -677,6 +686,7 @@ class Pipeline:
                     protocol=5)
             # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
             out.update({f"line:{line}": pickle.dumps({"monitor": self.monitors[line],
+                                                      "qc_recent": self.qc_recent.get(line),
                                                       "machine_rates": self.machine_rates.get(line),
                                                       "open_alerts": self.book.owned_by(f"line:{line}"),
                                                       "position": self._learned_to(self._line_partition.get(line))},
@@ -762,6 +772,8 @@ class Pipeline:
                     if isinstance(st, FailureRateMonitor):  # checkpoints written before genealogy
                         st = {"monitor": st, "machine_rates": None}
                     self.monitors[name] = st["monitor"]
+                    if st.get("qc_recent") is not None:
+                        self.qc_recent[name] = st["qc_recent"]
                     if st["machine_rates"] is not None:
                         self.machine_rates[name] = st["machine_rates"]
                     self.lines.setdefault(name, LineStatus(name))
@@ -782,6 +794,7 @@ class Pipeline:
                     self.machines[m].phase = "handed over"
             for line in lines:
                 self.monitors.pop(line, None)
+                self.qc_recent.pop(line, None)
                 self.machine_rates.pop(line, None)
 
     def own(self, owned: set[str]) -> None:

@@ -67,6 +67,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -101,8 +102,13 @@ class MewmaSettings(BaseModel):
     # λ of the EWMA: weight of the newest reading. Small λ finds small persistent shifts, large λ
     # reacts to large sudden ones; 0.25 is in the range Lowry et al. recommend (0.1-0.3).
     smoothing: float = Field(0.25, gt=0.0, le=1.0)
-    # threshold = margin x the largest T² seen while calibrating
+    # threshold = margin x the largest T² seen while calibrating, or, if higher, the T² that a reading
+    # exceeds with this probability under the calibration scores' own distribution (a scaled χ² with
+    # their mean and variance, Box 1954): the largest of a few hundred scores says little about how
+    # often a machine running for days exceeds it (on the simulated line: 8 false alarms in 4 hours
+    # with the margin alone, none with the limit as well; docs/evaluation.md)
     threshold_margin: float = Field(1.25, ge=1.0)
+    false_alarm_per_reading: float = Field(1e-5, gt=0.0, lt=0.5)
     # the alarm clears after this many consecutive readings at or below the threshold
     off_delay_readings: int = Field(5, ge=1)
     # how fast the mean follows readings taken while the alarm is off (0 = never). Slow on purpose: at
@@ -333,7 +339,7 @@ class MewmaModel:
         """Keep warm-up and calibration readings in one array (compact to checkpoint), in arrival order."""
         if self.kept is None:
             total = self.settings.warmup_readings + self.settings.calibration_readings
-            self.kept = np.empty((total, rows.shape[1]))
+            self.kept = np.zeros((total, rows.shape[1]))  # not empty(): a checkpoint is the same in every worker
         self.kept[self.seen:self.seen + len(rows)] = rows
 
     def _kept(self) -> np.ndarray:
@@ -372,14 +378,19 @@ class MewmaModel:
         self.z = z
 
     def _calibrate(self) -> None:
-        margin = self.mewma.threshold_margin
-        self.threshold = max(margin * max(self.calibration), MIN_THRESHOLD)
+        self.threshold = self._limit(self.calibration)
         if self.mewma.shewhart:
-            self.single_threshold = max(margin * max(self.calibration_single), MIN_THRESHOLD)
+            self.single_threshold = self._limit(self.calibration_single)
         self._fit(self._kept())
         self.kept, self.calibration, self.calibration_single = None, [], []
         self.alarm, self.quiet = False, 0
         self.recent.clear()
+
+    def _limit(self, scores: list[float]) -> float:
+        """The threshold for scores like these calibration scores (see ``threshold_margin``)."""
+        limit = max(self.mewma.threshold_margin * max(scores),
+                    scaled_chi2_quantile(scores, 1.0 - self.mewma.false_alarm_per_reading))
+        return max(limit, MIN_THRESHOLD)
 
     # ------------------------------------------------------------ explanations
 
@@ -426,6 +437,24 @@ class MewmaModel:
         sensors, last = self.sensors, self.last
         self.__init__(self.machine, self.settings, self.seed, self.mewma)  # type: ignore[misc]
         self.sensors, self.last = sensors, last
+
+
+def scaled_chi2_quantile(scores: list[float] | np.ndarray, p: float) -> float:
+    """The ``p`` quantile of ``g χ²_h`` with the mean and variance of ``scores`` (Box 1954, "Some theorems
+    on quadratic forms", Ann. Math. Statist. 25(2): g = var / (2 mean), h = 2 mean² / var), the χ²
+    quantile by Wilson and Hilferty's cube-root approximation; 0 for scores without spread.
+
+    >>> round(scaled_chi2_quantile(np.random.default_rng(0).chisquare(5, 20000), 0.99), 1)  # exact χ²_5: 15.09
+    15.2
+    """
+    values = np.asarray(scores, dtype=float)
+    mean, var = float(values.mean()), float(values.var())
+    if mean <= 0 or var <= 0:
+        return 0.0
+    g, h = var / (2.0 * mean), 2.0 * mean * mean / var
+    z = NormalDist().inv_cdf(p)
+    c = 2.0 / (9.0 * h)
+    return g * h * max(1.0 - c + z * math.sqrt(c), 0.0) ** 3
 
 
 def trending(rows: np.ndarray, r2: float) -> np.ndarray:
