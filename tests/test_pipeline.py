@@ -366,3 +366,34 @@ def test_replayed_qc_results_are_recognised_and_a_late_lab_result_is_not(config)
     late = dict(body, test="burst_pressure")
     run(taker, [RawMessage(qc[10].topic, json.dumps(late).encode(), qc[10].key)])
     assert taker.monitors["line-1"].units == units + 1
+
+
+def test_a_restored_model_whose_profile_maps_other_sensors_starts_again_and_says_so(config, caplog):
+    import dataclasses
+
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(900)]
+    before = Pipeline(config, Metrics())
+    run(before, msgs)
+    assert before.models["extruder-1"].phase == "monitoring"
+    maker = config.machines["extruder-1"].manufacturer
+    profile = config.profiles[maker]
+    dropped = profile.sensors[-1].sensor
+    fewer = dataclasses.replace(config, profiles={**config.profiles,
+                                                  maker: profile.model_copy(update={"sensors": profile.sensors[:-1]})})
+    after = Pipeline(fewer, Metrics())
+    with caplog.at_level("WARNING", logger="linewatch.pipeline"):
+        after.import_state(before.export_state(everything=True))
+    assert f"removed: {dropped}" in caplog.text and "extruder-1" in caplog.text
+    assert after.machines["extruder-1"].phase == "warming_up"
+    change = after.machine_detail("extruder-1")["model"]["sensors_changed"]
+    assert change["removed"] == [dropped] and change["added"] == []
+    assert after.machines["cutter-1"].phase == "monitoring"  # the other machines' models are kept
+    later = [m.message for m in LineSimulator(T0 + timedelta(seconds=900), SimulatorSettings(faults=())).messages(50)]
+    run(after, later)
+    assert dropped not in after.models["extruder-1"].sensors  # never filled with its last value
+    # the same profile again: nothing to decide
+    again = Pipeline(fewer, Metrics())
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="linewatch.pipeline"):
+        again.import_state(after.export_state(everything=True))
+    assert "maps other sensors" not in caplog.text

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import copy
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, Union
 
 import numpy as np
@@ -80,6 +80,8 @@ class MachineStatus:
     phase: str = "waiting"
     last_values: dict[str, float] = field(default_factory=dict)
     recipe: str | None = None  # the product/recipe of the last reading, when the machine reports one
+    # the last change of the sensors the model watches (a sensor newly mapped or no longer mapped), if any
+    sensors_changed: dict[str, Any] | None = None
     last_arrival: float | None = None  # wall clock (monotonic) when this worker last read one of its readings
 
 
@@ -682,7 +684,8 @@ class Pipeline:
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m),
                     "open_alerts": self.book.owned_by(f"machine:{m}"),
                     # how far the journal of people's actions is reflected in this model ("new normal")
-                    "actions_seen": self.book.actions_seen, "position": self._learned_to(self._machine_partition.get(m))},
+                    "actions_seen": self.book.actions_seen, "position": self._learned_to(self._machine_partition.get(m)),
+                    "mapped": self._mapped(m)},
                     protocol=5)
             # a line's genealogy and per-machine monitors travel with its monitor (and its QC partition)
             out.update({f"line:{line}": pickle.dumps({"monitor": self.monitors[line],
@@ -710,6 +713,48 @@ class Pipeline:
         with self.lock:
             return ({f"machine:{m}" for m, where in self._machine_partition.items() if where in partitions}
                     | {f"line:{line}" for line, where in self._line_partition.items() if where in partitions})
+
+    def _mapped(self, machine: str) -> tuple[str, ...] | None:
+        """The sensors the machine's profile maps (what its model should watch), sorted."""
+        m = self.config.machines.get(machine)
+        profile = None if m is None else self.config.profiles.get(m.manufacturer)
+        return None if profile is None else tuple(sorted(s.sensor for s in profile.sensors))
+
+    def _check_sensors(self, machine: str, mapped_then: Sequence[str] | None, model: Any,
+                       recipes: dict[str, Any]) -> None:
+        """A restored model whose machine's profile now maps other sensors (one added, one removed)
+        would ignore the new one and fill the removed one with its last value for ever: the change is
+        logged, shown on the machine (``sensors_changed`` in /api/v1/machines/{id}) and the models start
+        again from warm-up on the sensors mapped now. Checkpoints written before the mapping was recorded
+        are compared by the sensors the model watches."""
+        now = self._mapped(machine)
+        if now is None:
+            return
+        then = set(mapped_then) if mapped_then is not None else None
+        models = [mdl for mdl in (model, *recipes.values()) if mdl is not None]
+        if then is None:
+            watched = next((mdl.sensors for mdl in models if mdl.sensors is not None), None)
+            if watched is None:
+                return
+            excluded = set(getattr(getattr(models[0], "mewma", None), "exclude_sensors", ()))
+            then, now_watched = set(watched), set(now) - excluded
+        else:
+            now_watched = set(now)
+        if then == now_watched:
+            return
+        added, removed = sorted(now_watched - then), sorted(then - now_watched)
+        log.warning("%s: its profile now maps other sensors (added: %s; removed: %s); its anomaly model(s) "
+                    "start again from warm-up on the sensors mapped now", machine, ", ".join(added) or "none",
+                    ", ".join(removed) or "none")
+        for mdl in models:
+            mdl.start_new_normal()
+            mdl.sensors = None  # learned again from the next reading
+            mdl.last = {k: v for k, v in mdl.last.items() if k in now_watched}
+        status = self.machines.get(machine)
+        if status is not None:
+            status.sensors_changed = {"added": added, "removed": removed,
+                                      "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                      "action": "the anomaly model started again from warm-up"}
 
     def _learned_to(self, where: tuple[str, int] | None) -> tuple[str, int, int] | None:
         """(topic, partition, next offset) of the partition a machine's or line's messages come from
@@ -755,6 +800,7 @@ class Pipeline:
                                if isinstance(mdl, self._model_type)}
                     if recipes:
                         self.recipe_models[name] = recipes
+                    self._check_sensors(name, st.get("mapped"), st["model"], recipes)
                     for target, value in ((self.models, st["model"]), (self.quality.state, st["quality"]),
                                           (self.machine_aggregators, st["aggregator"]), (n.last_ts, st["last_ts"]),
                                           (n.fields_seen, st["fields_seen"]), (n.top_keys, st["top_keys"])):
@@ -848,6 +894,7 @@ class Pipeline:
                 "model": None if status is None else {"phase": status.phase, "score": status.score,
                                                       "threshold": status.threshold, "readings": status.readings,
                                                       "recipe": status.recipe,
+                                                      "sensors_changed": status.sensors_changed,
                                                       "recipes": sorted(self.recipe_models.get(machine.id, {}))},
             }
 
