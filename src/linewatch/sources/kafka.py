@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -22,7 +23,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.partitioner.default import murmur2
 from kafka.admin import NewTopic
-from kafka.errors import CommitFailedError, KafkaTimeoutError, RebalanceInProgressError, TopicAlreadyExistsError
+from kafka.errors import (CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError,
+                          TopicAlreadyExistsError)
 
 from linewatch.domain import AlertEvent, RawMessage, Rejection
 from linewatch.settings import Settings
@@ -87,6 +89,7 @@ class KafkaSource:
         self._next_since = time.monotonic()  # asked afresh now and then (see lag)
         self._changes: list[tuple[str, set[TopicPartition]]] = []
         self._changes_lock = threading.Lock()
+        self._unreachable_logged = -math.inf  # when a failed poll was last logged (once per 30 s)
         self.consumer.subscribe(pattern=f"^(?:{raw}.+|{re.escape(settings.qc_topic)})$",
                                 listener=_Ownership(self._record))
 
@@ -104,7 +107,22 @@ class KafkaSource:
         return changes
 
     def next_batch(self) -> list[RawMessage]:
-        records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+        """The next batch, or none while the broker cannot be reached.
+
+        kafka-python's poll can raise a connection error of its own (validating positions needs fresh
+        metadata) when the broker has just gone: that is an empty poll, not a reason for the worker to
+        fail; the consumer reconnects by itself, and the runner's stop and retry handling go on."""
+        try:
+            records = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False):
+                raise
+            now = time.monotonic()
+            if now - self._unreachable_logged > 30:
+                log.warning("cannot poll the broker (%s: %s); retrying", type(exc).__name__, exc)
+                self._unreachable_logged = now
+            time.sleep(self.poll_timeout_ms / 1000)  # what the poll would have waited
+            return []
         batch: list[RawMessage] = []
         for tp, msgs in records.items():
             if msgs:
