@@ -27,6 +27,29 @@ def test_schema_comes_from_the_migrations(store):
     AlertStore(store.url).close()  # opening again is a no-op upgrade
 
 
+def test_workers_opening_a_new_database_together_both_start(database_url):
+    # two workers started at once on a fresh database both run the migrations; neither may fail
+    import threading
+
+    start, errors, stores = threading.Barrier(4), [], []
+
+    def open_store():
+        start.wait()
+        try:
+            stores.append(AlertStore(database_url))
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever a worker would have died of
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in stores:
+        s.close()
+    assert not errors and len(stores) == 4
+
+
 def test_save_is_idempotent_and_round_trips(store):
     ev = fire(AlertBook())
     store.save([ev])

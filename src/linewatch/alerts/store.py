@@ -11,6 +11,7 @@ people did through another worker's API.
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -147,11 +148,22 @@ def _to_silence(r: SilenceRow) -> Silence:
                    kind=None if r.kind is None else AlertKind(r.kind))
 
 
+_MIGRATING = threading.Lock()
+MIGRATION_LOCK = 0x6C696E6577617463  # "linewatc": the PostgreSQL advisory lock that serialises migrations
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the database schema to the latest Alembic revision."""
+    """Bring the database schema to the latest Alembic revision.
+
+    Workers started together on a new PostgreSQL database would otherwise race to create the same
+    tables (one fails on a duplicate key of the catalogue): each migration holds an advisory lock for its
+    transaction, so the second waits, then finds the schema at head and does nothing. Within one
+    process, Alembic's context is global (not thread-safe): migrations take turns there too."""
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("linewatch.alerts") / "migrations"))
-    with engine.begin() as connection:
+    with _MIGRATING, engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
