@@ -119,3 +119,30 @@ def test_silences(store):
     store.end_silence(s.id, now + timedelta(minutes=10))
     assert store.silences(active_at=now + timedelta(minutes=30)) == []
     assert store.silences()[0].reason == "bearing replacement"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_frozen_inside_a_transaction_does_not_hold_its_locks_for_ever(database_url):
+    # SIGSTOP, a paused VM: the server ends a session idle inside a transaction, so the rows it locked
+    # are free again for the partitions' new owner (issue 16; a stopped worker held them for 100 s)
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    from linewatch.alerts.store import DB_TIMEOUT_SECONDS
+    from linewatch.detect.state import StateStore
+
+    store = AlertStore(database_url)
+    state = StateStore(store.engine)
+    state.save({"machine:m": b"a"}, {"machine:m": ("raw.m", 0, 10)})
+    frozen = store.engine.connect()
+    try:
+        frozen.exec_driver_sql("SELECT key FROM detector_state FOR UPDATE")  # locked, then nothing more
+        time.sleep(DB_TIMEOUT_SECONDS + 2)
+        assert state.save({"machine:m": b"b"}, {"machine:m": ("raw.m", 0, 20)}) == {}  # not blocked
+        with pytest.raises(DBAPIError):  # the frozen session was ended by the server
+            frozen.exec_driver_sql("SELECT 1")
+    finally:
+        frozen.close()
+        store.close()
+    assert StateStore(AlertStore(database_url).engine).load() == {"machine:m": b"b"}

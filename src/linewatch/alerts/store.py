@@ -424,6 +424,10 @@ def _postgres_timeouts(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
     cur.execute(f"SET statement_timeout = {DB_TIMEOUT_SECONDS * 3 * 1000}")
     cur.execute(f"SET lock_timeout = {DB_TIMEOUT_SECONDS * 1000}")
+    # a worker frozen inside a transaction (SIGSTOP, a VM paused, a stalled disk) would otherwise hold
+    # its rows' locks for as long as it is frozen, and the partitions' new owner could save nothing:
+    # the server ends such a session, and the frozen worker's write fails and is retried when it wakes
+    cur.execute(f"SET idle_in_transaction_session_timeout = {DB_TIMEOUT_SECONDS * 1000}")
     cur.close()
     dbapi_connection.commit()
 
