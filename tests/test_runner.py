@@ -3,6 +3,7 @@ real broker and databases are in tests/integration)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 from linewatch.metrics import Metrics
@@ -63,8 +64,9 @@ def test_a_clean_stop_is_not_unfinished(config):
     source = OneBatch()
 
     class Store(QuietJournal):
-        def save(self, events) -> None:
+        def save(self, events) -> list:
             runner.stop_requested.set()
+            return list(events)
 
     runner = Runner(source, Pipeline(config, Metrics()), Store())  # type: ignore[arg-type]
     stats = runner.run()
@@ -87,9 +89,64 @@ def test_the_store_counts_as_not_ready_while_a_database_write_fails_and_ready_on
                 self.refusals -= 1
                 raise OSError("database or disk is full")
             runner.stop_requested.set()
+            return list(events)
 
     runner = Runner(source, Pipeline(config, Metrics()), DiskFull())  # type: ignore[arg-type]
     runner._hold = lambda seconds: None  # no waiting between attempts in a unit test
     stats = runner.run()
     assert seen == [False, True, True]  # failing from the first refusal until a write succeeds
     assert not runner.store_failing() and stats.unfinished is None
+
+
+def test_a_worker_replaying_old_data_does_not_announce_episodes_the_store_has_closed(config, tmp_path):
+    """A worker restarted from a stale state (or none) replays data whose alerts were already dealt with:
+    the store keeps them resolved and nobody is paged about them again."""
+    from linewatch.alerts.store import AlertStore
+    from linewatch.domain import AlertEventType
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.events: list = []
+
+        def write(self, rejections, events) -> None:
+            self.events.extend(events)
+
+    class Drained(OneBatch):
+        """Stops the worker once its one batch is taken (and so made durable: the stop is seen after)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stop = threading.Event()
+
+        def next_batch(self):
+            batch = super().next_batch()
+            if not batch:
+                self.stop.set()
+            return batch
+
+    store = AlertStore(f"sqlite:///{tmp_path / 'alerts.db'}")
+    try:
+        first, first_sink = Drained(), Recorder()
+        Runner(first, Pipeline(config, Metrics()), store, sinks=[first_sink], stop=first.stop).run()
+        fired = [ev.alert.id for ev in first_sink.events if ev.type is AlertEventType.FIRED]
+        assert fired, "the faulty line raised no alert: nothing to replay"
+        by_condition = {ev.alert.id: ev.alert.ended_at for ev in first_sink.events
+                        if ev.type is AlertEventType.RESOLVED}
+        for alert in store.open_alerts():
+            store.resolve(alert.id, "shift-lead", "dealt with", T0)
+
+        metrics, sink, console = Metrics(), Recorder(), []
+        source = Drained()
+        replay = Runner(source, Pipeline(config, metrics), store, sinks=[sink], stop=source.stop,
+                        on_events=lambda evs: console.extend(evs))
+        replay.run()
+        old = [ev for ev in sink.events if ev.alert.id in fired]
+        assert all(ev.type is AlertEventType.RESOLVED and by_condition.get(ev.alert.id) == ev.alert.ended_at
+                   for ev in old), "an episode the store had closed was announced again"
+        assert [ev.alert.id for ev in console] == [ev.alert.id for ev in sink.events]
+        withheld = sum(s.value for m in metrics.registry.collect() if m.name == "linewatch_alert_events_withheld"
+                       for s in m.samples if s.name.endswith("_total"))
+        assert withheld > 0
+        assert all(store.get(i).status.value == "resolved" for i in fired)
+    finally:
+        store.close()

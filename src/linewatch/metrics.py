@@ -94,6 +94,10 @@ class Metrics:
                                            "Checkpoint rows refused because the stored state had learned further into "
                                            "the same partition (another worker read on; this one reloaded it).",
                                            registry=r)
+        self.withheld_events = Counter("linewatch_alert_events_withheld_total",
+                                       "Alert events not announced because the store had already resolved the "
+                                       "episode (a replay of old data, or a person resolved it through another "
+                                       "worker): stored as resolved, never paged again.", ["kind"], registry=r)
         self.checkpoint_bytes = Gauge("linewatch_state_checkpoint_bytes", "Size of the last detector-state checkpoint.",
                                       registry=r)
         self.last_checkpoint: float | None = None

@@ -801,7 +801,9 @@ class Pipeline:
                     if recipes:
                         self.recipe_models[name] = recipes
                     self._check_sensors(name, st.get("mapped"), st["model"], recipes)
-                    for target, value in ((self.models, st["model"]), (self.quality.state, st["quality"]),
+                    if st["quality"] is not None:
+                        self.quality.restore(name, st["quality"])
+                    for target, value in ((self.models, st["model"]),
                                           (self.machine_aggregators, st["aggregator"]), (n.last_ts, st["last_ts"]),
                                           (n.fields_seen, st["fields_seen"]), (n.top_keys, st["top_keys"])):
                         if value is not None:

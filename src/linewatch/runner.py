@@ -337,8 +337,18 @@ class Runner:
                 observe(max(0.0, now_ms - m.timestamp_ms) / 1000)
 
     def _make_durable(self, outcome: BatchOutcome) -> None:
-        """Store the batch's alert events, then write its rejections and events to the sinks."""
-        self._retry("store", lambda: self.store.save(outcome.events))
+        """Store the batch's alert events, then write its rejections and events to the sinks. Events about
+        an episode the store had already resolved are kept out of the sinks, the console and the board."""
+        fit = self._retry("store", lambda: self.store.save(outcome.events))
+        if len(fit) < len(outcome.events):
+            kept = {id(ev) for ev in fit}
+            withheld = [ev for ev in outcome.events if id(ev) not in kept]
+            for ev in withheld:
+                self.pipeline.metrics.withheld_events.labels(ev.alert.kind.value).inc()
+            log.warning("not announcing %d event(s) of %s: the store had already resolved those alerts "
+                        "(old data replayed, or resolved through another worker)", len(withheld),
+                        sorted({ev.alert.id for ev in withheld}))
+            outcome.events = fit
         for sink in self.sinks:
             self._retry("sinks", lambda sink=sink: sink.write(outcome.rejections, outcome.events))
 
@@ -360,7 +370,7 @@ class Runner:
                 failures += 1
                 self.failing.add(what)
                 self.pipeline.metrics.durable_write_failures.labels(what).inc()
-                error = f"{type(exc).__name__}: {_first_line(exc)}"
+                error = _describe(exc)
                 if self.stop_requested.is_set():
                     raise StoppedDuringOutage(f"{WRITES[what]}: {error}") from exc
                 if failures == 1:
@@ -439,7 +449,16 @@ class Runner:
         s.alerts_fired_by_kind.update(ev.alert.kind.value for ev in outcome.events if ev.type is AlertEventType.FIRED)
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (database drivers add pages of context)."""
+def _describe(exc: BaseException) -> str:
+    """What went wrong, in one line an operator can act on: the database driver's own error (SQLAlchemy
+    wraps it in context such as "raised as a result of Query-invoked autoflush"), its type and the
+    first line of its message (drivers add pages of context).
+
+    >>> _describe(ValueError("disk full\\nDETAIL: ..."))
+    'ValueError: disk full'
+    """
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        exc = orig
     text = str(exc).strip()
-    return (text.splitlines()[0] if text else "")[:300]
+    return f"{type(exc).__name__}: " + (text.splitlines()[0] if text else "")[:300]

@@ -146,3 +146,32 @@ def test_a_worker_frozen_inside_a_transaction_does_not_hold_its_locks_for_ever(d
         frozen.close()
         store.close()
     assert StateStore(AlertStore(database_url).engine).load() == {"machine:m": b"b"}
+
+
+def test_an_episode_the_store_closed_is_never_announced_again(store):
+    book = AlertBook()
+    fired = fire(book)
+    ended = T0 + timedelta(minutes=5)
+    resolved = book.resolve((AlertKind.ANOMALY, "line-1", "extruder-1", None), ended)
+    assert store.save([fired, resolved]) == [fired, resolved]  # new to the store: all of it is announced
+
+    # a worker replaying the same data from a stale state makes the same episode again
+    replay = AlertBook()
+    again, update = fire(replay), fire(replay, minutes=2, severity=Severity.CRITICAL)
+    assert store.save([again, update]) == []
+    same_end = replay.resolve((AlertKind.ANOMALY, "line-1", "extruder-1", None), ended)
+    assert store.save([same_end]) == [same_end]  # the store's own resolution, delivered again after a crash
+    later = AlertBook()
+    fire(later)
+    other_end = later.resolve((AlertKind.ANOMALY, "line-1", "extruder-1", None), ended + timedelta(minutes=1))
+    assert store.save([other_end]) == []  # not the resolution the store recorded
+    assert store.get(fired.alert.id).ended_at == ended
+
+    # resolved by a person: not even the condition's resolution is announced afterwards
+    book = AlertBook()
+    dryer = fire(book, machine="dryer-1")
+    store.save([dryer])
+    store.resolve(dryer.alert.id, "shift-lead", "filter changed", T0 + timedelta(minutes=3))
+    late = book.resolve((AlertKind.ANOMALY, "line-1", "dryer-1", None), T0 + timedelta(minutes=4))
+    newer = fire(book, minutes=9, machine="dryer-1")  # the next episode is new and is announced
+    assert store.save([fire(book, minutes=1, machine="cutter-1"), late, newer])[1:] == [newer]

@@ -124,3 +124,62 @@ def test_a_stop_while_the_database_is_away_commits_nothing_and_the_next_worker_r
             assert second.service.pipeline.models[machine].seen == LINE_SECONDS, machine
     finally:
         second.stop()
+
+
+def _read_only(url: str, on: bool) -> None:
+    """Make the database refuse writes in every new session (as a replica does after a failover, or a
+    full disk), or accept them again, and end the sessions open now so the worker's pool reconnects."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET default_transaction_read_only = off")
+            conn.exec_driver_sql("ALTER DATABASE linewatch " + ("SET default_transaction_read_only = on" if on
+                                                                else "RESET default_transaction_read_only"))
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = 'linewatch' AND pid <> pg_backend_pid()")
+    finally:
+        engine.dispose()
+
+
+def test_a_database_that_answers_but_refuses_writes_is_not_ready(kafka_bootstrap, own_postgres, config):
+    """``SELECT 1`` works, every write fails: /readyz must say the store is not ready (not only the
+    worker), and once writes are accepted again everything is saved once."""
+    settings = own_settings(kafka_bootstrap, own_postgres.address, checkpoint_seconds=1.0)
+    create_topics(settings, config)
+    seconds = 6_000
+    messages = [sm.message for sm in LineSimulator(T0, SimulatorSettings(faults=FAULTS[:2]), settings.raw_topic_prefix,
+                                                   settings.qc_topic).messages(seconds)]
+    split = len(messages) // 2
+    produce(settings, messages[:split])
+    worker = RunningWorker(settings, config)
+    try:
+        worker.wait_for(lambda: metric_total(worker, "linewatch_readings_total") >= 2000, timeout=60,
+                        what="the worker to be under way")
+        _read_only(own_postgres.address, True)
+        produce(settings, messages[split:])  # unread messages by construction: the worker must write again
+
+        def refused():
+            r = worker.get("/readyz")
+            return r if r.status_code == 503 and r.json()["store"] is False else None
+
+        body = worker.wait_for(refused, timeout=30, what="/readyz to say the store refuses writes").json()
+        assert "read-only transaction" in body["reason"], body
+        engine = sa.create_engine(own_postgres.address)
+        try:
+            with engine.connect() as conn:  # the database still answers: a SELECT 1 check would pass
+                assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        finally:
+            engine.dispose()
+        assert worker.service.store.ping()
+        assert worker.thread.is_alive()
+
+        _read_only(own_postgres.address, False)
+        worker.wait_for(lambda: worker.get("/readyz").status_code == 200, timeout=30,
+                        what="/readyz to recover once writes are accepted")
+        assert worker.get("/readyz").json()["store"] is True
+        worker.wait_for(lambda: committed_lag(settings) == 0, timeout=60, what="every offset committed")
+        for machine in config.machines:  # nothing lost or learned twice across the refusals
+            assert worker.service.pipeline.models[machine].seen == seconds, machine
+    finally:
+        worker.stop()
+        _read_only(own_postgres.address, False)

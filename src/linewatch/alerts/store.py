@@ -26,7 +26,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, String, and_, create_engine, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from linewatch.domain import Alert, AlertEvent, AlertKind, AlertStatus, Severity, Silence
+from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity, Silence
 
 UTC = timezone.utc
 
@@ -152,6 +152,26 @@ _MIGRATING = threading.Lock()
 MIGRATION_LOCK = 0x6C696E6577617463  # "linewatc": the PostgreSQL advisory lock that serialises migrations
 
 
+def announceable(events: Sequence[AlertEvent], closed: dict[str, Alert]) -> list[AlertEvent]:
+    """The events that may be announced, given the alerts the store had already resolved (``closed``).
+
+    An episode the store has closed is never announced again, whatever the worker believes: a worker
+    that replays old data from a stale state, or has not yet read that a person resolved it, would
+    otherwise page people about something that is over. The one exception is the store's own
+    resolution delivered again (the condition's, at the same time): after a crash between the store's
+    write and the alerts topic's, the replay must still get that resolution out (at least once).
+    """
+    if not closed:
+        return list(events)
+    kept = []
+    for ev in events:
+        stored = closed.get(ev.alert.id)
+        if stored is None or (ev.type is AlertEventType.RESOLVED and stored.resolved_by is None
+                              and stored.ended_at == _utc(ev.alert.ended_at)):
+            kept.append(ev)
+    return kept
+
+
 def migrate(engine: Engine) -> None:
     """Bring the database schema to the latest Alembic revision.
 
@@ -202,17 +222,21 @@ class AlertStore:
 
     # ------------------------------------------------------------ the worker's side
 
-    def save(self, events: Sequence[AlertEvent]) -> None:
-        """Write the latest state of every alert the events touch, in one transaction."""
+    def save(self, events: Sequence[AlertEvent]) -> list[AlertEvent]:
+        """Write the latest state of every alert the events touch, in one transaction. Returns the
+        events fit to announce (``announceable``): none about an episode the store had already closed."""
         if not events:
-            return
+            return []
         latest: dict[str, Alert] = {}
         for ev in events:
             latest[ev.alert.id] = ev.alert
         self.version += 1
+        closed: dict[str, Alert] = {}
         with Session(self.engine) as session, session.begin():
             for alert in latest.values():
                 row = session.get(AlertRow, alert.id)
+                if row is not None and row.status == AlertStatus.RESOLVED.value:
+                    closed[alert.id] = _to_alert(row)
                 if row is None:
                     session.add(AlertRow(id=alert.id, kind=alert.kind.value, severity=alert.severity.value,
                                          status=alert.status.value, line=alert.line, machine=alert.machine,
@@ -230,6 +254,7 @@ class AlertStore:
                 if alert.status is AlertStatus.RESOLVED:
                     row.status = AlertStatus.RESOLVED.value
                     row.ended_at = alert.ended_at
+        return announceable(events, closed)
 
     # ------------------------------------------------------------ people's side
 

@@ -56,13 +56,29 @@ class DataQuality:
         self.units = {name: unit_symbol(spec.unit) for name, spec in config.catalogue.sensors.items()}
         self.state: dict[str, _MachineState] = {}
 
+    def _mapped(self, machine: Machine) -> tuple[str, ...]:
+        profile = self.config.profiles.get(machine.manufacturer)
+        return tuple(m.sensor for m in profile.sensors) if profile else ()
+
     def _state(self, machine: Machine) -> _MachineState:
         st = self.state.get(machine.id)
         if st is None:
-            profile = self.config.profiles.get(machine.manufacturer)
-            expected = tuple(m.sensor for m in profile.sensors) if profile else ()
-            st = self.state[machine.id] = _MachineState(expected)
+            st = self.state[machine.id] = _MachineState(self._mapped(machine))
         return st
+
+    def restore(self, machine_id: str, st: _MachineState) -> None:
+        """Adopt a machine's checkpointed state. Which sensors are expected comes from the profile loaded
+        now, not from the checkpoint: a sensor removed from the profile since is not reported missing
+        for ever, and a sensor added is checked from its first reading."""
+        machine = self.config.machines.get(machine_id)
+        if machine is not None:
+            expected = self._mapped(machine)
+            if st.expected != expected:
+                st.expected = expected
+                for counts in (st.last_value, st.same_count, st.missing_count):
+                    for sensor in [k for k in counts if k not in expected]:
+                        del counts[sensor]
+        self.state[machine_id] = st
 
     def order(self, reading: Reading, machine: Machine) -> str | None:
         """None to score the reading, or why not: "duplicate" or "out_of_order"."""
