@@ -184,3 +184,18 @@ def test_new_normal_resolves_and_restarts_the_model(world):
     rate = pipeline.book.raise_(AlertKind.FAILURE_RATE, "line-1", None, None, T0, Severity.WARNING, "x", {})
     store.save([rate])
     assert client.post(f"/api/v1/alerts/{rate.alert.id}/new-normal", json={"by": "x"}).status_code == 409
+
+
+def test_new_normal_on_a_resolved_alert_is_refused_and_leaves_the_model_alone(world):
+    client, store, pipeline, _ = world
+    alert_id = fire(pipeline, store)
+    assert client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "shift-lead"}).status_code == 200
+    model = MachineModel("extruder-1", pipeline.config.detection.anomaly)
+    model.seen = 10_000
+    pipeline.models["extruder-1"] = model
+    seq = store.last_action_seq()
+    r = client.post(f"/api/v1/alerts/{alert_id}/new-normal", json={"by": "process-engineer", "note": "late"})
+    assert r.status_code == 409 and "is resolved" in r.json()["detail"], r.text
+    assert pipeline.models["extruder-1"].seen == 10_000  # not sent back to warm-up
+    assert store.last_action_seq() == seq  # nothing journalled: no worker relearns either
+    assert store.get(alert_id).resolved_by == "shift-lead"

@@ -102,7 +102,7 @@ _ACTIONS_COUNTER = "alert_actions"
 @dataclass(frozen=True, slots=True)
 class Action:
     """A person's action as journalled: ``acknowledge``, ``resolve``, ``new_normal`` (an anomaly
-    alert's machine relearns; the alert is resolved if it was open), ``silence`` or ``end_silence``."""
+    open alert's machine relearns and the alert is resolved), ``silence`` or ``end_silence``."""
 
     seq: int
     action: str
@@ -132,6 +132,11 @@ def _utc(ts: datetime | None) -> datetime | None:
     if ts is None:
         return None
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _iso_text(ts: datetime | None) -> str:
+    ts = _utc(ts)
+    return "at an unknown time" if ts is None else "since " + ts.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _to_alert(r: AlertRow) -> Alert:
@@ -311,9 +316,11 @@ class AlertStore:
             row.ack_note = note if not row.ack_note else f"{row.ack_note}\n{note}"
 
     def new_normal(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
-        """The anomaly alert's machine behaves as it now should: resolve the alert if it is open (the
-        note says "new normal"), and journal the action so the worker that owns the machine's model
-        makes it relearn. Only an anomaly alert on a machine qualifies (AlertConflict otherwise)."""
+        """The anomaly alert's machine behaves as it now should: resolve the open alert (the note says
+        "new normal"), and journal the action so the worker that owns the machine's model makes it
+        relearn. Only an open anomaly alert on a machine qualifies (AlertConflict otherwise): a resolved
+        one says nothing about how the machine behaves now, and relearning from it would leave no trace
+        on any alert."""
         self.version += 1
         with Session(self.engine) as session, session.begin():
             row = session.get(AlertRow, alert_id)
@@ -321,8 +328,10 @@ class AlertStore:
                 raise AlertNotFound(alert_id)
             if row.kind != AlertKind.ANOMALY.value or not row.machine:
                 raise AlertConflict("Only an anomaly alert on a machine can be marked as the new normal.")
-            if row.status != AlertStatus.RESOLVED.value:
-                self._close(row, by, f"new normal: {note}" if note else "new normal", at)
+            if row.status == AlertStatus.RESOLVED.value:
+                raise AlertConflict(f"Alert {alert_id} is resolved ({_iso_text(row.ended_at)}): a new normal is "
+                                    "given on an open anomaly alert, while the machine behaves the new way.")
+            self._close(row, by, f"new normal: {note}" if note else "new normal", at)
             self._journal(session, NEW_NORMAL, at, by, note, alert=row)
             return _to_alert(row)
 

@@ -256,9 +256,9 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     @app.post("/api/v1/alerts/{alert_id}/new-normal", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
     def new_normal(alert_id: str, action: PersonAction) -> dict[str, Any]:
-        """The machine's current behaviour is its new normal (new material, recipe change): the alert is
-        resolved and the machine's model relearns from now on instead of raising it again (on
-        whichever worker owns the machine)."""
+        """The machine's current behaviour is its new normal (new material, recipe change): the open
+        alert is resolved and the machine's model relearns from now on instead of raising it again (on
+        whichever worker owns the machine). 409 for an alert already resolved or not an anomaly."""
         now = datetime.now(UTC)
         alert = _act(lambda: store.new_normal(alert_id, action.by, action.note, now), alert_id)
         learn()
