@@ -28,6 +28,7 @@ from linewatch.alerts.sync import renew_since_checkpoint
 from linewatch.alerts.webhook import WebhookSender
 from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
+from linewatch.api.connections import with_request_deadline
 from linewatch.config import PlantConfig
 from linewatch.detect.state import StateStore
 from linewatch.metrics import Metrics
@@ -42,11 +43,17 @@ log = logging.getLogger(__name__)
 class HttpServer:
     """uvicorn in a background thread, so the consumer loop keeps the main thread (and Ctrl-C)."""
 
-    def __init__(self, app: object, host: str, port: int):
+    def __init__(self, app: object, host: str, port: int, request_timeout: float = 10.0, idle_timeout: float = 5.0,
+                 max_connections: int | None = 500):
         # Live event streams (wall boards) never finish by themselves: give open responses one second
-        # on shutdown, then close them, so boards notice the restart and reconnect.
+        # on shutdown, then close them, so boards notice the restart and reconnect. A connection that
+        # sends no complete request in time is closed (api/connections.py); past max_connections uvicorn
+        # answers 503 instead of taking on more.
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                   access_log=False, lifespan="off", timeout_graceful_shutdown=1))
+                                                   access_log=False, lifespan="off", timeout_graceful_shutdown=1,
+                                                   http=with_request_deadline(request_timeout),
+                                                   timeout_keep_alive=idle_timeout,
+                                                   limit_concurrency=max_connections))
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
         self.host = host
 
@@ -119,7 +126,7 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
                   on_events=None, with_http: bool = True, stop: threading.Event | None = None) -> Service:
     metrics = Metrics(process_metrics=True)
     store = AlertStore(settings.database_url)
-    broadcaster = Broadcaster()
+    broadcaster = Broadcaster(max_clients=settings.max_stream_clients)
     silencer = Silencer(store)
     escalate = config.detection.escalate_after_seconds
     book = AlertBook(store.open_alerts(), escalate_after=None if escalate is None else timedelta(seconds=escalate))
@@ -152,7 +159,8 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
                          cors_origins=settings.cors_origins,
                          max_body_bytes=settings.max_body_bytes, publish_actions=publisher)
         readiness_with_reason(app, store, runner)
-        http = HttpServer(app, settings.http_host, settings.http_port)
+        http = HttpServer(app, settings.http_host, settings.http_port, settings.http_request_timeout_seconds,
+                          settings.http_idle_timeout_seconds, settings.http_max_connections)
     return Service(settings, config, metrics, store, pipeline, runner, http, webhook, publisher)
 
 

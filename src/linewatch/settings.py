@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     protect_reads: bool = Field(False, description="every read but /healthz and /readyz needs a token")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API")
     max_body_bytes: int = Field(65536, ge=1024, description="larger request bodies are refused with 413")
+    http_request_timeout_seconds: float = Field(10.0, gt=0, le=600,
+                                                description="a connection must send a complete request within "
+                                                            "this long of opening or of its last answer, or it is "
+                                                            "closed (slow or silent clients)")
+    http_idle_timeout_seconds: float = Field(5.0, gt=0, le=600,
+                                             description="an idle keep-alive connection is closed after this long")
+    http_max_connections: int = Field(500, ge=10, description="connections and requests in progress at once; "
+                                                              "past it new requests get 503")
+    max_stream_clients: int = Field(100, ge=1, description="live alert streams (wall boards) open at once; past it "
+                                                           "new ones get 503 and retry later")
     webhook_url: str | None = Field(None, description="POST alert events here in Alertmanager's webhook format")
     external_url: str = Field("", description="how people reach this service, for links in webhook alerts")
     dlq_file: Path = Path("var/dlq.jsonl")  # in-process demo only: where rejections go without Kafka

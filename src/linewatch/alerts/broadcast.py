@@ -10,12 +10,17 @@ from collections.abc import AsyncIterator, Sequence
 from linewatch.domain import AlertEvent
 
 
+BUSY_RETRY_MS = 30_000  # how long a refused display waits before it tries again
+
+
 class Broadcaster:
     """Each subscriber gets its own bounded queue; a display that cannot keep up loses old events,
-    never the worker's time."""
+    never the worker's time. At most ``max_clients`` subscribe at once: each holds a connection and
+    a queue, and a plant has a few wall boards, not thousands."""
 
-    def __init__(self, queue_size: int = 1000):
+    def __init__(self, queue_size: int = 1000, max_clients: int = 100):
         self.queue_size = queue_size
+        self.max_clients = max_clients
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]]] = set()
         self._lock = threading.Lock()
 
@@ -45,7 +50,12 @@ class Broadcaster:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.queue_size)
         entry = (loop, queue)
         with self._lock:
-            self._subscribers.add(entry)
+            full = len(self._subscribers) >= self.max_clients
+            if not full:
+                self._subscribers.add(entry)
+        if full:  # filled up since the request was admitted (``full``): come back later
+            yield f"retry: {BUSY_RETRY_MS}\n: too many live clients, retry later\n\n"
+            return
         try:
             yield "retry: 2000\n: connected\n\n"
             while True:
@@ -55,6 +65,12 @@ class Broadcaster:
                     yield ": keep-alive\n\n"
         finally:
             self._drop(loop, queue)
+
+    @property
+    def full(self) -> bool:
+        """Whether a new client would be one too many (the API answers 503 with Retry-After)."""
+        with self._lock:
+            return len(self._subscribers) >= self.max_clients
 
     @property
     def subscribers(self) -> int:

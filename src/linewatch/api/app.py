@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 
 from linewatch import __version__
-from linewatch.alerts.broadcast import Broadcaster
+from linewatch.alerts.broadcast import BUSY_RETRY_MS, Broadcaster
 from linewatch.alerts.publish import Record, alert_action_record, silence_action_record
 from linewatch.alerts.sync import sync_people_actions
 from linewatch.api.security import BodyLimit, ReadProtection, TokenGuard
@@ -88,7 +88,7 @@ class Problem(BaseModel):
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {401: "no or wrong API token", 403: "changes are disabled (no API token configured)",
             404: "no such alert, silence or machine", 409: "the action does not fit the alert's state",
-            413: "request body too large", 503: "not ready"}
+            413: "request body too large", 503: "not ready, or too many live clients (Retry-After)"}
     return {c: {"model": Problem, "description": text[c]} for c in codes}
 
 
@@ -203,9 +203,14 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         cache[key] = (version, now, body)
         return Response(body, media_type="application/json")
 
-    @app.get("/api/v1/alerts/stream", tags=["alerts"], responses=_errors(401))
+    @app.get("/api/v1/alerts/stream", tags=["alerts"], responses=_errors(401, 503))
     async def alert_stream() -> StreamingResponse:
-        """Server-Sent Events: one ``alert`` event per change, for live displays."""
+        """Server-Sent Events: one ``alert`` event per change, for live displays. 503 with Retry-After
+        when as many displays as allowed (LINEWATCH_MAX_STREAM_CLIENTS) are connected."""
+        if hub.full:
+            raise HTTPException(status_code=503, headers={"Retry-After": str(BUSY_RETRY_MS // 1000)},
+                                detail=f"{hub.max_clients} live clients are connected, the most allowed "
+                                       "(LINEWATCH_MAX_STREAM_CLIENTS); retry later.")
         return StreamingResponse(hub.stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

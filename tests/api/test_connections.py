@@ -1,0 +1,107 @@
+"""Connections without limits, on the real uvicorn server: silent and slow clients are closed, live
+streams are not, and live streams are capped."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from linewatch.alerts.broadcast import Broadcaster
+from linewatch.alerts.lifecycle import AlertBook
+from linewatch.alerts.store import AlertStore
+from linewatch.api.app import create_app
+from linewatch.metrics import Metrics
+from linewatch.pipeline import Pipeline
+from linewatch.service import HttpServer
+
+DEADLINE = 1.0  # seconds a connection has to send a complete request
+BOUND = 15.0  # how long the test waits for anything at most (never a timing assertion)
+
+
+@pytest.fixture
+def server(config, tmp_path):
+    store = AlertStore(f"sqlite:///{tmp_path / 'a.db'}")
+    pipeline = Pipeline(config, Metrics(), AlertBook())
+    app = create_app(store, pipeline, pipeline.metrics, broadcaster=Broadcaster(max_clients=2))
+    http = HttpServer(app, "127.0.0.1", 0, request_timeout=DEADLINE, idle_timeout=DEADLINE)
+    http.start()
+    try:
+        yield http, app
+    finally:
+        http.stop()
+        store.close()
+
+
+def _closed_by_server(sock: socket.socket, trickle: bytes = b"") -> bool:
+    """Whether the server closes ``sock`` while it sends ``trickle`` one byte at a time (then nothing)."""
+    sock.settimeout(0.2)
+    give_up = time.monotonic() + BOUND
+    sent = 0
+    while time.monotonic() < give_up:
+        if sent < len(trickle):
+            try:
+                sock.send(trickle[sent:sent + 1])
+            except OSError:
+                return True
+            sent += 1
+        try:
+            if sock.recv(4096) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:  # reset
+            return True
+    return False
+
+
+def test_a_connection_that_sends_nothing_is_closed(server):
+    http, _ = server
+    with socket.create_connection(("127.0.0.1", http.port), timeout=BOUND) as sock:
+        assert _closed_by_server(sock), "a silent connection stayed open"
+
+
+def test_a_request_trickled_a_byte_at_a_time_is_closed_before_it_completes(server):
+    http, _ = server
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Padding: " + b"a" * 400 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", http.port), timeout=BOUND) as sock:
+        assert _closed_by_server(sock, request), "a slow request held its connection"
+
+
+def test_requests_in_time_are_served_and_a_live_stream_outlasts_the_deadline(server):
+    http, _ = server
+    url = f"http://127.0.0.1:{http.port}"
+    with httpx.Client(timeout=BOUND) as client:  # one keep-alive connection, used twice
+        assert client.get(url + "/healthz").status_code == 200
+        assert client.get(url + "/healthz").status_code == 200
+    with httpx.stream("GET", url + "/api/v1/alerts/stream", timeout=BOUND) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(lines).startswith("retry:")
+        time.sleep(3 * DEADLINE)  # past the request deadline and the idle timeout
+        assert not r.is_closed
+        app = http.server.config.app
+        app.state.broadcaster.publish([])  # nothing to send; the stream itself must still be there
+        assert app.state.broadcaster.subscribers == 1
+
+
+def test_live_streams_are_capped_and_a_freed_place_is_taken_again(server):
+    http, app = server
+    url = f"http://127.0.0.1:{http.port}/api/v1/alerts/stream"
+    hub = app.state.broadcaster
+    with httpx.stream("GET", url, timeout=BOUND) as first, httpx.stream("GET", url, timeout=BOUND) as second:
+        readers = [r.iter_lines() for r in (first, second)]  # kept: a dropped reader closes its stream
+        for r, lines in zip((first, second), readers):
+            assert r.status_code == 200 and next(lines).startswith("retry:")
+        assert hub.subscribers == 2
+        busy = httpx.get(url, timeout=BOUND)
+        assert busy.status_code == 503 and int(busy.headers["Retry-After"]) > 0
+        assert "LINEWATCH_MAX_STREAM_CLIENTS" in busy.json()["detail"]
+    give_up = time.monotonic() + BOUND
+    while hub.subscribers and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert hub.subscribers == 0, "closed streams kept their places"
+    with httpx.stream("GET", url, timeout=BOUND) as again:
+        assert again.status_code == 200
