@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,14 @@ class DataQualitySettings(_Strict):
     flatline_readings: int = Field(60, ge=3)  # identical values this many times while running: stuck sensor
     missing_readings: int = Field(10, ge=1)  # an expected sensor absent this many readings in a row
     max_future_seconds: float | None = Field(300.0, gt=0)  # readings further ahead of the wall clock are rejected
+    # readings and QC results dated before this are rejected (bad_timestamp): a controller whose clock
+    # was reset (a flat battery, a firmware update) counts from 1970 or 2000; lower it to replay older data
+    earliest_timestamp: datetime = datetime(2001, 1, 1, tzinfo=timezone.utc)
+
+    @field_validator("earliest_timestamp")
+    @classmethod
+    def _in_utc(cls, ts: datetime) -> datetime:
+        return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
     clear_after_seconds: float = Field(60.0, gt=0)
 
 

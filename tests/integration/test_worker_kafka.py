@@ -65,8 +65,8 @@ def test_poison_message_goes_to_the_dlq_and_later_readings_are_scored(kafka_sett
                                                settings.qc_topic).messages(20)
             if sm.message.topic == topic]
     poison = [RawMessage(topic, b"\x00\x01 definitely not json", b"extruder-1"),
-              RawMessage(topic, b'{"machineId": "EXT-4471", "tsMs": 1, "barrelTempF": "hot"}', b"extruder-1"),
-              RawMessage(settings.qc_topic, b'{"station": "CW1", "t": 1, "verdict": "MAYBE"}', b"checkweigher-1")]
+              RawMessage(topic, b'{"machineId": "EXT-4471", "tsMs": 1763800000123, "barrelTempF": "hot"}', b"extruder-1"),
+              RawMessage(settings.qc_topic, b'{"station": "CW1", "t": 1763800000, "verdict": "MAYBE"}', b"checkweigher-1")]
     produce(settings, good[:10] + poison + good[10:])
 
     worker = RunningWorker(settings, config)

@@ -39,7 +39,7 @@ def _set(node, path, value):
 def mangle(value: bytes, rng: random.Random) -> bytes:
     """One of the ways a vendor's message goes wrong."""
     kind = rng.choice(["not_json", "string", "null", "bool", "huge", "extra", "recipe", "ids", "future", "no_time",
-                       "other_machine", "empty", "verdict", "bag", "far_time", "numeric_id"])
+                       "other_machine", "empty", "verdict", "bag", "far_time", "numeric_id", "reset_clock"])
     if kind == "not_json":
         return value[: len(value) // 2]
     if kind == "empty":
@@ -70,6 +70,11 @@ def mangle(value: bytes, rng: random.Random) -> bytes:
                          ("tsMs", 2**64), ("t", 1e300)):
             if key in body:
                 body[key] = far
+    elif kind == "reset_clock":  # a controller that lost its time: 1970 (epoch 0) or 2000-01-01
+        for key, reset in (("ts", "2000-01-01T00:00:05.000Z"), ("time", "1970-01-01T00:00:00.000"),
+                           ("tsMs", 0), ("t", 946_684_805.0)):
+            if key in body:
+                body[key] = reset
     elif kind == "numeric_id":
         for key in ("machineId", "station"):
             if key in body:

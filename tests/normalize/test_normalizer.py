@@ -61,7 +61,7 @@ def test_epoch_seconds_and_qc_verdicts(normalizer):
                                                   "verdict": "FAIL", "reason": "SEAL"}, key="checkweigher-1"))
     assert isinstance(q, QcResult)
     assert (q.passed, q.unit_id, q.defect, q.test, q.line) == (False, "B-1", "SEAL", "checkweigher", "line-1")
-    ok = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "bag": "B-2", "verdict": "pass"},
+    ok = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1763800001.0, "bag": "B-2", "verdict": "pass"},
                                   key="checkweigher-1"))
     assert isinstance(ok, QcResult) and ok.passed and ok.defect is None
 
@@ -87,15 +87,15 @@ def test_readings_carry_unit_and_batch_ids_for_genealogy(normalizer):
 def test_an_id_that_no_other_message_could_match_is_rejected(normalizer, bad):
     r = normalizer.normalize(msg("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "batchId": bad}))
     assert isinstance(r, Rejection) and r.reason == "bad_value" and "batchId" in r.detail
-    q = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "bag": bad, "verdict": "PASS"}, key="checkweigher-1"))
+    q = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1763800001.0, "bag": bad, "verdict": "PASS"}, key="checkweigher-1"))
     assert isinstance(q, Rejection) and q.reason == "bad_value" and "bag" in q.detail
 
 
 def test_qc_names_the_lot_and_the_test_when_the_payload_does(normalizer):
-    bag = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "bag": "U-7", "lot": "L-3",
+    bag = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1763800001.0, "bag": "U-7", "lot": "L-3",
                                                     "verdict": "PASS"}, key="checkweigher-1"))
     assert (bag.unit_id, bag.batch_id, bag.test) == ("U-7", "L-3", "checkweigher")
-    crush = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "lot": "L-3", "test": "crush",
+    crush = normalizer.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1763800001.0, "lot": "L-3", "test": "crush",
                                                       "verdict": "FAIL", "reason": "BRITTLE"}, key="checkweigher-1"))
     assert (crush.unit_id, crush.batch_id, crush.test, crush.defect) == (None, "L-3", "crush", "BRITTLE")
 
@@ -114,7 +114,7 @@ def test_qc_fields_the_profile_does_not_name_are_absent(config, tmp_path):
         text = text.replace(line, "")
     prof.write_text(text)
     n = Normalizer(load_config(tmp_path / "c"))
-    q = n.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1.0, "bag": "U-1", "lot": "L-1", "verdict": "FAIL"}, key="checkweigher-1"))
+    q = n.normalize(msg("linewatch.qc", {"station": "CW1", "t": 1763800001.0, "bag": "U-1", "lot": "L-1", "verdict": "FAIL"}, key="checkweigher-1"))
     assert isinstance(q, QcResult) and (q.unit_id, q.batch_id, q.defect) == ("U-1", None, None)
 
 
@@ -136,12 +136,18 @@ GOOD_EXTRUDER = {"machineId": "EXT-4471", "tsMs": 1763800000123, "barrelTempF": 
     # a payload never speaks for another machine: not across manufacturers, not across topics and keys
     ("linewatch.raw.extruder-1", {"machineId": "CW1", "tsMs": 1763800000123, "barrelTempF": 392.1}, "extruder-1",
      "machine_mismatch"),
-    ("linewatch.qc", {"station": "EXT-4471", "t": 1.0, "verdict": "PASS"}, "checkweigher-1", "machine_mismatch"),
+    ("linewatch.qc", {"station": "EXT-4471", "t": 1763800001.0, "verdict": "PASS"}, "checkweigher-1", "machine_mismatch"),
     ("linewatch.raw.extruder-1", GOOD_EXTRUDER, "checkweigher-1", "machine_mismatch"),
-    ("linewatch.raw.extruder-1", {"machineId": "EXT-4471", "tsMs": 1}, None, "no_sensor_values"),
+    ("linewatch.raw.extruder-1", {"machineId": "EXT-4471", "tsMs": 1763800000123}, None, "no_sensor_values"),
+    # a controller whose clock was reset counts from 1970 or 2000: not a reading of today
+    ("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "tsMs": 0}, None, "bad_timestamp"),
+    ("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "tsMs": 946_684_800_000}, None, "bad_timestamp"),
+    ("linewatch.raw.dryer-1", {"ts": "0001-01-01T00:00:00Z", "tags": [{"tag": "SupplyAir.T", "value": 85.0,
+                                                                      "unit": "degC"}]}, "dryer-1", "bad_timestamp"),
+    ("linewatch.qc", {"station": "CW1", "t": 0, "bag": "B-1", "verdict": "PASS"}, "checkweigher-1", "bad_timestamp"),
     ("somewhere.else", GOOD_EXTRUDER, None, "unknown_topic"),
-    ("linewatch.qc", {"station": "CW1", "t": 1.0, "verdict": "MAYBE"}, "checkweigher-1", "bad_verdict"),
-    ("linewatch.qc", {"station": "CW1", "t": 1.0, "verdict": "PASS"}, "extruder-1", "qc_not_configured"),
+    ("linewatch.qc", {"station": "CW1", "t": 1763800001.0, "verdict": "MAYBE"}, "checkweigher-1", "bad_verdict"),
+    ("linewatch.qc", {"station": "CW1", "t": 1763800001.0, "verdict": "PASS"}, "extruder-1", "qc_not_configured"),
     ("linewatch.raw.dryer-1", {"ts": "2025-11-22T09:15:00Z", "tags": [{"tag": "SupplyAir.T", "value": 1, "unit": "psi"}]},
      "dryer-1", "bad_unit"),
     ("linewatch.raw.dryer-1", {"ts": "2025-11-22T09:15:00Z", "tags": [{"tag": "Exhaust.RH", "value": 35.1, "unit": ""}]},
@@ -213,7 +219,7 @@ def test_per_machine_calibration(config, tmp_path):
         "            vendor_ids: [CW1]\n",
         "            vendor_ids: [CW1]\n            calibration:\n              product_weight: {scale: 1.0, offset: -1.5}\n"))
     n = Normalizer(load_config(tmp_path / "c"))
-    r = n.normalize(msg("linewatch.raw.checkweigher-1", {"station": "CW1", "t": 1.0, "gross_g": 251.5}))
+    r = n.normalize(msg("linewatch.raw.checkweigher-1", {"station": "CW1", "t": 1763800001.0, "gross_g": 251.5}))
     assert r.values["product_weight"] == pytest.approx(250.0)
 
 
@@ -226,7 +232,7 @@ def test_unknown_machines_can_be_accepted_under_a_default_profile(config, tmp_pa
     plant = tmp_path / "c" / "plant.yaml"
     plant.write_text(plant.read_text() + "\nunknown_machines: {policy: accept, profile: weighpro, line: line-1}\n")
     n = Normalizer(load_config(tmp_path / "c"))
-    r = n.normalize(msg("linewatch.raw.checkweigher-9", {"station": "checkweigher-9", "t": 1.0, "gross_g": 250.0},
+    r = n.normalize(msg("linewatch.raw.checkweigher-9", {"station": "checkweigher-9", "t": 1763800001.0, "gross_g": 250.0},
                         key="checkweigher-9"))
     assert isinstance(r, Reading) and r.machine == "checkweigher-9" and r.line == "line-1"
 
@@ -249,10 +255,10 @@ def test_a_tag_without_a_unit_is_read_in_the_profiles_unit_and_refused_when_ther
 
 
 def test_new_fields_are_reported_once_per_machine_and_not_rejected(normalizer):
-    body = {"station": "CW1", "t": 1.0, "gross_g": 250.0, "tare_g": 2.0}
+    body = {"station": "CW1", "t": 1763800001.0, "gross_g": 250.0, "tare_g": 2.0}
     n_before = len(normalizer.schema_drift)
     for i in range(3):
-        assert isinstance(normalizer.normalize(msg("linewatch.raw.checkweigher-1", {**body, "t": 1.0 + i})), Reading)
+        assert isinstance(normalizer.normalize(msg("linewatch.raw.checkweigher-1", {**body, "t": 1763800001.0 + i})), Reading)
     drift = normalizer.schema_drift[n_before:]
     assert len(drift) == 1 and drift[0].fields == ("tare_g",) and drift[0].machine == "checkweigher-1"
 
@@ -260,3 +266,18 @@ def test_new_fields_are_reported_once_per_machine_and_not_rejected(normalizer):
 def test_rejection_names_profile_and_machine_when_known(normalizer):
     r = normalizer.normalize(msg("linewatch.raw.extruder-1", {**GOOD_EXTRUDER, "barrelTempF": "hot"}))
     assert (r.source.manufacturer, r.machine) == ("extrutec", "extruder-1")
+
+
+def test_the_earliest_believable_time_is_a_setting(config):
+    import dataclasses
+
+    from linewatch.config import DataQualitySettings
+
+    old = {**GOOD_EXTRUDER, "tsMs": 800_000_000_000}  # 1995, from a historian being replayed
+    refused = Normalizer(config).normalize(msg("linewatch.raw.extruder-1", old))
+    assert isinstance(refused, Rejection) and refused.reason == "bad_timestamp"
+    assert "1995-05-09" in refused.detail and "earliest_timestamp" in refused.detail
+    dq = DataQualitySettings(earliest_timestamp="1990-01-01")  # as plant.yaml gives it: midnight UTC
+    assert dq.earliest_timestamp == datetime(1990, 1, 1, tzinfo=timezone.utc)
+    older = dataclasses.replace(config, detection=config.detection.model_copy(update={"data_quality": dq}))
+    assert isinstance(Normalizer(older).normalize(msg("linewatch.raw.extruder-1", old)), Reading)

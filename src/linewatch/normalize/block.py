@@ -150,7 +150,7 @@ def _qc_results(n: Normalizer, msgs: Sequence[RawMessage], machine: Machine, pro
     if profile.qc is None:
         return None
     ts_ms = _times(profile, payloads, None, alone=True)
-    if ts_ms is None or len(ts_ms) == 0:
+    if ts_ms is None or len(ts_ms) == 0 or int(ts_ms.min()) < n.earliest_ms:  # a reset clock: said per message
         return None
     newest = EPOCH + timedelta(milliseconds=int(ts_ms.max()))
     if newest > n._horizon and newest > n._refresh_horizon():
@@ -208,7 +208,7 @@ def _read(normalizer: Normalizer, msgs: Sequence[RawMessage], payloads: list[Any
 
     previous = n.last_ts.get(machine.id)
     ts_ms = _times(profile, payloads, previous)
-    if ts_ms is None or len(ts_ms) == 0:
+    if ts_ms is None or len(ts_ms) == 0 or int(ts_ms.min()) < n.earliest_ms:  # a reset clock: said per message
         return None
     newest_ms = int(ts_ms.max())
     newest = EPOCH + timedelta(milliseconds=newest_ms)

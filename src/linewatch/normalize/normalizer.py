@@ -59,6 +59,8 @@ class Normalizer:
         self.clock = clock
         dq = config.detection.data_quality
         self.max_future = None if dq.max_future_seconds is None else timedelta(seconds=dq.max_future_seconds)
+        self.earliest = dq.earliest_timestamp  # before it: a reset clock
+        self.earliest_ms = int(dq.earliest_timestamp.timestamp() * 1000)
         self.profiles = {name: CompiledProfile(spec, config.catalogue) for name, spec in config.profiles.items()}
         self.machines: dict[str, Machine] = dict(config.machines)
         # every name a machine goes by (plant id and vendor ids) -> plant machine id
@@ -127,6 +129,10 @@ class Normalizer:
             self._context = (profile.manufacturer, machine.id)
         source = Source(profile.manufacturer, msg.topic, msg.partition, msg.offset)
         ts = profile.timestamp(payload, self.last_ts.get(machine.id))
+        if ts < self.earliest:
+            raise PayloadError("bad_timestamp", f"timestamp {ts.isoformat(timespec='seconds')} is before "
+                                                f"{self.earliest:%Y-%m-%d} (detection.data_quality.earliest_timestamp): "
+                                                f"has {machine.id}'s clock been reset?")
         if ts > self._horizon and ts > self._refresh_horizon():
             ahead = ts.timestamp() - self.clock()
             raise PayloadError("future_timestamp", f"timestamp {ts:%Y-%m-%d %H:%M:%S}Z is {ahead:,.0f} s ahead of this "
