@@ -220,6 +220,9 @@ class SensorMapping(_Strict):
     path: str | None = None
     tag: str | None = None
     unit: str | None = None
+    # a tag list names a unit per value: besides ``unit`` and the catalogue's unit, these (and no
+    # others) are accepted and converted; a message naming any other unit is rejected as bad_unit
+    units: list[str] = Field(default_factory=list)
     scale: float = 1.0
     offset: float = 0.0
 
@@ -376,14 +379,18 @@ def load_config(directory: Path | None = None) -> PlantConfig:
                     problems.append(ConfigProblem(file=str(path), line=_line_of(path, ["sensors", i]),
                                                   message=f"sensors[{i}]: {mapping.sensor!r} is not in the catalogue (catalogue.yaml)"))
                     continue
-                if mapping.unit:
-                    from linewatch.normalize.units import conversion
+                from linewatch.normalize.units import conversion
 
+                for unit in ([mapping.unit] if mapping.unit else []) + mapping.units:
                     try:
-                        conversion(mapping.unit, spec.unit)
+                        conversion(unit, spec.unit)
                     except ValueError as exc:
                         problems.append(ConfigProblem(file=str(path), line=_line_of(path, ["sensors", i]),
                                                       message=f"sensors[{i}] ({mapping.sensor}): {exc}"))
+                if mapping.units and not mapping.tag:
+                    problems.append(ConfigProblem(file=str(path), line=_line_of(path, ["sensors", i]),
+                                                  message=f"sensors[{i}] ({mapping.sensor}): units: only a tag list "
+                                                          "names a unit per value; give this mapping a tag or drop units"))
 
     machines: dict[str, Machine] = {}
     if plant is not None:

@@ -249,7 +249,7 @@ def test_a_tag_without_a_unit_is_read_in_the_profiles_unit_and_refused_when_ther
         assert isinstance(r, Reading) and r.values["dryer_air_temperature"] == pytest.approx(85.0)  # kelvin, as declared
     shutil.copytree(config.directory, tmp_path / "c")
     profile = tmp_path / "c" / "manufacturers" / "thermaflow.yaml"
-    profile.write_text(profile.read_text().replace(", unit: K}", "}"))
+    profile.write_text(profile.read_text().replace(", unit: K,     units: [degF]}", "}"))
     r = Normalizer(load_config(tmp_path / "c")).normalize(msg("linewatch.raw.dryer-1", bare, key="dryer-1"))
     assert isinstance(r, Rejection) and r.reason == "bad_unit" and "gives no unit" in r.detail
 
@@ -281,3 +281,22 @@ def test_the_earliest_believable_time_is_a_setting(config):
     assert dq.earliest_timestamp == datetime(1990, 1, 1, tzinfo=timezone.utc)
     older = dataclasses.replace(config, detection=config.detection.model_copy(update={"data_quality": dq}))
     assert isinstance(Normalizer(older).normalize(msg("linewatch.raw.extruder-1", old)), Reading)
+
+
+def test_a_tag_names_only_the_units_its_profile_allows_and_none_is_parsed(normalizer, monkeypatch):
+    """The profile lists the units a tag may name; anything else is bad_unit, decided by a look-up, so
+    no unit text from a message ever reaches the unit parser (pint evaluates arithmetic)."""
+    import linewatch.normalize.units as units
+
+    def tag(unit):
+        return msg("linewatch.raw.dryer-1", {"ts": "2025-11-22T09:15:00Z",
+                                            "tags": [{"tag": "SupplyAir.T", "value": 185.0, "unit": unit}]}, key="dryer-1")
+
+    monkeypatch.setattr(units, "_registry", lambda: pytest.fail("a unit from a message was parsed"))
+    for unit, celsius in (("K", 185.0 - 273.15), ("degF", 85.0), ("degC", 185.0)):  # declared, listed, catalogue's
+        r = normalizer.normalize(tag(unit))
+        assert isinstance(r, Reading) and r.values["dryer_air_temperature"] == pytest.approx(celsius), unit
+    for unit in ("degR", "kelvin", "9**9**9*K", "m", "x" * 100_000, 7, ["K"]):
+        r = normalizer.normalize(tag(unit))
+        assert isinstance(r, Rejection) and r.reason == "bad_unit", unit
+        assert "K, degC, degF" in r.detail and "units:" in r.detail and len(r.detail) < 400

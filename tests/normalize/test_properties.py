@@ -177,3 +177,106 @@ def test_mutations_never_raise_and_end_as_exactly_one_outcome(case):
         assert result.detail and result.raw == value
     elif isinstance(result, Reading):
         assert result.values and all(v - v == 0 for v in result.values.values())  # finite numbers only
+
+
+# ---------------------------------------------------------------- hostile input: bounded cost per message
+
+UNIT_NAMES = ["K", "degC", "degF", "m", "min", "s", "%", "psi", "bar", "kelvin", "g0", "µm", "Ω"]
+UNIT_STRINGS = st.one_of(
+    st.text(max_size=40),
+    st.recursive(st.sampled_from(UNIT_NAMES) | st.integers(min_value=-99, max_value=10 ** 12).map(str)
+                 | st.sampled_from(["1e9999999", "(10**10)", "0x1F", "1_000", "inf", "nan"]),
+                 lambda inner: st.tuples(inner, st.sampled_from(["**", "*", "/", " ", "^", "+", "-"]), inner)
+                 .map("".join), max_leaves=12),
+    st.sampled_from(["2**2**2**2**2**2**2*K", "9**9**9*K", "(10**10)**10**10*m", "1e9999999*K"]),
+    st.integers(min_value=1, max_value=200_000).map(lambda n: "K" * n),
+    st.none() | st.booleans() | st.integers() | st.lists(st.text(max_size=3), max_size=3))
+MACHINE_IDS = st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.booleans(), st.none(),
+                        st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+                        st.sampled_from(["EXT-4471", "CW1", "SW-CUT-01", "dryer-1", "extruder-1", " EXT-4471 ", "ext-4471"]),
+                        st.integers(min_value=1, max_value=100_000).map(lambda n: "E" * n))
+HANG = 30  # seconds: no message may take anywhere near this (a power tower took minutes); not a timing test
+MEMORY = 64 * 1024 * 1024  # bytes one small message may allocate at its peak
+
+
+@st.composite
+def hostile(draw) -> tuple[str, bytes, bytes | None, str]:
+    """A valid reading of a random machine with one hostile part: a unit string (tag lists), a machine
+    id (in the payload, the key or both) or deep nesting around a value. Returns the machine it is for."""
+    machine_id, ts, values = draw(valid_readings())
+    topic, value, key = encode(machine_id, ts, values)
+    payload = json.loads(value)
+    kind = draw(st.sampled_from(["unit", "machine", "nesting"]))
+    if kind == "unit":
+        tags = payload.get("tags") if isinstance(payload.get("tags"), list) else None
+        if tags:
+            for tag in tags:
+                tag["unit"] = draw(UNIT_STRINGS)
+        else:
+            payload["unit"] = draw(UNIT_STRINGS)
+    elif kind == "machine":
+        named = draw(MACHINE_IDS)
+        for path in _leaf_paths(payload):
+            if path and path[-1] in ("machineId", "station", "id"):
+                _set(payload, path, named)
+        if draw(st.booleans()):
+            key = json.dumps(named).encode()[:200_000] if not isinstance(named, str) else named.encode()
+    else:
+        depth = draw(st.integers(min_value=1, max_value=3_000))
+        leaf: Any = draw(st.floats(allow_nan=False) | st.text(max_size=5))
+        for _ in range(depth):
+            leaf = [leaf] if draw(st.booleans()) else {"n": leaf}
+        paths = _leaf_paths(payload)
+        target = draw(st.sampled_from(paths + [("deep",)]))
+        return topic, _dumps_deep(_set(payload, target, leaf) if target != ("deep",) else {**payload, "deep": leaf}), \
+            key, machine_id
+    return topic, json.dumps(payload).encode(), key, machine_id
+
+
+def _dumps_deep(obj: Any) -> bytes:
+    """json.dumps without its recursion limit (a gateway's encoder has none)."""
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))
+    try:
+        return json.dumps(obj).encode()
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+class _Hang(Exception):
+    pass
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                            HealthCheck.data_too_large])
+@given(hostile())
+def test_hostile_units_ids_and_nesting_cost_a_bounded_time_and_memory_and_end_as_one_outcome(case):
+    import signal
+    import tracemalloc
+
+    topic, value, key, machine_id = case
+
+    def hang(signum, frame):
+        raise _Hang
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(HANG)
+    tracemalloc.start()
+    try:
+        result = NORMALIZER.normalize(RawMessage(topic, value, key, partition=0, offset=1))
+        _, peak = tracemalloc.get_traced_memory()
+    except _Hang:
+        pytest.fail(f"one message of {len(value)} bytes was still being read after {HANG} s: {value[:200]!r}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        tracemalloc.stop()
+    assert peak < MEMORY, f"one message of {len(value)} bytes allocated {peak / 2**20:.0f} MiB"
+    assert isinstance(result, (Reading, QcResult, Rejection))
+    if isinstance(result, Rejection):
+        assert result.reason in REASONS and result.reason != "internal_error", result.detail
+        assert len(result.detail) <= 500
+    elif isinstance(result, Reading):  # a payload never speaks for another machine than its key and topic
+        assert result.machine == machine_id and all(v - v == 0 for v in result.values.values())

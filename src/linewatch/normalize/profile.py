@@ -44,7 +44,10 @@ class FieldMapping:
     tag: str | None
     unit: str | None
     conv: Conversion  # vendor unit -> canonical unit, then calibration
-    cal: Conversion  # calibration alone, for tags that name their own unit
+    cal: Conversion  # calibration alone
+    # the units a tag may name, each with its conversion to canonical units and calibration: the
+    # mapping's unit, the catalogue's and the mapping's ``units``. Nothing else is parsed, ever.
+    allowed: dict[str, Conversion]
 
 
 def _keys(path: str | None) -> tuple[str, ...]:
@@ -87,8 +90,12 @@ class CompiledProfile:
             target = self.canonical_units[m.sensor]
             base = conversion(m.unit, target) if m.unit else Conversion(1.0, 0.0)
             conv = Conversion(base.scale * m.scale, base.offset * m.scale + m.offset)
+            allowed = {}
+            for unit in dict.fromkeys([u for u in (m.unit, target, *m.units) if u]):
+                c = conversion(unit, target)
+                allowed[unit] = Conversion(c.scale * m.scale, c.offset * m.scale + m.offset)
             fm = FieldMapping(sensor=m.sensor, keys=_keys(m.path), tag=m.tag, unit=m.unit, conv=conv,
-                              cal=Conversion(m.scale, m.offset))
+                              cal=Conversion(m.scale, m.offset), allowed=allowed)
             self.fields.append(fm)
             if len(fm.keys) == 1:
                 self.flat_fields.append((fm.keys[0], fm.sensor, conv.scale, conv.offset))
@@ -205,13 +212,12 @@ class CompiledProfile:
                     _overflow(fm.sensor, fm.tag or "", value)
                 out[fm.sensor] = v
                 continue
-            if not isinstance(unit, str):
-                raise PayloadError("bad_unit", f"tag {fm.tag!r}: unit {brief(unit)} is not a string")
-            try:
-                conv = conversion(unit, self.canonical_units[fm.sensor])  # cached per unit string
-            except ValueError as exc:
-                raise PayloadError("bad_unit", f"tag {fm.tag!r}: {exc}") from None
-            v = (value * conv.scale + conv.offset) * fm.cal.scale + fm.cal.offset
+            conv = fm.allowed.get(unit) if type(unit) is str else None
+            if conv is None:  # a dictionary look-up, whatever the text: units are never parsed from messages
+                raise PayloadError("bad_unit", f"tag {fm.tag!r}: unit {brief(unit)} is not one its profile allows "
+                                               f"({', '.join(fm.allowed)}); list it under the mapping's units: to "
+                                               "accept it")
+            v = value * conv.scale + conv.offset
             if v - v != 0:
                 _overflow(fm.sensor, fm.tag or "", value)
             out[fm.sensor] = v

@@ -4,9 +4,10 @@ pint knows the units; we ask it once per pair for a linear map ``canonical = raw
 (exact for every unit a sensor reports, offset units such as °F and K included), so the hot path is
 one multiply and one add.
 
-A unit string can come from outside (a tag list names its own unit per value), and pint's parser
-evaluates arithmetic: ``2**2**2**2**2**2*K`` would make it compute a power tower, gigabytes and
-minutes for one message. So a unit string must first pass a small grammar (unit names, at most four
+Only units named in the configuration are converted: a tag list's unit per value is looked up among
+the units its profile allows (``normalize/profile.py``), never parsed. pint's parser evaluates
+arithmetic: ``2**2**2**2**2**2*K`` would make it compute a power tower, gigabytes and minutes. So a
+unit string must also pass a small grammar (unit names, at most four
 of them, joined by ``*``, ``/`` or a space, each with an optional one- or two-digit exponent, no
 numbers of its own): checking it costs a microsecond whatever the text, and only what passes ever
 reaches pint. Answers are cached, refusals too, so a repeated bad unit costs a dictionary look-up.
@@ -89,7 +90,7 @@ def conversion(source: str, target: str) -> Conversion:
     return answer
 
 
-@lru_cache(maxsize=4096)  # bounded: tag-list payloads name their own units
+@lru_cache(maxsize=4096)  # bounded: asked for the units profiles name, at startup
 def _conversion(source: str, target: str) -> Conversion | str:
     """A Conversion, or the sentence saying why there is none (refusals are cached too)."""
     ureg = _registry()
