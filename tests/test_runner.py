@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timezone
 
+from linewatch.alerts.store import Saved
 from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
 from linewatch.runner import Runner
@@ -38,6 +39,9 @@ class QuietJournal:
     def actions_since(self, seq: int, limit: int = 1000) -> list:
         return []
 
+    def announced(self, alert_ids) -> None:
+        pass
+
 
 class DatabaseGone(QuietJournal):
     """An alert store whose database went away; the operator stops the worker meanwhile."""
@@ -66,7 +70,7 @@ def test_a_clean_stop_is_not_unfinished(config):
     class Store(QuietJournal):
         def save(self, events) -> list:
             runner.stop_requested.set()
-            return list(events)
+            return Saved(list(events))
 
     runner = Runner(source, Pipeline(config, Metrics()), Store())  # type: ignore[arg-type]
     stats = runner.run()
@@ -89,7 +93,7 @@ def test_the_store_counts_as_not_ready_while_a_database_write_fails_and_ready_on
                 self.refusals -= 1
                 raise OSError("database or disk is full")
             runner.stop_requested.set()
-            return list(events)
+            return Saved(list(events))
 
     runner = Runner(source, Pipeline(config, Metrics()), DiskFull())  # type: ignore[arg-type]
     runner._hold = lambda seconds: None  # no waiting between attempts in a unit test
@@ -133,7 +137,7 @@ def test_a_worker_replaying_old_data_does_not_announce_episodes_the_store_has_cl
         by_condition = {ev.alert.id: ev.alert.ended_at for ev in first_sink.events
                         if ev.type is AlertEventType.RESOLVED}
         for alert in store.open_alerts():
-            store.resolve(alert.id, "shift-lead", "dealt with", T0)
+            store.resolve(alert.id, "shift-lead", "dealt with", alert.last_seen_at)
 
         metrics, sink, console = Metrics(), Recorder(), []
         source = Drained()

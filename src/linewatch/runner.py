@@ -339,7 +339,12 @@ class Runner:
     def _make_durable(self, outcome: BatchOutcome) -> None:
         """Store the batch's alert events, then write its rejections and events to the sinks. Events about
         an episode the store had already resolved are kept out of the sinks, the console and the board."""
-        fit = self._retry("store", lambda: self.store.save(outcome.events))
+        saved = self._retry("store", lambda: self.store.save(outcome.events))
+        if saved.over:
+            with self.pipeline.lock:
+                for alert_id in saved.over:
+                    self.pipeline.book.resolved_by_person(alert_id)  # over in the store: over here too
+        fit = saved.announce
         if len(fit) < len(outcome.events):
             kept = {id(ev) for ev in fit}
             withheld = [ev for ev in outcome.events if id(ev) not in kept]
@@ -351,6 +356,9 @@ class Runner:
             outcome.events = fit
         for sink in self.sinks:
             self._retry("sinks", lambda sink=sink: sink.write(outcome.rejections, outcome.events))
+        resolved = {ev.alert.id for ev in outcome.events if ev.type is AlertEventType.RESOLVED}
+        if resolved:  # from now on a replay of these resolutions is not announced again
+            self._retry("store", lambda: self.store.announced(resolved))
 
     # ------------------------------------------------------------ when the database or the broker is away
 

@@ -44,7 +44,7 @@ class HttpServer:
     """uvicorn in a background thread, so the consumer loop keeps the main thread (and Ctrl-C)."""
 
     def __init__(self, app: object, host: str, port: int, request_timeout: float = 10.0, idle_timeout: float = 5.0,
-                 max_connections: int | None = 500):
+                 max_connections: int | None = 1000):
         # Live event streams (wall boards) never finish by themselves: give open responses one second
         # on shutdown, then close them, so boards notice the restart and reconnect. A connection that
         # sends no complete request in time is closed (api/connections.py); past max_connections uvicorn

@@ -50,8 +50,8 @@ class Settings(BaseSettings):
                                                             "closed (slow or silent clients)")
     http_idle_timeout_seconds: float = Field(5.0, gt=0, le=600,
                                              description="an idle keep-alive connection is closed after this long")
-    http_max_connections: int = Field(500, ge=10, description="connections and requests in progress at once; "
-                                                              "past it new requests get 503")
+    http_max_connections: int = Field(1000, ge=10, description="open connections (idle ones included) and "
+                                                               "requests in progress; past it new requests get 503")
     max_stream_clients: int = Field(100, ge=1, description="live alert streams (wall boards) open at once; past it "
                                                            "new ones get 503 and retry later")
     webhook_url: str | None = Field(None, description="POST alert events here in Alertmanager's webhook format")

@@ -152,26 +152,33 @@ def test_an_episode_the_store_closed_is_never_announced_again(store):
     book = AlertBook()
     fired = fire(book)
     ended = T0 + timedelta(minutes=5)
-    resolved = book.resolve((AlertKind.ANOMALY, "line-1", "extruder-1", None), ended)
-    assert store.save([fired, resolved]) == [fired, resolved]  # new to the store: all of it is announced
+    key = (AlertKind.ANOMALY, "line-1", "extruder-1", None)
+    batch = [fired, book.resolve(key, ended)]
+    assert store.save(batch).announce == batch  # new to the store: all of it
+    # the worker crashed before the sinks had the batch: its replay is all announced (at least once)
+    crashed = AlertBook()
+    replayed = [fire(crashed), crashed.resolve(key, ended)]
+    assert store.save(replayed).announce == replayed
+    store.announced([fired.alert.id])  # the sinks have it now
 
     # a worker replaying the same data from a stale state makes the same episode again
     replay = AlertBook()
-    again, update = fire(replay), fire(replay, minutes=2, severity=Severity.CRITICAL)
-    assert store.save([again, update]) == []
-    same_end = replay.resolve((AlertKind.ANOMALY, "line-1", "extruder-1", None), ended)
-    assert store.save([same_end]) == [same_end]  # the store's own resolution, delivered again after a crash
-    later = AlertBook()
-    fire(later)
-    other_end = later.resolve((AlertKind.ANOMALY, "line-1", "extruder-1", None), ended + timedelta(minutes=1))
-    assert store.save([other_end]) == []  # not the resolution the store recorded
+    saved = store.save([fire(replay), fire(replay, minutes=2, severity=Severity.CRITICAL)])
+    assert saved.announce == [] and saved.over == frozenset()  # the replay goes on to the same resolution
+    assert store.save([replay.resolve(key, ended)]).announce == []
     assert store.get(fired.alert.id).ended_at == ended
+    # past the stored end the worker is not replaying: its episode is over, the condition a new alert
+    going_on = AlertBook()
+    fire(going_on)
+    saved = store.save([fire(going_on, minutes=6)])
+    assert saved.announce == [] and saved.over == {fired.alert.id}
 
-    # resolved by a person: not even the condition's resolution is announced afterwards
+    # resolved by a person: announced by the API, over at once for the worker
     book = AlertBook()
     dryer = fire(book, machine="dryer-1")
     store.save([dryer])
     store.resolve(dryer.alert.id, "shift-lead", "filter changed", T0 + timedelta(minutes=3))
+    assert store.save([fire(book, minutes=2, machine="dryer-1")]).over == {dryer.alert.id}
     late = book.resolve((AlertKind.ANOMALY, "line-1", "dryer-1", None), T0 + timedelta(minutes=4))
     newer = fire(book, minutes=9, machine="dryer-1")  # the next episode is new and is announced
-    assert store.save([fire(book, minutes=1, machine="cutter-1"), late, newer])[1:] == [newer]
+    assert store.save([fire(book, minutes=1, machine="cutter-1"), late, newer]).announce[1:] == [newer]

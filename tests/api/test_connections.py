@@ -29,10 +29,19 @@ def server(config, tmp_path):
     http = HttpServer(app, "127.0.0.1", 0, request_timeout=DEADLINE, idle_timeout=DEADLINE)
     http.start()
     try:
-        yield http, app
+        yield http, app, pipeline
     finally:
         http.stop()
         store.close()
+
+
+def _event(pipeline):
+    from datetime import datetime, timezone
+
+    from linewatch.domain import AlertKind, Severity
+
+    return pipeline.book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, datetime.now(timezone.utc),
+                                Severity.WARNING, "extruder-1: die pressure 214 bar, normal 180–190", {})
 
 
 def _closed_by_server(sock: socket.socket, trickle: bytes = b"") -> bool:
@@ -58,20 +67,20 @@ def _closed_by_server(sock: socket.socket, trickle: bytes = b"") -> bool:
 
 
 def test_a_connection_that_sends_nothing_is_closed(server):
-    http, _ = server
+    http, _, _ = server
     with socket.create_connection(("127.0.0.1", http.port), timeout=BOUND) as sock:
         assert _closed_by_server(sock), "a silent connection stayed open"
 
 
 def test_a_request_trickled_a_byte_at_a_time_is_closed_before_it_completes(server):
-    http, _ = server
+    http, _, _ = server
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Padding: " + b"a" * 400 + b"\r\n\r\n"
     with socket.create_connection(("127.0.0.1", http.port), timeout=BOUND) as sock:
         assert _closed_by_server(sock, request), "a slow request held its connection"
 
 
 def test_requests_in_time_are_served_and_a_live_stream_outlasts_the_deadline(server):
-    http, _ = server
+    http, app, pipeline = server
     url = f"http://127.0.0.1:{http.port}"
     with httpx.Client(timeout=BOUND) as client:  # one keep-alive connection, used twice
         assert client.get(url + "/healthz").status_code == 200
@@ -81,14 +90,35 @@ def test_requests_in_time_are_served_and_a_live_stream_outlasts_the_deadline(ser
         lines = r.iter_lines()
         assert next(lines).startswith("retry:")
         time.sleep(3 * DEADLINE)  # past the request deadline and the idle timeout
-        assert not r.is_closed
-        app = http.server.config.app
-        app.state.broadcaster.publish([])  # nothing to send; the stream itself must still be there
+        assert app.state.broadcaster.subscribers == 1
+        app.state.broadcaster.publish([_event(pipeline)])  # the stream still carries what happens
+        assert any(line.startswith("data: ") and "extruder-1" in line for line in lines)
+
+
+def test_a_live_stream_pipelined_behind_another_request_is_not_cut(server):
+    """httptools reads a pipelined request while the answer before it is being sent: the deadline must
+    judge by what the connection is doing, not by which request it holds."""
+    http, app, _ = server
+    with socket.create_connection(("127.0.0.1", http.port), timeout=BOUND) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/alerts/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(BOUND)
+        received = b""
+        while b"connected" not in received:  # the first answer, then the stream's opening
+            chunk = sock.recv(4096)
+            assert chunk, "closed before the stream opened"
+            received += chunk
+        time.sleep(3 * DEADLINE)
+        sock.settimeout(0.5)
+        try:
+            data = sock.recv(4096)
+        except socket.timeout:
+            data = None  # nothing to read, and still open
+        assert data != b"", "the deadline closed a connection that was sending a live stream"
         assert app.state.broadcaster.subscribers == 1
 
 
 def test_live_streams_are_capped_and_a_freed_place_is_taken_again(server):
-    http, app = server
+    http, app, _ = server
     url = f"http://127.0.0.1:{http.port}/api/v1/alerts/stream"
     hub = app.state.broadcaster
     with httpx.stream("GET", url, timeout=BOUND) as first, httpx.stream("GET", url, timeout=BOUND) as second:

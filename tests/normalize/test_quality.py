@@ -103,3 +103,24 @@ def test_a_run_out_of_order_or_out_of_range_is_not_clean(dq, config):
     kept = dq.clean_run(block_of([reading(i) for i in range(6)]), machine)
     dq.keep(machine, kept)
     assert dq.clean_run(block_of([reading(5), reading(6)]), machine) is None  # 5 was the last one kept
+
+
+def test_a_restored_state_expects_the_sensors_mapped_now(config):
+    import dataclasses
+
+    from linewatch.config import UnknownMachines
+    from linewatch.normalize.quality import _MachineState
+
+    maker = config.machines["extruder-1"].manufacturer
+    profile = config.profiles[maker]
+    kept = tuple(m.sensor for m in profile.sensors[:-1])
+    dropped = profile.sensors[-1].sensor
+    fewer = dataclasses.replace(
+        config, profiles={**config.profiles, maker: profile.model_copy(update={"sensors": profile.sensors[:-1]})},
+        unknown_machines=UnknownMachines(policy="accept", profile=maker, line="line-1"))
+    quality = DataQuality(fewer)
+    for machine in ("extruder-1", "extruder-9"):  # configured, and accepted under the default profile
+        checkpointed = _MachineState(kept + (dropped,), missing_count={dropped: 9, kept[0]: 2})
+        quality.restore(machine, checkpointed)
+        assert quality.state[machine].expected == kept, machine
+        assert quality.state[machine].missing_count == {kept[0]: 2}  # the removed sensor's count is gone

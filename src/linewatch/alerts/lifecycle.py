@@ -133,7 +133,8 @@ class AlertBook:
             a.status, a.acked_by, a.acked_at, a.ack_note = AlertStatus.ACKNOWLEDGED, by, at, note
 
     def resolved_by_person(self, alert_id_: str) -> None:
-        """A person closed the episode: if the condition is still there, the next one is a new alert."""
+        """A person closed the episode (or the store holds it as over): if the condition is still
+        there, the next one is a new alert."""
         found = self.find(alert_id_)
         if found:
             self.open.pop(found[0], None)

@@ -22,7 +22,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, BigInteger, DateTime, String, and_, create_engine, event, or_, select, update
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, String, and_, create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -55,6 +55,9 @@ class AlertRow(Base):
     ack_note: Mapped[str | None] = mapped_column(String(1000))
     resolved_by: Mapped[str | None] = mapped_column(String(128))
     silence_id: Mapped[str | None] = mapped_column(String(36))
+    # whether the sinks have this state (migration 0005): false from the worker's write until
+    # ``announced`` is called, true for a person's action; None (older rows) counts as announced
+    announced: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class SilenceRow(Base):
@@ -157,24 +160,41 @@ _MIGRATING = threading.Lock()
 MIGRATION_LOCK = 0x6C696E6577617463  # "linewatc": the PostgreSQL advisory lock that serialises migrations
 
 
-def announceable(events: Sequence[AlertEvent], closed: dict[str, Alert]) -> list[AlertEvent]:
-    """The events that may be announced, given the alerts the store had already resolved (``closed``).
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What a save means for the worker: the events it may announce, and the alerts its book should
+    close because the store holds them as over (``over``)."""
+
+    announce: list[AlertEvent]
+    over: frozenset[str] = frozenset()
+
+
+def announceable(events: Sequence[AlertEvent], closed: dict[str, Alert]) -> Saved:
+    """The events that may be announced, given the alerts the store had already resolved and
+    announced (``closed``).
 
     An episode the store has closed is never announced again, whatever the worker believes: a worker
     that replays old data from a stale state, or has not yet read that a person resolved it, would
-    otherwise page people about something that is over. The one exception is the store's own
-    resolution delivered again (the condition's, at the same time): after a crash between the store's
-    write and the alerts topic's, the replay must still get that resolution out (at least once).
+    otherwise page people about something that is over. (A resolution the store holds but the sinks
+    never got, after a crash between the two writes, is not in ``closed``: the replay sends it.)
+
+    ``over``: alerts the worker should stop holding open. One a person resolved is over (its
+    condition, if it persists, is a new alert). One the condition resolved stays open while the worker
+    replays up to that resolution, so the replay makes the same decisions; an event past the stored
+    end is news, not a replay, and the worker's episode is over too.
     """
     if not closed:
-        return list(events)
-    kept = []
+        return Saved(list(events))
+    kept, over = [], set()
     for ev in events:
         stored = closed.get(ev.alert.id)
-        if stored is None or (ev.type is AlertEventType.RESOLVED and stored.resolved_by is None
-                              and stored.ended_at == _utc(ev.alert.ended_at)):
+        if stored is None:
             kept.append(ev)
-    return kept
+        elif ev.type is not AlertEventType.RESOLVED and (
+                stored.resolved_by is not None or stored.ended_at is None
+                or _utc(ev.alert.last_seen_at) > stored.ended_at):  # type: ignore[operator]
+            over.add(ev.alert.id)
+    return Saved(kept, frozenset(over))
 
 
 def migrate(engine: Engine) -> None:
@@ -227,11 +247,11 @@ class AlertStore:
 
     # ------------------------------------------------------------ the worker's side
 
-    def save(self, events: Sequence[AlertEvent]) -> list[AlertEvent]:
+    def save(self, events: Sequence[AlertEvent]) -> Saved:
         """Write the latest state of every alert the events touch, in one transaction. Returns the
         events fit to announce (``announceable``): none about an episode the store had already closed."""
         if not events:
-            return []
+            return Saved([])
         latest: dict[str, Alert] = {}
         for ev in events:
             latest[ev.alert.id] = ev.alert
@@ -240,17 +260,19 @@ class AlertStore:
         with Session(self.engine) as session, session.begin():
             for alert in latest.values():
                 row = session.get(AlertRow, alert.id)
-                if row is not None and row.status == AlertStatus.RESOLVED.value:
-                    closed[alert.id] = _to_alert(row)
                 if row is None:
                     session.add(AlertRow(id=alert.id, kind=alert.kind.value, severity=alert.severity.value,
                                          status=alert.status.value, line=alert.line, machine=alert.machine,
                                          sensor=alert.sensor, started_at=alert.started_at,
                                          last_seen_at=alert.last_seen_at, ended_at=alert.ended_at,
-                                         summary=alert.summary, details=alert.details, silence_id=alert.silence_id))
+                                         summary=alert.summary, details=alert.details, silence_id=alert.silence_id,
+                                         announced=False))
                     continue
                 if row.status == AlertStatus.RESOLVED.value:
+                    if row.announced is not False:  # over, and the sinks know it
+                        closed[alert.id] = _to_alert(row)
                     continue  # resolved (by the condition or by a person): an episode never reopens
+                row.announced = False
                 # The worker owns the condition; people own acknowledgement. Never undo an ack.
                 row.severity = alert.severity.value
                 row.last_seen_at = alert.last_seen_at
@@ -260,6 +282,14 @@ class AlertStore:
                     row.status = AlertStatus.RESOLVED.value
                     row.ended_at = alert.ended_at
         return announceable(events, closed)
+
+    def announced(self, alert_ids: Iterable[str]) -> None:
+        """The sinks have the latest state of these alerts (the batch that saved it is announced)."""
+        ids = sorted(set(alert_ids))
+        if not ids:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(AlertRow).where(AlertRow.id.in_(ids)).values(announced=True))
 
     # ------------------------------------------------------------ people's side
 
@@ -312,6 +342,7 @@ class AlertStore:
     @staticmethod
     def _close(row: AlertRow, by: str, note: str | None, at: datetime) -> None:
         row.status, row.ended_at, row.resolved_by = AlertStatus.RESOLVED.value, at, by
+        row.announced = True  # a person's action: the API announces it
         if note:
             row.ack_note = note if not row.ack_note else f"{row.ack_note}\n{note}"
 

@@ -28,15 +28,14 @@ def with_request_deadline(request_timeout: float, base: type[asyncio.Protocol] =
 
     class RequestDeadline(base):  # type: ignore[valid-type, misc]
         _deadline: asyncio.TimerHandle | None = None
-        _waiting_since: Any = None  # the request cycle current when the deadline was armed
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
 
         def on_response_complete(self) -> None:
-            self._arm()  # before the base class starts a pipelined request, which then counts as arrived
             super().on_response_complete()
+            self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -44,8 +43,8 @@ def with_request_deadline(request_timeout: float, base: type[asyncio.Protocol] =
 
         def _arm(self) -> None:
             self._disarm()
-            self._waiting_since = self.cycle
-            self._deadline = self.loop.call_later(request_timeout, self._expire)
+            if not self.transport.is_closing():
+                self._deadline = self.loop.call_later(request_timeout, self._expire)
 
         def _disarm(self) -> None:
             if self._deadline is not None:
@@ -53,11 +52,14 @@ def with_request_deadline(request_timeout: float, base: type[asyncio.Protocol] =
                 self._deadline = None
 
         def _expire(self) -> None:
+            # judged by the state of the request at hand, not by which one it is: httptools starts the
+            # cycle of a pipelined request while the previous answer is still being sent
             self._deadline = None
             cycle = self.cycle
-            no_request = cycle is self._waiting_since
+            waiting = cycle is None or cycle.response_complete  # for the next request's headers
             body_unfinished = cycle is not None and cycle.more_body and not cycle.response_started
-            if (no_request or body_unfinished) and not self.transport.is_closing():
+            upgraded = getattr(self.transport, "get_protocol", lambda: self)() is not self  # a websocket
+            if (waiting or body_unfinished) and not upgraded and not self.transport.is_closing():
                 peer = self.transport.get_extra_info("peername")
                 log.info("closing the HTTP connection from %s: no complete request within %.0f s", peer,
                          request_timeout)

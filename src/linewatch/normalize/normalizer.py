@@ -8,6 +8,7 @@ report a vendor adding fields, once per machine).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from linewatch.config import Machine, PlantConfig
-from linewatch.domain import QcResult, RawMessage, Reading, Rejection, Source
+from linewatch.domain import EPOCH, ONE_MS, QcResult, RawMessage, Reading, Rejection, Source
 from linewatch.normalize.profile import CompiledProfile, PayloadError, brief, dig, identifier, leaf_paths
 
 RAW_TOPIC_PREFIX = "linewatch.raw."
@@ -60,7 +61,7 @@ class Normalizer:
         dq = config.detection.data_quality
         self.max_future = None if dq.max_future_seconds is None else timedelta(seconds=dq.max_future_seconds)
         self.earliest = dq.earliest_timestamp  # before it: a reset clock
-        self.earliest_ms = int(dq.earliest_timestamp.timestamp() * 1000)
+        self.earliest_ms = math.ceil((dq.earliest_timestamp - EPOCH) / ONE_MS)  # the first millisecond not before it
         self.profiles = {name: CompiledProfile(spec, config.catalogue) for name, spec in config.profiles.items()}
         self.machines: dict[str, Machine] = dict(config.machines)
         # every name a machine goes by (plant id and vendor ids) -> plant machine id

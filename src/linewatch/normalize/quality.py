@@ -57,7 +57,10 @@ class DataQuality:
         self.state: dict[str, _MachineState] = {}
 
     def _mapped(self, machine: Machine) -> tuple[str, ...]:
-        profile = self.config.profiles.get(machine.manufacturer)
+        return self._mapped_by(machine.manufacturer)
+
+    def _mapped_by(self, manufacturer: str | None) -> tuple[str, ...]:
+        profile = self.config.profiles.get(manufacturer) if manufacturer else None
         return tuple(m.sensor for m in profile.sensors) if profile else ()
 
     def _state(self, machine: Machine) -> _MachineState:
@@ -71,13 +74,18 @@ class DataQuality:
         now, not from the checkpoint: a sensor removed from the profile since is not reported missing
         for ever, and a sensor added is checked from its first reading."""
         machine = self.config.machines.get(machine_id)
+        unknown = self.config.unknown_machines
         if machine is not None:
             expected = self._mapped(machine)
-            if st.expected != expected:
-                st.expected = expected
-                for counts in (st.last_value, st.same_count, st.missing_count):
-                    for sensor in [k for k in counts if k not in expected]:
-                        del counts[sensor]
+        elif unknown.policy == "accept":  # a machine plant.yaml does not list, read with the default profile
+            expected = self._mapped_by(unknown.profile)
+        else:
+            expected = st.expected  # no longer read at all: nothing to compare with
+        if st.expected != expected:
+            st.expected = expected
+            for counts in (st.last_value, st.same_count, st.missing_count):
+                for sensor in [k for k in counts if k not in expected]:
+                    del counts[sensor]
         self.state[machine_id] = st
 
     def order(self, reading: Reading, machine: Machine) -> str | None:
