@@ -45,17 +45,23 @@ def anomaly_summary(machine: str, contributions: Sequence[Contribution], catalog
     return f"{machine}: " + "; ".join(parts)
 
 
-def failure_rate_summary(line: str, rate: float, baseline: float, since: datetime | None, first_unit: str | None) -> str:
-    """E.g. "Failure rate 19.8% (baseline 5.1%) since 10:42 on line-1, first flagged unit B-0001234".
+def failure_rate_summary(line: str, rate: float, baseline: float, since: datetime | None, first_unit: str | None,
+                         units: int | None = None) -> str:
+    """One sentence that says what the rate was measured over: the units since the change when the
+    monitor knows when it changed, else the recent window (``units`` either way).
 
     >>> from datetime import datetime, timezone
-    >>> failure_rate_summary("line-1", 0.198, 0.051, datetime(2026, 1, 5, 10, 42, tzinfo=timezone.utc), "U-1234")
-    'Failure rate 19.8% (baseline 5.1%) since 10:42 UTC on line-1, first flagged unit U-1234'
+    >>> failure_rate_summary("line-1", 0.198, 0.051, datetime(2026, 1, 5, 10, 42, tzinfo=timezone.utc), "U-1234", 412)
+    'Failure rate 19.8% over the 412 units since 10:42 UTC (baseline 5.1%) on line-1, first flagged unit U-1234'
+    >>> failure_rate_summary("line-1", 0.198, 0.051, None, None, 300)
+    'Failure rate 19.8% over the last 300 units (baseline 5.1%) on line-1'
     """
-    text = f"Failure rate {rate:.1%} (baseline {baseline:.1%})"
+    text = f"Failure rate {rate:.1%}"
     if since is not None:
-        text += f" since {since:%H:%M} UTC"
-    text += f" on {line}"
+        text += f" over the {units:,} units since {since:%H:%M} UTC" if units else f" since {since:%H:%M} UTC"
+    elif units:
+        text += f" over the last {units:,} units"
+    text += f" (baseline {baseline:.1%}) on {line}"
     if first_unit:
         text += f", first flagged unit {first_unit}"
     return text

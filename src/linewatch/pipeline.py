@@ -106,6 +106,7 @@ class LineStatus:
     failure_rate: float | None = None
     baseline: float | None = None
     upper_control_limit: float | None = None
+    window_units: int = 0  # the recent units ``failure_rate`` is measured over
     statistic: float = 0.0
     limit: float | None = None
     phase: str = "waiting"
@@ -545,6 +546,7 @@ class Pipeline:
         ls.units, ls.failure_rate, ls.baseline, ls.statistic, ls.limit, ls.phase = (
             v.units, v.rate, v.baseline, v.statistic, v.limit, v.phase)
         ls.upper_control_limit = v.upper_control_limit
+        ls.window_units = v.window
         if v.alarm:
             out.events.append(self._rate_event(qc, v))
         elif v.phase == "monitoring":
@@ -579,6 +581,7 @@ class Pipeline:
     def _rate_event(self, qc: QcResult, v: RateVerdict, machine: str | None = None) -> AlertEvent:
         assert v.baseline is not None
         rate = v.rate_since if v.rate_since is not None else v.rate
+        units = v.units_since if v.rate_since is not None else v.window  # what ``rate`` was measured over
         severity = Severity.CRITICAL if rate >= 3 * v.baseline else Severity.WARNING
         details = {"rate_since_change": None if v.rate_since is None else round(v.rate_since, 4),
                    "recent_rate": round(v.rate, 4), "baseline": round(v.baseline, 4),
@@ -586,13 +589,14 @@ class Pipeline:
                    "cusum": round(v.statistic, 3), "cusum_limit": round(v.limit or 0.0, 3),
                    "since": v.since.isoformat() if v.since else None, "first_unit": v.first_unit,
                    "detector": v.detector,
-                   "units": v.units}
+                   "units": v.units, "units_since_change": v.units_since, "window_units": v.window}
         where = qc.line
         if machine is not None:  # per machine, through the genealogy
             details["machine"] = machine
             details["share_of_line_results"] = round(self.machine_rates[qc.line].share(machine), 3)
             where = f"{machine} ({qc.line})"
-        summary = failure_rate_summary(where, rate, v.baseline, v.since, v.first_unit)
+        summary = failure_rate_summary(where, rate, v.baseline, v.since if v.rate_since is not None else None,
+                                       v.first_unit, units)
         return self.book.raise_(AlertKind.FAILURE_RATE, qc.line, machine, None, qc.ts, severity, summary, details)
 
     # ------------------------------------------------------------ bookkeeping

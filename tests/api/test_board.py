@@ -111,12 +111,12 @@ class Plant:
         assert not self.server.thread.is_alive(), "the old server did not stop"
 
 
-def _plant(config, tmp_path, seconds: float) -> Plant:
+def _plant(config, tmp_path, seconds: float, faults=()) -> Plant:
     store = AlertStore(f"sqlite:///{tmp_path / 'a.db'}")
     pipeline = Pipeline(config, Metrics(), AlertBook())
-    messages = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(seconds)]
+    messages = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=faults)).messages(seconds)]
     for i in range(0, len(messages), 500):  # in batches, as the worker reads them
-        pipeline.process(messages[i:i + 500])
+        store.save(pipeline.process(messages[i:i + 500]).events)
     plant = Plant(store, pipeline, last_reading=T0 + timedelta(seconds=seconds))
     plant.serve()
     return plant
@@ -254,3 +254,50 @@ def test_board_reconnects_by_itself_after_a_restart(browser, config, tmp_path):
     finally:
         plant.stop()
         plant.store.close()
+
+
+def test_each_line_shows_one_failure_rate_said_over_what_and_the_alert_agrees(browser, config, tmp_path):
+    """One figure per line, labelled with what it is measured over: the recent window while all is well,
+    the alert's own figure (since the change) while the line's failure-rate alert is open."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    from linewatch.sources.simulator import Fault
+
+    def header(driver):
+        head = driver.find_element(By.CSS_SELECTOR, 'section[data-line="line-1"] .line-rate')
+        return head.find_element(By.CSS_SELECTOR, ".rate-label").text, head.find_element(By.CSS_SELECTOR, ".rate-value")
+
+    quiet = _plant(config, tmp_path / "quiet", 1100)
+    try:
+        browser.get(quiet.url)
+        _wait(browser, 10, lambda d: d.find_elements(By.CSS_SELECTOR, ".rate-value"), "no failure rate drawn")
+        api = httpx.get(quiet.url.replace("/board", "/api/v1/lines"), timeout=10).json()["lines"][0]
+        label, value = header(browser)
+        assert label.lower() == f"failure rate · last {api['window_units']} units" and api["window_units"] > 0
+        assert float(value.get_attribute("data-rate")) == api["failure_rate"]
+        assert value.text == f"{api['failure_rate'] * 100:.1f} %"
+    finally:
+        quiet.stop()
+        quiet.store.close()
+
+    rising = _plant(config, tmp_path / "rising", 2400,
+                    faults=(Fault("failure_rate", "checkweigher-1", start=1100, duration=1300, magnitude=0.20),))
+    try:
+        browser.get(rising.url)
+        _wait(browser, 10, lambda d: d.find_elements(By.CSS_SELECTOR, ".line-alert"), "no failure-rate alert drawn")
+        alert = httpx.get(rising.url.replace("/board", "/api/v1/lines"), timeout=10).json()["lines"][0][
+            "failure_rate_alert"]
+        d = alert["details"]
+        label, value = header(browser)
+        since = d["since"][11:16]
+        assert label.lower() == f"failure rate · {d['units_since_change']:,} units since {since} utc"
+        assert float(value.get_attribute("data-rate")) == d["rate_since_change"]
+        figure = f"{d['rate_since_change'] * 100:.1f}"
+        assert value.text == f"{figure} %"
+        banner = browser.find_element(By.CSS_SELECTOR, ".line-alert").text
+        assert banner == alert["summary"]
+        assert f"Failure rate {figure}% over the {d['units_since_change']:,} units since {since} UTC" in banner
+    finally:
+        rising.stop()
+        rising.store.close()

@@ -421,7 +421,8 @@ def _aware(ts: datetime | None, where: tuple[str, ...] = ("query",)) -> datetime
 
 
 def _line_dict(ls: Any) -> dict[str, Any]:
-    return {"line": ls.line, "units": ls.units, "failure_rate": ls.failure_rate, "baseline": ls.baseline,
+    return {"line": ls.line, "units": ls.units, "failure_rate": ls.failure_rate, "window_units": ls.window_units,
+            "baseline": ls.baseline,
             "upper_control_limit": ls.upper_control_limit, "cusum": ls.statistic, "cusum_limit": ls.limit,
             "monitor_phase": ls.phase}
 

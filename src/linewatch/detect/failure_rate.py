@@ -44,6 +44,8 @@ class RateVerdict:
     first_unit: str | None = None  # first failed unit after the change
     upper_control_limit: float | None = None
     detector: str | None = None  # what raised the alarm: "cusum", or "adwin" (the model-free backstop)
+    units_since: int | None = None  # units since the change (what rate_since is measured over)
+    window: int = 0  # units in the recent window (what rate is measured over)
 
 
 def cusum_arl(p: float, a: float, b: float, h: float, resolution: int = 20) -> float:
@@ -143,7 +145,7 @@ class FailureRateMonitor:
             if self.units >= self.settings.baseline_units:
                 # a small prior keeps a spotless phase I from giving p0 = 0
                 self._arm((self.fails + 0.5) / (self.units + 1))
-            return RateVerdict("baseline", self.units, rate, None, 0.0, None, False)
+            return RateVerdict("baseline", self.units, rate, None, 0.0, None, False, window=len(self.recent))
 
         if self.s == 0.0 and not self.alarm:
             self.run_start = (ts, self.units - 1, self.fails - failed)
@@ -167,11 +169,12 @@ class FailureRateMonitor:
                 self.alarm = False
                 self.s = 0.0
                 self.backstop = drift.ADWIN()
-        since = rate_since = None
+        since = rate_since = n = None
         if self.alarm and self.run_start is not None:
             since, u0, f0 = self.run_start
             n = self.units - u0
             rate_since = (self.fails - f0) / n if n else None
         return RateVerdict("monitoring", self.units, rate, self.baseline, self.s, self.h, self.alarm, since,
                            rate_since, self.first_unit if self.alarm else None, ucl,
-                           self.alarmed_by if self.alarm else None)
+                           self.alarmed_by if self.alarm else None, n if rate_since is not None else None,
+                           len(self.recent))

@@ -149,9 +149,19 @@
       rate.append(el("span", "rate-label", "Failure rate"),
                   el("span", "rate-note", `learning baseline · ${line.units} units`));
     } else {
-      const value = el("span", "rate-value", pct(line.failure_rate));
-      if (line.upper_control_limit !== null && line.failure_rate > line.upper_control_limit) value.classList.add("over");
-      rate.append(el("span", "rate-label", "Failure rate"), value,
+      // one figure per line, said over what it is measured: while the line's failure-rate alert is
+      // open, the alert's own (since the change), else the recent window's
+      const d = (line.failure_rate_alert && line.failure_rate_alert.details) || {};
+      const episode = d.rate_since_change !== null && d.rate_since_change !== undefined && d.units_since_change
+        && d.since;
+      const figure = episode ? d.rate_since_change : line.failure_rate;
+      const over = episode
+        ? `${d.units_since_change.toLocaleString("en-GB")} units since ${d.since.slice(11, 16)} UTC`  // as the alert's sentence says it
+        : `last ${line.window_units.toLocaleString("en-GB")} units`;
+      const value = el("span", "rate-value", pct(figure));
+      value.dataset.rate = String(figure);
+      if (line.upper_control_limit !== null && figure > line.upper_control_limit) value.classList.add("over");
+      rate.append(el("span", "rate-label", `Failure rate · ${over}`), value,
                   el("span", "rate-note", `baseline ${pct(line.baseline)} · limit ${pct(line.upper_control_limit)}`));
     }
     head.append(title, rate);
