@@ -397,3 +397,26 @@ def test_a_restored_model_whose_profile_maps_other_sensors_starts_again_and_says
     with caplog.at_level("WARNING", logger="linewatch.pipeline"):
         again.import_state(after.export_state(everything=True))
     assert "maps other sensors" not in caplog.text
+
+
+def test_an_anomaly_says_now_while_open_and_peak_once_resolved(config):
+    """A resolved alert's sentence must not read as if the machine were still out of range."""
+    from linewatch.domain import AlertEventType
+    from linewatch.explain import _fmt, sensor_label
+
+    faults = (Fault("drift", "dryer-1", start=900, duration=300, sensor="dryer_air_temperature", magnitude=8.0),)
+    events = [e for e in run(Pipeline(config, Metrics()), [m.message for m in LineSimulator(
+        T0, SimulatorSettings(faults=faults)).messages(2400)]) if e.alert.kind is AlertKind.ANOMALY
+        and e.alert.machine == "dryer-1"]
+    open_ = [e for e in events if e.type is not AlertEventType.RESOLVED]
+    resolved = [e for e in events if e.type is AlertEventType.RESOLVED]
+    assert open_ and resolved, [e.type for e in events]
+    assert all(" now " in e.alert.summary for e in open_)
+    episode = [e for e in open_ if e.alert.id == resolved[0].alert.id]
+    peak = resolved[0].alert.details["peak"]  # the worst reading, announced or not (a batch announces its last)
+    assert peak["score"] >= max(e.alert.details["score"] for e in episode)
+    top = peak["sensors"][0]
+    summary = resolved[0].alert.summary
+    assert summary.startswith("dryer-1: back to normal; peak ") and " now " not in summary
+    assert f"{sensor_label(top['sensor'])} {_fmt(top['value'])}" in summary, (summary, top)
+    assert top["value"] > top["normal_high"]  # the peak is out of range; the last reading was not

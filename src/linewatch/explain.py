@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from linewatch.config import SensorSpec
 from linewatch.detect.anomaly import Contribution
@@ -26,23 +27,46 @@ def _fmt(value: float) -> str:
 
 
 def anomaly_summary(machine: str, contributions: Sequence[Contribution], catalogue: Mapping[str, SensorSpec]) -> str:
-    """E.g. "extruder-1: die pressure 215 bar, normal 181–189; melt temperature normal".
+    """The sentence of an open anomaly alert: the values now, beside their normal range. E.g.
+    "extruder-1: die pressure now 215 bar, normal 181–189; melt temperature normal".
 
     >>> from linewatch.config import SensorSpec
     >>> cat = {"die_pressure": SensorSpec(unit="bar", range=(0, 400)), "screw_speed": SensorSpec(unit="rpm", range=(0, 300))}
     >>> c = [Contribution("die_pressure", 215.2, 20.0, 180.6, 189.4), Contribution("screw_speed", 90.1, 0.2, 87.0, 93.0)]
     >>> anomaly_summary("extruder-1", c, cat)
-    'extruder-1: die pressure 215 bar, normal 181–189; screw speed normal'
+    'extruder-1: die pressure now 215 bar, normal 181–189; screw speed normal'
     """
     out = [c for c in contributions if abs(c.z) >= OUT_Z][:3] or list(contributions[:1])
     parts = []
     for c in out:
         unit = unit_symbol(catalogue[c.sensor].unit) if c.sensor in catalogue else ""
-        parts.append(f"{sensor_label(c.sensor)} {_fmt(c.value)} {unit}, normal {_fmt(c.normal_low)}–{_fmt(c.normal_high)}")
+        parts.append(f"{sensor_label(c.sensor)} now {_fmt(c.value)} {unit}, normal {_fmt(c.normal_low)}–{_fmt(c.normal_high)}")
     normal = [c for c in contributions if c not in out][:2]
     if normal:
         parts.append(" and ".join(sensor_label(c.sensor) for c in normal) + " normal")
     return f"{machine}: " + "; ".join(parts)
+
+
+def resolved_anomaly_summary(machine: str, peak: Sequence[Mapping[str, Any]], catalogue: Mapping[str, SensorSpec]) -> str:
+    """The sentence of a resolved anomaly alert: over, with the episode's worst reading called its peak,
+    so it does not read as if the machine were still out of range. ``peak``: that reading's sensors as
+    the alert's details give them (sensor, value, normal_low, normal_high, z).
+
+    >>> from linewatch.config import SensorSpec
+    >>> cat = {"dryer_air_temperature": SensorSpec(unit="degC", range=(0, 200))}
+    >>> resolved_anomaly_summary("dryer-1", [{"sensor": "dryer_air_temperature", "value": 93.31, "normal_low": 83.7,
+    ...                                       "normal_high": 86.3, "z": 9.1}], cat)
+    'dryer-1: back to normal; peak dryer air temperature 93.3 °C (normal 83.7–86.3)'
+    """
+    out = [c for c in peak if abs(c["z"]) >= OUT_Z][:3] or list(peak[:1])
+    if not out:
+        return f"{machine}: back to normal"
+    parts = []
+    for c in out:
+        unit = unit_symbol(catalogue[c["sensor"]].unit) if c["sensor"] in catalogue else ""
+        parts.append(f"{sensor_label(c['sensor'])} {_fmt(c['value'])} {unit} "
+                     f"(normal {_fmt(c['normal_low'])}–{_fmt(c['normal_high'])})")
+    return f"{machine}: back to normal; peak " + "; ".join(parts)
 
 
 def failure_rate_summary(line: str, rate: float, baseline: float, since: datetime | None, first_unit: str | None,

@@ -32,7 +32,7 @@ from linewatch.detect.replayed import RecentResults
 from linewatch.detect.rows import Part
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
                               Reading, ReadingBlock, Rejection, Severity)
-from linewatch.explain import anomaly_summary, failure_rate_summary
+from linewatch.explain import anomaly_summary, failure_rate_summary, resolved_anomaly_summary
 from linewatch.metrics import Metrics
 from linewatch.normalize.aggregate import Aggregator
 from linewatch.normalize.block import Survey, read_block, read_qc_block, survey
@@ -428,6 +428,9 @@ class Pipeline:
             elif key in self.book.open:
                 ev = self.book.clear(AlertKind.ANOMALY, line, machine, None, reading.ts, self.anomaly_clear)
                 if ev:
+                    details = ev.alert.details
+                    peak = (details.get("peak") or {}).get("sensors") or details.get("sensors") or []
+                    ev.alert.summary = resolved_anomaly_summary(machine, peak, self.config.catalogue.sensors)
                     out.events.append(ev)
 
     def _seen(self, reading: Reading, machine: Machine) -> None:
@@ -457,6 +460,11 @@ class Pipeline:
                          "normal_low": round(c.normal_low, 3), "normal_high": round(c.normal_high, 3),
                          "z": round(c.z, 2)} for c in top[:5]],
         }
+        # the episode's worst reading so far, for the sentence once it is over
+        now = {"score": details["score"], "at": reading.ts.isoformat(), "sensors": details["sensors"][:3]}
+        open_ = self.book.open.get((AlertKind.ANOMALY, reading.line, reading.machine, None))
+        peak = open_.details.get("peak") if open_ is not None else None
+        details["peak"] = now if peak is None or now["score"] >= peak["score"] else peak
         summary = anomaly_summary(reading.machine, top, catalogue)
         return self.book.raise_(AlertKind.ANOMALY, reading.line, reading.machine, None, reading.ts, severity,
                                 summary, details)
