@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     dlq_file: Path = Path("var/dlq.jsonl")  # in-process demo only: where rejections go without Kafka
 
     @model_validator(mode="after")
+    def _connections(self) -> "Settings":
+        if self.max_stream_clients >= self.http_max_connections:
+            raise ValueError(f"LINEWATCH_MAX_STREAM_CLIENTS ({self.max_stream_clients}) must be below "
+                             f"LINEWATCH_HTTP_MAX_CONNECTIONS ({self.http_max_connections}): live streams hold "
+                             "connections, and the API must still answer other requests")
+        return self
+
+    @model_validator(mode="after")
     def _tokens(self) -> "Settings":
         from linewatch.api.security import check_tokens
 

@@ -135,3 +135,14 @@ def test_live_streams_are_capped_and_a_freed_place_is_taken_again(server):
     assert hub.subscribers == 0, "closed streams kept their places"
     with httpx.stream("GET", url, timeout=BOUND) as again:
         assert again.status_code == 200
+
+
+def test_more_live_streams_than_connections_stops_startup_naming_both():
+    from pydantic import ValidationError
+
+    from linewatch.settings import Settings
+
+    with pytest.raises(ValidationError) as err:
+        Settings(max_stream_clients=1000, http_max_connections=1000)
+    assert "LINEWATCH_MAX_STREAM_CLIENTS" in str(err.value) and "LINEWATCH_HTTP_MAX_CONNECTIONS" in str(err.value)
+    assert Settings().max_stream_clients < Settings().http_max_connections  # the defaults start
