@@ -25,7 +25,7 @@ import numpy as np
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.config import Machine, PlantConfig
 from linewatch.detect.anomaly import MONITORING, MachineModel, Verdict
-from linewatch.detect.failure_rate import FailureRateMonitor, RateVerdict
+from linewatch.detect.failure_rate import SUBGROUP_UNITS, FailureRateMonitor, RateVerdict
 from linewatch.detect.genealogy import MachineFailureRates
 from linewatch.detect.mewma import MewmaModel
 from linewatch.detect.replayed import RecentResults
@@ -911,6 +911,24 @@ class Pipeline:
                                                       "sensors_changed": status.sensors_changed,
                                                       "recipes": sorted(self.recipe_models.get(machine.id, {}))},
             }
+
+    def failure_rate_chart(self, line: str) -> dict[str, Any] | None:
+        """A line's p-chart: its failure rate per subgroup of units against the baseline and the
+        subgroup's 3-sigma limit, and when the open failure-rate alert dates the change. None for a
+        line this plant does not have."""
+        with self.lock:
+            if line not in self.lines:
+                return None
+            monitor = self.monitors.get(line)
+            points = monitor.chart() if monitor is not None else []
+            baseline = monitor.baseline if monitor is not None else None
+            ucl = monitor.upper_control_limit(SUBGROUP_UNITS) if monitor is not None else None
+            alert = self.book.open.get((AlertKind.FAILURE_RATE, line, None, None))
+            since = alert.details.get("since") if alert is not None else None
+        return {"line": line, "subgroup_units": SUBGROUP_UNITS, "baseline": baseline, "upper_control_limit": ucl,
+                "alarm_since": since,
+                "points": [{"at": at.isoformat(timespec="seconds").replace("+00:00", "Z"), "units": n, "failures": f,
+                            "failure_rate": round(f / n, 4)} for at, n, f in points]}
 
     def snapshot(self) -> tuple[list[MachineStatus], list[LineStatus], list[Alert]]:
         """Copies of the live status for the API, taken under the lock."""

@@ -277,6 +277,7 @@ def test_each_line_shows_one_failure_rate_said_over_what_and_the_alert_agrees(br
         assert label.lower() == f"failure rate · last {api['window_units']} units" and api["window_units"] > 0
         assert float(value.get_attribute("data-rate")) == api["failure_rate"]
         assert value.text == f"{api['failure_rate'] * 100:.1f} %"
+        _p_chart_matches_the_api(browser, quiet)
     finally:
         quiet.stop()
         quiet.store.close()
@@ -295,9 +296,33 @@ def test_each_line_shows_one_failure_rate_said_over_what_and_the_alert_agrees(br
         assert float(value.get_attribute("data-rate")) == d["rate_since_change"]
         figure = f"{d['rate_since_change'] * 100:.1f}"
         assert value.text == f"{figure} %"
+        chart = _p_chart_matches_the_api(browser, rising)
+        assert chart["alarm_since"] and browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-alarm")
+        assert any(p["failure_rate"] > chart["upper_control_limit"] for p in chart["points"])
         banner = browser.find_element(By.CSS_SELECTOR, ".line-alert").text
         assert banner == alert["summary"]
         assert f"Failure rate {figure}% over the {d['units_since_change']:,} units since {since} UTC" in banner
     finally:
         rising.stop()
         rising.store.close()
+
+
+def _p_chart_matches_the_api(browser, plant) -> dict:
+    """The line's p-chart is drawn with one marker per point of the API's, a triangle exactly where the
+    point is over the limit; a screenshot of the board is kept beside the test's other files."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    chart = httpx.get(plant.url.replace("/board", "/api/v1/lines/line-1/p-chart"), timeout=10).json()
+    assert len(chart["points"]) > 1 and chart["baseline"] is not None
+    _wait(browser, 10, lambda d: d.find_elements(By.CSS_SELECTOR, ".p-chart svg"), "no p-chart drawn")
+    markers = browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-point")
+    over = browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-point.over")
+    assert len(markers) == len(chart["points"])
+    assert len(over) == sum(p["failure_rate"] > chart["upper_control_limit"] for p in chart["points"])
+    assert all(m.tag_name == "path" for m in over)  # a triangle: the state is in the shape, not only the colour
+    assert f"limit {chart['upper_control_limit'] * 100:.1f} %" in browser.find_element(By.CSS_SELECTOR, ".p-caption").text
+    shots = Path(os.environ.get("LINEWATCH_SCREENSHOTS", "var/screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(shots / f"board-{'alarm' if chart['alarm_since'] else 'ok'}.png"))
+    return chart

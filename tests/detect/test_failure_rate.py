@@ -83,3 +83,33 @@ def test_a_slow_creep_is_caught_by_the_adwin_backstop_or_the_cusum():
         verdicts.append(monitor.observe(rng.random() >= 0.05 + 0.06 * i / 6000, T0 + timedelta(seconds=n), f"U-{n}"))
     alarms = [v for v in verdicts if v.alarm]
     assert alarms and alarms[0].detector in {"cusum", "adwin"}
+
+
+def test_the_p_chart_keeps_the_last_subgroups_and_old_checkpoints_load():
+    import pickle
+    from datetime import datetime, timedelta, timezone
+
+    from linewatch.detect.failure_rate import SUBGROUP_UNITS, SUBGROUPS_KEPT
+
+    t0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
+    monitor = FailureRateMonitor("line-1", FailureRateSettings(baseline_units=200))
+    total = SUBGROUP_UNITS * (SUBGROUPS_KEPT + 3) + 7
+    for i in range(total):
+        monitor.observe(i % 10 != 0, t0 + timedelta(seconds=i))  # one fail in ten
+    chart = monitor.chart()
+    assert len(chart) == SUBGROUPS_KEPT  # the oldest subgroups dropped, the unfinished one not shown
+    at, n, fails = chart[-1]
+    assert n == SUBGROUP_UNITS and at == t0 + timedelta(seconds=total - 8)
+    assert sum(f for _, _, f in chart) == sum(1 for i in range(total - 7 - SUBGROUPS_KEPT * SUBGROUP_UNITS, total - 7)
+                                              if i % 10 == 0)
+    # a monitor checkpointed before the chart existed loads with an empty one and fills it
+    state = monitor.__dict__.copy()
+    for name in ("subgroups", "subgroup_units", "subgroup_fails"):
+        del state[name]
+    old = FailureRateMonitor.__new__(FailureRateMonitor)
+    old.__setstate__(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.chart() == []
+    for i in range(SUBGROUP_UNITS):
+        restored.observe(True, t0)
+    assert len(restored.chart()) == 1

@@ -358,6 +358,15 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                         "failure_rate_alert": None if rate_alert is None else rate_alert.to_dict()})
         return {"lines": out}
 
+    @app.get("/api/v1/lines/{line}/p-chart", tags=["machines"], responses=_errors(401, 404))
+    def line_p_chart(line: str) -> dict[str, Any]:
+        """The line's failure rate per subgroup of units (the last 1,500 units) against its baseline and
+        the subgroup's 3-sigma limit, with the start of an open failure-rate alarm: the wall board's p-chart."""
+        chart = pipeline.failure_rate_chart(line)
+        if chart is None:
+            raise HTTPException(status_code=404, detail=f"No line is called {line!r}.")
+        return chart
+
     @app.get("/api/v1/machines/{machine_id}", tags=["machines"], responses=_errors(401, 404))
     def machine_detail(machine_id: str) -> dict[str, Any]:
         """The profile in use, the raw→canonical mapping with units and factors, the last raw and

@@ -93,6 +93,10 @@ def cusum_limit(p0: float, p1: float, arl0: float) -> float:
     return hi
 
 
+SUBGROUP_UNITS = 25  # units per point of the p-chart
+SUBGROUPS_KEPT = 60  # points kept: the last 1,500 units
+
+
 class FailureRateMonitor:
     """Tracks one line's failure rate against its baseline."""
 
@@ -114,8 +118,22 @@ class FailureRateMonitor:
         # model-free backstop: river's ADWIN notices a rise the CUSUM was not tuned for (a slow creep)
         self.backstop = drift.ADWIN()
         self.alarmed_by: str | None = None
+        # the p-chart's points: (time of the last unit, units, failures) per subgroup of SUBGROUP_UNITS
+        self.subgroups: deque[tuple[datetime, int, int]] = deque(maxlen=SUBGROUPS_KEPT)
+        self.subgroup_units = self.subgroup_fails = 0  # the subgroup being filled
         if self.baseline is not None:
             self._arm(self.baseline)
+
+    def __setstate__(self, state: dict) -> None:
+        """Checkpoints written before the p-chart's history existed start it empty."""
+        state.setdefault("subgroups", deque(maxlen=SUBGROUPS_KEPT))
+        state.setdefault("subgroup_units", 0)
+        state.setdefault("subgroup_fails", 0)
+        self.__dict__.update(state)
+
+    def chart(self) -> list[tuple[datetime, int, int]]:
+        """The p-chart's points, oldest first: (time of the subgroup's last unit, units, failures)."""
+        return list(self.subgroups)
 
     def _arm(self, p0: float) -> None:
         p0 = min(max(p0, 1e-4), 0.5)
@@ -141,6 +159,11 @@ class FailureRateMonitor:
         self.recent.append(failed)
         self.recent_fails += failed
         rate = self.recent_fails / len(self.recent)
+        self.subgroup_units += 1
+        self.subgroup_fails += failed
+        if self.subgroup_units == SUBGROUP_UNITS:
+            self.subgroups.append((ts, self.subgroup_units, self.subgroup_fails))
+            self.subgroup_units = self.subgroup_fails = 0
         if self.h is None:
             if self.units >= self.settings.baseline_units:
                 # a small prior keeps a spotless phase I from giving p0 = 0

@@ -162,10 +162,12 @@
       value.dataset.rate = String(figure);
       if (line.upper_control_limit !== null && figure > line.upper_control_limit) value.classList.add("over");
       rate.append(el("span", "rate-label", `Failure rate · ${over}`), value,
-                  el("span", "rate-note", `baseline ${pct(line.baseline)} · limit ${pct(line.upper_control_limit)}`));
+                  el("span", "rate-note", `baseline ${pct(line.baseline)} · limit ${pct(line.upper_control_limit)} `
+                                          + `for ${line.window_units.toLocaleString("en-GB")} units`));
     }
     head.append(title, rate);
     section.append(head);
+    if (line.chart && line.chart.points.length > 1 && line.chart.baseline !== null) section.append(pChart(line.chart));
 
     if (line.failure_rate_alert) {
       const banner = el("p", "line-alert", line.failure_rate_alert.summary);
@@ -176,6 +178,50 @@
     tiles.append(...line.machines.map((m) => drawTile(m, acked)));
     section.append(tiles);
     return section;
+  }
+
+  // ------------------------------------------------------------------ p-chart
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    return node;
+  }
+
+  // The line's failure rate per subgroup of units against its baseline and 3-sigma limit, the alarm's
+  // start marked. A point over the limit is a triangle, not only another colour (colour-blind safe).
+  function pChart(chart) {
+    const W = 1800, H = 100, PAD = 10;   // about the shape it is drawn in on a 1080p wall: markers stay round
+    const pts = chart.points;
+    const top = Math.max(chart.upper_control_limit * 1.25, ...pts.map((p) => p.failure_rate), 0.01);
+    const x = (i) => PAD + (i * (W - 2 * PAD)) / (pts.length - 1);
+    const y = (r) => H - PAD - (r / top) * (H - 2 * PAD);
+    const figure = el("figure", "p-chart");
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
+                              "aria-label": `failure rate per ${chart.subgroup_units} units, last ${pts.length} groups` });
+    root.append(svg("line", { class: "p-baseline", x1: 0, x2: W, y1: y(chart.baseline), y2: y(chart.baseline) }),
+                svg("line", { class: "p-limit", x1: 0, x2: W, y1: y(chart.upper_control_limit),
+                              y2: y(chart.upper_control_limit) }));
+    if (chart.alarm_since) {
+      const since = new Date(chart.alarm_since);
+      const start = pts.findIndex((p) => new Date(p.at) >= since);
+      if (start >= 0) root.append(svg("line", { class: "p-alarm", x1: x(start), x2: x(start), y1: 0, y2: H }));
+    }
+    root.append(svg("polyline", { class: "p-rate", points: pts.map((p, i) => `${x(i)},${y(p.failure_rate)}`).join(" ") }));
+    pts.forEach((p, i) => {
+      const over = p.failure_rate > chart.upper_control_limit;
+      const cx = x(i), cy = y(p.failure_rate);
+      root.append(over
+        ? svg("path", { class: "p-point over", d: `M${cx},${cy - 9} L${cx + 8},${cy + 6} L${cx - 8},${cy + 6} Z` })
+        : svg("circle", { class: "p-point", cx, cy, r: 5 }));
+    });
+    const caption = el("figcaption", "p-caption",
+                       `failure rate per ${chart.subgroup_units} units · baseline ${pct(chart.baseline)} (dashed) · `
+                       + `limit ${pct(chart.upper_control_limit)} for ${chart.subgroup_units} units${chart.alarm_since ? " · alarm since "
+                       + chart.alarm_since.slice(11, 16) + " UTC (bar)" : ""} · ▲ over the limit`);
+    figure.append(root, caption);
+    return figure;
   }
 
   function draw(lines, acked) {
@@ -225,6 +271,9 @@
         getJSON(ACKED_URL).catch(() => ({ alerts: [] })),   // nice to have; the tiles matter more
       ]);
       await loadUnits(lines.lines.flatMap((line) => line.machines.map((m) => m.machine)));
+      const charts = await Promise.all(lines.lines.map((line) =>
+        getJSON(`${LINES_URL}/${encodeURIComponent(line.line)}/p-chart`).catch(() => null)));
+      lines.lines.forEach((line, i) => { line.chart = charts[i]; });
       draw(lines.lines, new Map(acked.alerts.map((a) => [a.id, a])));
       lastUpdate = new Date();
       document.body.dataset.loaded = "true";
