@@ -420,3 +420,17 @@ def test_an_anomaly_says_now_while_open_and_peak_once_resolved(config):
     assert summary.startswith("dryer-1: back to normal; peak ") and " now " not in summary
     assert f"{sensor_label(top['sensor'])} {_fmt(top['value'])}" in summary, (summary, top)
     assert top["value"] > top["normal_high"]  # the peak is out of range; the last reading was not
+
+
+def test_each_machine_keeps_its_last_hour_one_point_per_30_s(config):
+    pipeline = Pipeline(config, Metrics())
+    run(pipeline, [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(900)], batch=137)
+    trend = pipeline.machine_trend("extruder-1")
+    times = [datetime.fromisoformat(p["at"].replace("Z", "+00:00")) for p in trend["points"]]
+    assert len(times) == 900 // 30 and all((b - a).total_seconds() == 30 for a, b in zip(times, times[1:]))
+    assert trend["sensor"] == config.profiles[config.machines["extruder-1"].manufacturer].sensors[0].sensor
+    assert all(p["value"] is not None and p["score"] >= 0 for p in trend["points"])
+    run(pipeline, [m.message for m in LineSimulator(T0 + timedelta(seconds=900), SimulatorSettings(faults=()))
+                   .messages(3 * 3600)], batch=500)
+    assert len(pipeline.machine_trend("extruder-1")["points"]) == 120  # the last hour only
+    assert pipeline.machine_trend("press-9") is None

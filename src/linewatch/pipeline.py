@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections import Counter
+from collections import Counter, deque
 import logging
 import pickle
 import threading
@@ -30,8 +30,8 @@ from linewatch.detect.genealogy import MachineFailureRates
 from linewatch.detect.mewma import MewmaModel
 from linewatch.detect.replayed import RecentResults
 from linewatch.detect.rows import Part
-from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult, RawMessage,
-                              Reading, ReadingBlock, Rejection, Severity)
+from linewatch.domain import (EPOCH, ONE_MS, Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult,
+                              RawMessage, Reading, ReadingBlock, Rejection, Severity)
 from linewatch.explain import anomaly_summary, failure_rate_summary, resolved_anomaly_summary
 from linewatch.metrics import Metrics
 from linewatch.normalize.aggregate import Aggregator
@@ -65,6 +65,10 @@ class BatchOutcome:
     events: list[AlertEvent] = field(default_factory=list)
 
 
+TREND_SECONDS = 30  # one sparkline point per this many seconds of reading time
+TREND_POINTS = 120  # the last hour
+
+
 @dataclass
 class MachineStatus:
     """What the API shows per machine."""
@@ -83,6 +87,8 @@ class MachineStatus:
     # the last change of the sensors the model watches (a sensor newly mapped or no longer mapped), if any
     sensors_changed: dict[str, Any] | None = None
     last_arrival: float | None = None  # wall clock (monotonic) when this worker last read one of its readings
+    # the last hour, one point per TREND_SECONDS: (reading time, score, threshold, sensor values), for sparklines
+    trend: deque = field(default_factory=lambda: deque(maxlen=TREND_POINTS))
 
 
 @dataclass
@@ -410,6 +416,12 @@ class Pipeline:
         last = verdicts[len(verdicts) - 1]
         status = self.machines[machine]
         status.score, status.threshold, status.phase = last.score, last.threshold, last.phase
+        # the first reading of each TREND_SECONDS of reading time: the same points whichever way the
+        # readings were read (in blocks or one by one)
+        after = status.trend[-1][0] if status.trend else None
+        for i in readings.first_of_each(TREND_SECONDS * 1000, after):
+            reading = readings[i]
+            status.trend.append((reading.ts, float(verdicts.score[i]), verdicts[i].threshold, dict(reading.values)))
         status.recipe = recipe
         line = status.line
         m = self.metrics
@@ -912,6 +924,25 @@ class Pipeline:
                                                       "recipes": sorted(self.recipe_models.get(machine.id, {}))},
             }
 
+    def machine_trend(self, machine: str) -> dict[str, Any] | None:
+        """A machine's last hour for its sparkline: the anomaly score against the threshold, and the
+        values of the sensor that matters most now (the open anomaly alert's top sensor, else the first
+        the profile maps). None for a machine this worker does not know."""
+        with self.lock:
+            status = self.machines.get(machine)
+            if status is None:
+                return None
+            points = list(status.trend)
+            alert = self.book.open.get((AlertKind.ANOMALY, status.line, machine, None))
+        sensors = (alert.details.get("sensors") or []) if alert is not None else []
+        profile = self.config.profiles.get(status.manufacturer)
+        sensor = sensors[0]["sensor"] if sensors else (profile.sensors[0].sensor if profile and profile.sensors else None)
+        return {"machine": machine, "seconds_per_point": TREND_SECONDS, "sensor": sensor,
+                "points": [{"at": at.isoformat(timespec="seconds").replace("+00:00", "Z"), "score": round(score, 4),
+                            "threshold": None if threshold is None else round(threshold, 4),
+                            "value": None if sensor is None or sensor not in values else round(values[sensor], 4)}
+                           for at, score, threshold, values in points]}
+
     def failure_rate_chart(self, line: str) -> dict[str, Any] | None:
         """A line's p-chart: its failure rate per subgroup of units against the baseline and the
         subgroup's 3-sigma limit, and when the open failure-rate alert dates the change. None for a
@@ -967,6 +998,28 @@ class _Readings:
             else:
                 parts.append((item.sensors, item.values))
         return parts
+
+    def first_of_each(self, period_ms: int, after: datetime | None) -> list[int]:
+        """Indices of the readings that open a new period of ``period_ms`` of reading time (periods
+        counted from the epoch), later than the one holding ``after``."""
+        chunks: list[np.ndarray] = []
+        singles: list[int] = []
+        for item in self.items:
+            if isinstance(item, Reading):
+                singles.append((item.ts - EPOCH) // ONE_MS)
+                continue
+            if singles:
+                chunks.append(np.array(singles, dtype=np.int64))
+                singles = []
+            chunks.append(item.ts_ms)
+        if singles:
+            chunks.append(np.array(singles, dtype=np.int64))
+        if not chunks:
+            return []
+        period = np.concatenate(chunks) // period_ms
+        previous = np.concatenate(([-1 if after is None else int((after - EPOCH) / ONE_MS) // period_ms],
+                                   np.maximum.accumulate(period)[:-1]))
+        return np.flatnonzero(period > previous).tolist()
 
     def __getitem__(self, i: int) -> Reading:
         k = bisect.bisect_right(self.starts, i) - 1

@@ -278,6 +278,7 @@ def test_each_line_shows_one_failure_rate_said_over_what_and_the_alert_agrees(br
         assert float(value.get_attribute("data-rate")) == api["failure_rate"]
         assert value.text == f"{api['failure_rate'] * 100:.1f} %"
         _p_chart_matches_the_api(browser, quiet)
+        _sparklines_match_the_api(browser, quiet)
     finally:
         quiet.stop()
         quiet.store.close()
@@ -296,6 +297,7 @@ def test_each_line_shows_one_failure_rate_said_over_what_and_the_alert_agrees(br
         assert float(value.get_attribute("data-rate")) == d["rate_since_change"]
         figure = f"{d['rate_since_change'] * 100:.1f}"
         assert value.text == f"{figure} %"
+        _sparklines_match_the_api(browser, rising)
         chart = _p_chart_matches_the_api(browser, rising)
         assert chart["alarm_since"] and browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-alarm")
         assert any(p["failure_rate"] > chart["upper_control_limit"] for p in chart["points"])
@@ -326,3 +328,25 @@ def _p_chart_matches_the_api(browser, plant) -> dict:
     shots.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(shots / f"board-{'alarm' if chart['alarm_since'] else 'ok'}.png"))
     return chart
+
+
+def _sparklines_match_the_api(browser, plant) -> None:
+    """Every tile draws its machine's last hour: one vertex per point of the API's trend, a triangle
+    exactly where the score is over the threshold, and the sensor drawn beneath named in the caption."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    trends = httpx.get(plant.url.replace("/board", "/api/v1/trends"), timeout=10).json()["machines"]
+    assert {t["machine"] for t in trends} == set(plant.pipeline.config.machines)
+    _wait(browser, 10, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tile .spark svg")) == len(trends),
+          "not every tile drew its sparkline")
+    for t in trends:
+        tile = _tile(browser, t["machine"])
+        line = tile.find_element(By.CSS_SELECTOR, ".spark-score")
+        assert len(line.get_attribute("points").split()) == len(t["points"]) > 1, t["machine"]
+        over = sum(p["threshold"] is not None and p["score"] > p["threshold"] for p in t["points"])
+        assert len(tile.find_elements(By.CSS_SELECTOR, ".spark-over")) == over, t["machine"]
+        caption = tile.find_element(By.CSS_SELECTOR, ".spark-caption").text
+        kind = plant.pipeline.config.machines[t["machine"]].kind
+        assert t["sensor"].removeprefix(f"{kind}_").replace("_", " ") in caption, (t["machine"], caption)
+        assert all(p["value"] is not None for p in t["points"])

@@ -358,6 +358,20 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                         "failure_rate_alert": None if rate_alert is None else rate_alert.to_dict()})
         return {"lines": out}
 
+    @app.get("/api/v1/trends", tags=["machines"], responses=_errors(401))
+    def machine_trends() -> dict[str, Any]:
+        """Every machine's last hour (as ``/api/v1/machines/{id}/trend``), in one answer for the wall board."""
+        return {"machines": [t for m in sorted(pipeline.machines) if (t := pipeline.machine_trend(m)) is not None]}
+
+    @app.get("/api/v1/machines/{machine_id}/trend", tags=["machines"], responses=_errors(401, 404))
+    def machine_trend(machine_id: str) -> dict[str, Any]:
+        """The machine's last hour, one point per 30 s of reading time: its anomaly score against the
+        threshold, and the value of the sensor that matters most now: the wall board's sparkline."""
+        trend = pipeline.machine_trend(machine_id)
+        if trend is None:
+            raise HTTPException(status_code=404, detail=f"No machine is called {machine_id!r}.")
+        return trend
+
     @app.get("/api/v1/lines/{line}/p-chart", tags=["machines"], responses=_errors(401, 404))
     def line_p_chart(line: str) -> dict[str, Any]:
         """The line's failure rate per subgroup of units (the last 1,500 units) against its baseline and

@@ -11,6 +11,7 @@
   const LINES_URL = "/api/v1/lines";
   const ACKED_URL = "/api/v1/alerts?status=acknowledged&limit=1000";
   const STREAM_URL = "/api/v1/alerts/stream";
+  const TRENDS_URL = "/api/v1/trends";
   const REFRESH_MS = 15000;
   const RESTART_STREAM_MS = 5000;   // when the browser gives up on the stream (e.g. a proxy said 502)
   const SCORE_SCALE = 1.5;          // the score bar runs to 1.5 × the anomaly threshold
@@ -103,6 +104,11 @@
       score.append(el("span", "score-label", phase ? `Model ${phase} · ${m.readings} readings` : "Model waiting for data"));
       return score;
     }
+    if (m.trend && m.trend.points.length > 1) {   // the last hour says more than the bar: where it is heading
+      score.append(el("span", "score-label", `Anomaly score ${m.anomaly_score.toFixed(2)} / `
+                                             + `${m.anomaly_threshold.toFixed(2)} · last hour`), sparkline(m, m.trend));
+      return score;
+    }
     const ratio = m.anomaly_score / m.anomaly_threshold;
     const bar = el("div", "score-bar");
     const fill = el("div", "score-fill");
@@ -178,6 +184,44 @@
     tiles.append(...line.machines.map((m) => drawTile(m, acked)));
     section.append(tiles);
     return section;
+  }
+
+  // ------------------------------------------------------------------ sparkline
+
+  // The last hour of a machine: its anomaly score against the threshold (dashed), points over it as
+  // triangles, and under it the value of the sensor that matters most now, on its own scale.
+  function sparkline(m, trend) {
+    const W = 600, H = 110, PAD = 6, SPLIT = 66;
+    const pts = trend.points;
+    const x = (i) => PAD + (i * (W - 2 * PAD)) / (pts.length - 1);
+    const thr = pts[pts.length - 1].threshold;
+    const top = Math.max(...pts.map((p) => p.score), (thr || 0) * 1.5, 1e-9);
+    const ys = (v) => SPLIT - PAD - (Math.min(v, top) / top) * (SPLIT - 2 * PAD);
+    const figure = el("figure", "spark");
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
+                              "aria-label": `${m.machine}: anomaly score, last hour` });
+    if (thr !== null && thr !== undefined) {
+      root.append(svg("line", { class: "spark-threshold", x1: 0, x2: W, y1: ys(thr), y2: ys(thr) }));
+    }
+    root.append(svg("polyline", { class: "spark-score", points: pts.map((p, i) => `${x(i)},${ys(p.score)}`).join(" ") }));
+    pts.forEach((p, i) => {
+      if (p.threshold !== null && p.score > p.threshold) {
+        const cx = x(i), cy = ys(p.score);
+        root.append(svg("path", { class: "spark-over", d: `M${cx},${cy - 7} L${cx + 6},${cy + 5} L${cx - 6},${cy + 5} Z` }));
+      }
+    });
+    const values = pts.map((p) => p.value).filter((v) => v !== null);
+    let label = "";
+    if (values.length > 1) {
+      const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
+      const yv = (v) => H - PAD - ((v - lo) / span) * (H - SPLIT - 2 * PAD);
+      root.append(svg("polyline", { class: "spark-value",
+        points: pts.map((p, i) => (p.value === null ? null : `${x(i)},${yv(p.value)}`)).filter(Boolean).join(" ") }));
+      // its current value is in the list above; the line says where it has been
+      label = ` · ${trend.sensor.replace(new RegExp(`^${m.kind}_`), "").replaceAll("_", " ")} (orange)`;
+    }
+    figure.append(root, el("figcaption", "spark-caption", `score (white) vs threshold (dashed)${label}`));
+    return figure;
   }
 
   // ------------------------------------------------------------------ p-chart
@@ -271,9 +315,16 @@
         getJSON(ACKED_URL).catch(() => ({ alerts: [] })),   // nice to have; the tiles matter more
       ]);
       await loadUnits(lines.lines.flatMap((line) => line.machines.map((m) => m.machine)));
-      const charts = await Promise.all(lines.lines.map((line) =>
-        getJSON(`${LINES_URL}/${encodeURIComponent(line.line)}/p-chart`).catch(() => null)));
-      lines.lines.forEach((line, i) => { line.chart = charts[i]; });
+      const [charts, trends] = await Promise.all([
+        Promise.all(lines.lines.map((line) =>
+          getJSON(`${LINES_URL}/${encodeURIComponent(line.line)}/p-chart`).catch(() => null))),
+        getJSON(TRENDS_URL).catch(() => ({ machines: [] })),
+      ]);
+      const trendOf = new Map(trends.machines.map((t) => [t.machine, t]));
+      lines.lines.forEach((line, i) => {
+        line.chart = charts[i];
+        for (const m of line.machines) m.trend = trendOf.get(m.machine);
+      });
       draw(lines.lines, new Map(acked.alerts.map((a) => [a.id, a])));
       lastUpdate = new Date();
       document.body.dataset.loaded = "true";
