@@ -921,8 +921,16 @@ class Pipeline:
                                                       "threshold": status.threshold, "readings": status.readings,
                                                       "recipe": status.recipe,
                                                       "sensors_changed": status.sensors_changed,
-                                                      "recipes": sorted(self.recipe_models.get(machine.id, {}))},
+                                                      "recipes": sorted(self.recipe_models.get(machine.id, {})),
+                                                      "normal_range": self._normal_range(machine.id, status.recipe)},
             }
+
+    def _normal_range(self, machine: str, recipe: str | None) -> dict[str, list[float]]:
+        """The band each sensor's readings are normal in, by the model of the recipe being made."""
+        model = (self.recipe_models.get(machine, {}).get(recipe) if recipe else None) or self.models.get(machine)
+        if model is None:
+            return {}
+        return {sensor: [round(lo, 4), round(hi, 4)] for sensor, (lo, hi) in model.normal_range().items()}
 
     def machine_trend(self, machine: str) -> dict[str, Any] | None:
         """A machine's last hour for its sparkline: the anomaly score against the threshold, and the
@@ -938,6 +946,8 @@ class Pipeline:
         profile = self.config.profiles.get(status.manufacturer)
         sensor = sensors[0]["sensor"] if sensors else (profile.sensors[0].sensor if profile and profile.sensors else None)
         return {"machine": machine, "seconds_per_point": TREND_SECONDS, "sensor": sensor,
+                "series": {name: [None if name not in values else round(values[name], 4) for _, _, _, values in points]
+                           for name in dict.fromkeys(n for *_, values in points for n in values)},
                 "points": [{"at": at.isoformat(timespec="seconds").replace("+00:00", "Z"), "score": round(score, 4),
                             "threshold": None if threshold is None else round(threshold, 4),
                             "value": None if sensor is None or sensor not in values else round(values[sensor], 4)}

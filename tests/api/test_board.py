@@ -350,3 +350,43 @@ def _sparklines_match_the_api(browser, plant) -> None:
         kind = plant.pipeline.config.machines[t["machine"]].kind
         assert t["sensor"].removeprefix(f"{kind}_").replace("_", " ") in caption, (t["machine"], caption)
         assert all(p["value"] is not None for p in t["points"])
+
+
+def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts(browser, plant, config):
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    plant.fire(plant.last_reading)
+    base = plant.url.replace("/board", "")
+    browser.get(plant.url)
+    links = _wait(browser, 10, lambda d: d.find_elements(By.CSS_SELECTOR, TILE.format("extruder-1") + " .tile-name a"),
+                  "no link to the machine page")
+    browser.get(links[0].get_attribute("href"))  # the tile's own link (the board redraws, so not a click)
+    _wait(browser, 10, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "true",
+          "the machine page did not load")
+    assert browser.current_url.endswith("/board/machines/extruder-1")
+
+    detail = httpx.get(f"{base}/api/v1/machines/extruder-1", timeout=10).json()
+    trend = httpx.get(f"{base}/api/v1/machines/extruder-1/trend", timeout=10).json()
+    history = httpx.get(f"{base}/api/v1/machines/extruder-1/history", timeout=10).json()
+    band = detail["model"]["normal_range"]
+    mapped = [m["sensor"] for m in detail["mapping"]]
+    cards = browser.find_elements(By.CSS_SELECTOR, ".sensor")
+    assert [c.get_attribute("data-sensor") for c in cards] == mapped and band
+    for card in cards:
+        sensor = card.get_attribute("data-sensor")
+        value = card.find_element(By.CSS_SELECTOR, ".sensor-value")
+        assert float(value.get_attribute("data-value")) == detail["last_normalised"]["values"][sensor]
+        points = card.find_element(By.CSS_SELECTOR, ".sensor-line").get_attribute("points").split()
+        assert len(points) == sum(v is not None for v in trend["series"][sensor]) > 1, sensor
+        assert card.find_elements(By.CSS_SELECTOR, ".sensor-normal"), f"{sensor}: no normal band drawn"
+        out = sum(v is not None and not band[sensor][0] <= v <= band[sensor][1] for v in trend["series"][sensor])
+        assert len(card.find_elements(By.CSS_SELECTOR, ".sensor-out")) == out, sensor
+    rows = browser.find_elements(By.CSS_SELECTOR, ".history-alert")
+    assert len(rows) == min(len(history["alerts"]), 12) >= 1
+    assert rows[0].get_attribute("data-status") == "firing" and SUMMARY in rows[0].text
+    assert "anomaly score" in browser.find_element(By.CSS_SELECTOR, ".machine-model").text.lower()
+    shots = Path(os.environ.get("LINEWATCH_SCREENSHOTS", "var/screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(shots / "machine-extruder-1.png"))
+    assert httpx.get(f"{base}/board/machines/press-9", timeout=10).status_code == 404

@@ -416,6 +416,12 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         def board() -> FileResponse:
             return FileResponse(STATIC / "board.html", headers={"Cache-Control": "no-cache"})
 
+        @app.get("/board/machines/{machine_id}", include_in_schema=False)
+        def machine_page(machine_id: str) -> FileResponse:
+            if machine_id not in pipeline.machines:
+                raise HTTPException(status_code=404, detail=f"No machine is called {machine_id!r}.")
+            return FileResponse(STATIC / "machine.html", headers={"Cache-Control": "no-cache"})
+
     return app
 
 

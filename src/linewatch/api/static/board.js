@@ -60,7 +60,11 @@
     const top = el("div", "tile-top");
     top.append(el("span", "tile-state", STATE_LABEL[m.status] || m.status));
     if (m.open_alerts > 0) top.append(el("span", "tile-count", `${m.open_alerts} open alert${m.open_alerts === 1 ? "" : "s"}`));
-    tile.append(top, el("h3", "tile-name", m.machine), el("div", "tile-kind", `${m.kind} · ${m.manufacturer}`));
+    const name = el("h3", "tile-name");
+    const link = el("a", "", m.machine);   // the machine's page: each sensor against its normal band
+    link.href = `/board/machines/${encodeURIComponent(m.machine)}`;
+    name.append(link);
+    tile.append(top, name, el("div", "tile-kind", `${m.kind} · ${m.manufacturer}`));
 
     const body = el("div", "tile-body");
     if (h) {
