@@ -160,6 +160,19 @@ def _wait(driver, timeout: float, condition, message: str):
         .until(condition, message)
 
 
+def _settled(read):
+    """``read()`` of elements the page may redraw meanwhile (an event, a reconnect, a refresh): read
+    again from fresh elements rather than fail on a replaced one."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(10):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    return read()
+
+
 def _tile(driver, machine: str):
     from selenium.webdriver.common.by import By
 
@@ -318,12 +331,14 @@ def _p_chart_matches_the_api(browser, plant) -> dict:
     chart = httpx.get(plant.url.replace("/board", "/api/v1/lines/line-1/p-chart"), timeout=10).json()
     assert len(chart["points"]) > 1 and chart["baseline"] is not None
     _wait(browser, 10, lambda d: d.find_elements(By.CSS_SELECTOR, ".p-chart svg"), "no p-chart drawn")
-    markers = browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-point")
-    over = browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-point.over")
-    assert len(markers) == len(chart["points"])
+    markers, over, caption = _settled(lambda: (
+        len(browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-point")),
+        [m.tag_name for m in browser.find_elements(By.CSS_SELECTOR, ".p-chart .p-point.over")],
+        browser.find_element(By.CSS_SELECTOR, ".p-caption").text))
+    assert markers == len(chart["points"])
     assert len(over) == sum(p["failure_rate"] > chart["upper_control_limit"] for p in chart["points"])
-    assert all(m.tag_name == "path" for m in over)  # a triangle: the state is in the shape, not only the colour
-    assert f"limit {chart['upper_control_limit'] * 100:.1f} %" in browser.find_element(By.CSS_SELECTOR, ".p-caption").text
+    assert all(tag == "path" for tag in over)  # a triangle: the state is in the shape, not only the colour
+    assert f"limit {chart['upper_control_limit'] * 100:.1f} %" in caption
     shots = Path(os.environ.get("LINEWATCH_SCREENSHOTS", "var/screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(shots / f"board-{'alarm' if chart['alarm_since'] else 'ok'}.png"))
@@ -340,13 +355,19 @@ def _sparklines_match_the_api(browser, plant) -> None:
     assert {t["machine"] for t in trends} == set(plant.pipeline.config.machines)
     _wait(browser, 10, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tile .spark svg")) == len(trends),
           "not every tile drew its sparkline")
+
+    def drawn(machine: str) -> tuple[int, int, str]:
+        tile = _tile(browser, machine)
+        return (len(tile.find_element(By.CSS_SELECTOR, ".spark-score").get_attribute("points").split()),
+                len(tile.find_elements(By.CSS_SELECTOR, ".spark-over")),
+                tile.find_element(By.CSS_SELECTOR, ".spark-caption").text)
+
+    tiles = _settled(lambda: {t["machine"]: drawn(t["machine"]) for t in trends})
     for t in trends:
-        tile = _tile(browser, t["machine"])
-        line = tile.find_element(By.CSS_SELECTOR, ".spark-score")
-        assert len(line.get_attribute("points").split()) == len(t["points"]) > 1, t["machine"]
+        vertices, triangles, caption = tiles[t["machine"]]
+        assert vertices == len(t["points"]) > 1, t["machine"]
         over = sum(p["threshold"] is not None and p["score"] > p["threshold"] for p in t["points"])
-        assert len(tile.find_elements(By.CSS_SELECTOR, ".spark-over")) == over, t["machine"]
-        caption = tile.find_element(By.CSS_SELECTOR, ".spark-caption").text
+        assert triangles == over, t["machine"]
         kind = plant.pipeline.config.machines[t["machine"]].kind
         assert t["sensor"].removeprefix(f"{kind}_").replace("_", " ") in caption, (t["machine"], caption)
         assert all(p["value"] is not None for p in t["points"])
@@ -359,9 +380,9 @@ def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts
     plant.fire(plant.last_reading)
     base = plant.url.replace("/board", "")
     browser.get(plant.url)
-    links = _wait(browser, 10, lambda d: d.find_elements(By.CSS_SELECTOR, TILE.format("extruder-1") + " .tile-name a"),
-                  "no link to the machine page")
-    browser.get(links[0].get_attribute("href"))  # the tile's own link (the board redraws, so not a click)
+    href = _wait(browser, 10, lambda d: d.find_element(By.CSS_SELECTOR, TILE.format("extruder-1") + " .tile-name a")
+                 .get_attribute("href"), "no link to the machine page")
+    browser.get(href)  # the tile's own link (the board redraws, so not a click)
     _wait(browser, 10, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "true",
           "the machine page did not load")
     assert browser.current_url.endswith("/board/machines/extruder-1")
@@ -371,21 +392,28 @@ def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts
     history = httpx.get(f"{base}/api/v1/machines/extruder-1/history", timeout=10).json()
     band = detail["model"]["normal_range"]
     mapped = [m["sensor"] for m in detail["mapping"]]
-    cards = browser.find_elements(By.CSS_SELECTOR, ".sensor")
-    assert [c.get_attribute("data-sensor") for c in cards] == mapped and band
-    for card in cards:
-        sensor = card.get_attribute("data-sensor")
-        value = card.find_element(By.CSS_SELECTOR, ".sensor-value")
-        assert float(value.get_attribute("data-value")) == detail["last_normalised"]["values"][sensor]
-        points = card.find_element(By.CSS_SELECTOR, ".sensor-line").get_attribute("points").split()
-        assert len(points) == sum(v is not None for v in trend["series"][sensor]) > 1, sensor
-        assert card.find_elements(By.CSS_SELECTOR, ".sensor-normal"), f"{sensor}: no normal band drawn"
+
+    def page() -> tuple[list[tuple], list[tuple[str, str]], str]:
+        cards = [(c.get_attribute("data-sensor"),
+                  c.find_element(By.CSS_SELECTOR, ".sensor-value").get_attribute("data-value"),
+                  len(c.find_element(By.CSS_SELECTOR, ".sensor-line").get_attribute("points").split()),
+                  bool(c.find_elements(By.CSS_SELECTOR, ".sensor-normal")),
+                  len(c.find_elements(By.CSS_SELECTOR, ".sensor-out")))
+                 for c in browser.find_elements(By.CSS_SELECTOR, ".sensor")]
+        rows = [(r.get_attribute("data-status"), r.text) for r in browser.find_elements(By.CSS_SELECTOR, ".history-alert")]
+        return cards, rows, browser.find_element(By.CSS_SELECTOR, ".machine-model").text
+
+    cards, rows, model = _settled(page)  # the page redraws itself every 15 s
+    assert [c[0] for c in cards] == mapped and band
+    for sensor, value, points, normal, outside in cards:
+        assert float(value) == detail["last_normalised"]["values"][sensor]
+        assert points == sum(v is not None for v in trend["series"][sensor]) > 1, sensor
+        assert normal, f"{sensor}: no normal band drawn"
         out = sum(v is not None and not band[sensor][0] <= v <= band[sensor][1] for v in trend["series"][sensor])
-        assert len(card.find_elements(By.CSS_SELECTOR, ".sensor-out")) == out, sensor
-    rows = browser.find_elements(By.CSS_SELECTOR, ".history-alert")
+        assert outside == out, sensor
     assert len(rows) == min(len(history["alerts"]), 12) >= 1
-    assert rows[0].get_attribute("data-status") == "firing" and SUMMARY in rows[0].text
-    assert "anomaly score" in browser.find_element(By.CSS_SELECTOR, ".machine-model").text.lower()
+    assert rows[0][0] == "firing" and SUMMARY in rows[0][1]
+    assert "anomaly score" in model.lower()
     shots = Path(os.environ.get("LINEWATCH_SCREENSHOTS", "var/screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(shots / "machine-extruder-1.png"))
