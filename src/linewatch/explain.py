@@ -36,11 +36,9 @@ def anomaly_summary(machine: str, contributions: Sequence[Contribution], catalog
     >>> anomaly_summary("extruder-1", c, cat)
     'extruder-1: die pressure now 215 bar, normal 181–189; screw speed normal'
     """
-    out = [c for c in contributions if abs(c.z) >= OUT_Z][:3] or list(contributions[:1])
-    parts = []
-    for c in out:
-        unit = unit_symbol(catalogue[c.sensor].unit) if c.sensor in catalogue else ""
-        parts.append(f"{sensor_label(c.sensor)} now {_fmt(c.value)} {unit}, normal {_fmt(c.normal_low)}–{_fmt(c.normal_high)}")
+    out = _out_of_normal(contributions)
+    parts = [f"{sensor_label(c.sensor)} now {_value(c, catalogue)}, normal {_fmt(c.normal_low)}–{_fmt(c.normal_high)}"
+             for c in out]
     normal = [c for c in contributions if c not in out][:2]
     if normal:
         parts.append(" and ".join(sensor_label(c.sensor) for c in normal) + " normal")
@@ -58,15 +56,23 @@ def resolved_anomaly_summary(machine: str, peak: Sequence[Mapping[str, Any]], ca
     ...                                       "normal_high": 86.3, "z": 9.1}], cat)
     'dryer-1: back to normal; peak dryer air temperature 93.3 °C (normal 83.7–86.3)'
     """
-    out = [c for c in peak if abs(c["z"]) >= OUT_Z][:3] or list(peak[:1])
+    out = _out_of_normal([Contribution(c["sensor"], c["value"], c["z"], c["normal_low"], c["normal_high"])
+                          for c in peak])
     if not out:
         return f"{machine}: back to normal"
-    parts = []
-    for c in out:
-        unit = unit_symbol(catalogue[c["sensor"]].unit) if c["sensor"] in catalogue else ""
-        parts.append(f"{sensor_label(c['sensor'])} {_fmt(c['value'])} {unit} "
-                     f"(normal {_fmt(c['normal_low'])}–{_fmt(c['normal_high'])})")
-    return f"{machine}: back to normal; peak " + "; ".join(parts)
+    return f"{machine}: back to normal; peak " + "; ".join(
+        f"{sensor_label(c.sensor)} {_value(c, catalogue)} (normal {_fmt(c.normal_low)}–{_fmt(c.normal_high)})"
+        for c in out)
+
+
+def _out_of_normal(contributions: Sequence[Contribution]) -> list[Contribution]:
+    """The sensors a sentence names: up to three out of normal, else the one that drove the score."""
+    return [c for c in contributions if abs(c.z) >= OUT_Z][:3] or list(contributions[:1])
+
+
+def _value(c: Contribution, catalogue: Mapping[str, SensorSpec]) -> str:
+    unit = unit_symbol(catalogue[c.sensor].unit) if c.sensor in catalogue else ""
+    return f"{_fmt(c.value)} {unit}".rstrip()
 
 
 def failure_rate_summary(line: str, rate: float, baseline: float, since: datetime | None, first_unit: str | None,

@@ -1011,7 +1011,15 @@ class _Readings:
 
     def first_of_each(self, period_ms: int, after: datetime | None) -> list[int]:
         """Indices of the readings that open a new period of ``period_ms`` of reading time (periods
-        counted from the epoch), later than the one holding ``after``."""
+        counted from the epoch), later than the one holding ``after``. The readings are in time order
+        (duplicates and late ones are skipped before scoring), so the newest is the last."""
+        if not self.items:
+            return []
+        start = -1 if after is None else ((after - EPOCH) // ONE_MS) // period_ms
+        last = self.items[-1]
+        newest = (last.ts - EPOCH) // ONE_MS if isinstance(last, Reading) else int(last.ts_ms[-1])
+        if newest // period_ms <= start:
+            return []  # the common case: the batch is still inside the period last sampled
         chunks: list[np.ndarray] = []
         singles: list[int] = []
         for item in self.items:
@@ -1024,12 +1032,8 @@ class _Readings:
             chunks.append(item.ts_ms)
         if singles:
             chunks.append(np.array(singles, dtype=np.int64))
-        if not chunks:
-            return []
         period = np.concatenate(chunks) // period_ms
-        previous = np.concatenate(([-1 if after is None else int((after - EPOCH) / ONE_MS) // period_ms],
-                                   np.maximum.accumulate(period)[:-1]))
-        return np.flatnonzero(period > previous).tolist()
+        return np.flatnonzero(np.diff(period, prepend=start) > 0).tolist()
 
     def __getitem__(self, i: int) -> Reading:
         k = bisect.bisect_right(self.starts, i) - 1

@@ -344,16 +344,13 @@ class Runner:
             with self.pipeline.lock:
                 for alert_id in saved.over:
                     self.pipeline.book.resolved_by_person(alert_id)  # over in the store: over here too
-        fit = saved.announce
-        if len(fit) < len(outcome.events):
-            kept = {id(ev) for ev in fit}
-            withheld = [ev for ev in outcome.events if id(ev) not in kept]
-            for ev in withheld:
+        if saved.withheld:
+            for ev in saved.withheld:
                 self.pipeline.metrics.withheld_events.labels(ev.alert.kind.value).inc()
             log.warning("not announcing %d event(s) of %s: the store had already resolved those alerts "
-                        "(old data replayed, or resolved through another worker)", len(withheld),
-                        sorted({ev.alert.id for ev in withheld}))
-            outcome.events = fit
+                        "(old data replayed, or resolved through another worker)", len(saved.withheld),
+                        sorted({ev.alert.id for ev in saved.withheld}))
+            outcome.events = saved.announce
         for sink in self.sinks:
             self._retry("sinks", lambda sink=sink: sink.write(outcome.rejections, outcome.events))
         resolved = {ev.alert.id for ev in outcome.events if ev.type is AlertEventType.RESOLVED}

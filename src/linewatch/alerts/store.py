@@ -14,7 +14,7 @@ import base64
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -162,10 +162,11 @@ MIGRATION_LOCK = 0x6C696E6577617463  # "linewatc": the PostgreSQL advisory lock 
 
 @dataclass(frozen=True, slots=True)
 class Saved:
-    """What a save means for the worker: the events it may announce, and the alerts its book should
-    close because the store holds them as over (``over``)."""
+    """What a save means for the worker: the events it may announce, those it must not (``withheld``),
+    and the alerts its book should close because the store holds them as over (``over``)."""
 
     announce: list[AlertEvent]
+    withheld: list[AlertEvent] = field(default_factory=list)
     over: frozenset[str] = frozenset()
 
 
@@ -185,16 +186,18 @@ def announceable(events: Sequence[AlertEvent], closed: dict[str, Alert]) -> Save
     """
     if not closed:
         return Saved(list(events))
-    kept, over = [], set()
+    kept, withheld, over = [], [], set()
     for ev in events:
         stored = closed.get(ev.alert.id)
         if stored is None:
             kept.append(ev)
-        elif ev.type is not AlertEventType.RESOLVED and (
+            continue
+        withheld.append(ev)
+        if ev.type is not AlertEventType.RESOLVED and (
                 stored.resolved_by is not None or stored.ended_at is None
                 or _utc(ev.alert.last_seen_at) > stored.ended_at):  # type: ignore[operator]
             over.add(ev.alert.id)
-    return Saved(kept, frozenset(over))
+    return Saved(kept, withheld, frozenset(over))
 
 
 def migrate(engine: Engine) -> None:

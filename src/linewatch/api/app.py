@@ -367,29 +367,20 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
     def machine_trend(machine_id: str) -> dict[str, Any]:
         """The machine's last hour, one point per 30 s of reading time: its anomaly score against the
         threshold, and the value of the sensor that matters most now: the wall board's sparkline."""
-        trend = pipeline.machine_trend(machine_id)
-        if trend is None:
-            raise HTTPException(status_code=404, detail=f"No machine is called {machine_id!r}.")
-        return trend
+        return _found(pipeline.machine_trend(machine_id), f"No machine is called {machine_id!r}.")
 
     @app.get("/api/v1/lines/{line}/p-chart", tags=["machines"], responses=_errors(401, 404))
     def line_p_chart(line: str) -> dict[str, Any]:
         """The line's failure rate per subgroup of units (the last 1,500 units) against its baseline and
         the subgroup's 3-sigma limit, with the start of an open failure-rate alarm: the wall board's p-chart."""
-        chart = pipeline.failure_rate_chart(line)
-        if chart is None:
-            raise HTTPException(status_code=404, detail=f"No line is called {line!r}.")
-        return chart
+        return _found(pipeline.failure_rate_chart(line), f"No line is called {line!r}.")
 
     @app.get("/api/v1/machines/{machine_id}", tags=["machines"], responses=_errors(401, 404))
     def machine_detail(machine_id: str) -> dict[str, Any]:
         """The profile in use, the raw→canonical mapping with units and factors, the last raw and
         normalised sample: what was converted and how."""
-        detail = pipeline.machine_detail(machine_id)
-        if detail is None:
-            raise HTTPException(status_code=404, detail=f"No machine has id {machine_id!r}; "
-                                                        "GET /api/v1/machines lists them.")
-        return detail
+        return _found(pipeline.machine_detail(machine_id),
+                      f"No machine has id {machine_id!r}; GET /api/v1/machines lists them.")
 
     @app.get("/api/v1/machines/{machine_id}/history", tags=["machines"], responses=_errors(401, 404))
     def machine_history(machine_id: str, since: datetime | None = None,
@@ -428,6 +419,13 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 def invalid(loc: tuple[str, ...], message: str) -> RequestValidationError:
     """A 422 shaped like FastAPI's own validation errors, for checks a schema cannot express."""
     return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error", "input": None}])
+
+
+def _found(answer: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    """The answer, or a 404 saying what is missing."""
+    if answer is None:
+        raise HTTPException(status_code=404, detail=missing)
+    return answer
 
 
 def _act(action: Callable[[], Alert], alert_id: str) -> Alert:

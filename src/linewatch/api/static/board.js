@@ -20,7 +20,6 @@
   const STATE_LABEL = { ok: "OK", warning: "Warning", alarm: "Alarm", stale: "No data", waiting: "Waiting" };
   const KIND_LABEL = { anomaly: "Anomaly", failure_rate: "Failure rate", data_quality: "Data quality",
                        stale_stream: "No data" };
-  const UNIT_LABEL = { degC: "°C", degF: "°F", percent: "%" };
   const QUIET_TEXT = { ok: "No open alerts", waiting: "No reading yet", stale: "No recent data" };
 
   const $ = (id) => document.getElementById(id);
@@ -29,22 +28,12 @@
 
   // ------------------------------------------------------------------ small helpers
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = text;   // never innerHTML: summaries are data
-    return node;
-  }
+  const { el, svg, triangle, getJSON, UNIT_LABEL } = window.linewatch;   // common.js
 
   const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
   const time = (d) => d.toLocaleTimeString("en-GB", { hour12: false });
   const isoTime = (iso) => (iso ? time(new Date(iso)) : "–");
 
-  async function getJSON(url) {
-    const response = await fetch(url, { cache: "no-store", credentials: "same-origin" });
-    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-    return response.json();
-  }
 
   // ------------------------------------------------------------------ drawing
 
@@ -211,7 +200,7 @@
     pts.forEach((p, i) => {
       if (p.threshold !== null && p.score > p.threshold) {
         const cx = x(i), cy = ys(p.score);
-        root.append(svg("path", { class: "spark-over", d: `M${cx},${cy - 7} L${cx + 6},${cy + 5} L${cx - 6},${cy + 5} Z` }));
+        root.append(triangle("spark-over", cx, cy, 7));
       }
     });
     const values = pts.map((p) => p.value).filter((v) => v !== null);
@@ -229,13 +218,6 @@
   }
 
   // ------------------------------------------------------------------ p-chart
-
-  const SVG = "http://www.w3.org/2000/svg";
-  function svg(tag, attrs) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    return node;
-  }
 
   // The line's failure rate per subgroup of units against its baseline and 3-sigma limit, the alarm's
   // start marked. A point over the limit is a triangle, not only another colour (colour-blind safe).
@@ -261,7 +243,7 @@
       const over = p.failure_rate > chart.upper_control_limit;
       const cx = x(i), cy = y(p.failure_rate);
       root.append(over
-        ? svg("path", { class: "p-point over", d: `M${cx},${cy - 9} L${cx + 8},${cy + 6} L${cx - 8},${cy + 6} Z` })
+        ? triangle("p-point over", cx, cy, 9)
         : svg("circle", { class: "p-point", cx, cy, r: 5 }));
     });
     const caption = el("figcaption", "p-caption",

@@ -7,28 +7,8 @@
   const id = decodeURIComponent(location.pathname.split("/").pop());
   const API = `/api/v1/machines/${encodeURIComponent(id)}`;
   const REFRESH_MS = 15000;
-  const UNIT_LABEL = { degC: "°C", degF: "°F", percent: "%" };
-  const SVG = "http://www.w3.org/2000/svg";
+  const { el, svg, triangle, getJSON, UNIT_LABEL } = window.linewatch;   // common.js
   const root = document.getElementById("machine");
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = text;   // never innerHTML: summaries are data
-    return node;
-  }
-
-  function svg(tag, attrs) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    return node;
-  }
-
-  async function getJSON(url) {
-    const response = await fetch(url, { cache: "no-store", credentials: "same-origin" });
-    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-    return response.json();
-  }
 
   const fmt = (v) => (Math.abs(v) >= 1000 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
 
@@ -61,7 +41,7 @@
     values.forEach((v, i) => {
       if (v !== null && band && (v < band[0] || v > band[1])) {
         const cx = x(i), cy = y(v);
-        chart.append(svg("path", { class: "sensor-out", d: `M${cx},${cy - 8} L${cx + 7},${cy + 5} L${cx - 7},${cy + 5} Z` }));
+        chart.append(triangle("sensor-out", cx, cy, 8));
       }
     });
     card.append(head, chart);
