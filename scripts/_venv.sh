@@ -11,7 +11,9 @@ if [ ! -x "$root/.venv/bin/python" ]; then
   }
 fi
 stamp="$root/.venv/.linewatch-installed${extras:+-$extras}"
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+# An editable install made from another checkout (a worktree, a copy) imports that checkout's code.
+here() { grep -qsxF "$root/src" "$root"/.venv/lib/python*/site-packages/_editable_impl_linewatch.pth; }
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] || ! here; then
   echo "installing linewatch${extras:+ [$extras]} into .venv ..." >&2
   "$root/.venv/bin/python" -m pip install --quiet --upgrade pip >&2
   "$root/.venv/bin/python" -m pip install --quiet -e "$root${extras:+[$extras]}" >&2
