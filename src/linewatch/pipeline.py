@@ -24,7 +24,7 @@ import numpy as np
 
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.config import Machine, PlantConfig
-from linewatch.detect.anomaly import MONITORING, MachineModel, Verdict
+from linewatch.detect.anomaly import MachineModel, Verdict
 from linewatch.detect.failure_rate import SUBGROUP_UNITS, FailureRateMonitor, RateVerdict
 from linewatch.detect.genealogy import MachineFailureRates
 from linewatch.detect.mewma import MewmaModel
@@ -428,11 +428,10 @@ class Pipeline:
         m.anomaly_score.labels(line, machine).set(last.score)
         if last.threshold is not None:
             m.anomaly_threshold.labels(line, machine).set(last.threshold)
-        raise_ = verdicts.anomalous & verdicts.outlier
+        raise_, quiet = verdicts.alerting()
         key = (AlertKind.ANOMALY, line, machine, None)
         if not raise_.any() and key not in self.book.open:
             return
-        quiet = (verdicts.phase == MONITORING) & ~verdicts.anomalous
         for i in np.flatnonzero(raise_ | quiet).tolist():
             reading = readings[i]
             if raise_[i]:

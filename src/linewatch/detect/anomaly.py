@@ -57,6 +57,12 @@ class Verdicts:
     def __len__(self) -> int:
         return len(self.score)
 
+    def alerting(self) -> tuple[np.ndarray, np.ndarray]:
+        """The production alert rule, per reading: whether it raises (or keeps up) the machine's anomaly
+        alert (alarm on and the reading itself over the threshold), and whether it counts towards
+        clearing it (monitoring, alarm off). The worker and the alert-episode evaluation both use it."""
+        return self.anomalous & self.outlier, (self.phase == MONITORING) & ~self.anomalous
+
     def __getitem__(self, i: int) -> Verdict:
         phase = PHASES[self.phase[i]]
         monitoring = phase == "monitoring"

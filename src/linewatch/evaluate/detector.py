@@ -11,16 +11,18 @@ otherwise be charged for each row of it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from linewatch.config import AnomalySettings
-from linewatch.detect.anomaly import MONITORING, MachineModel
+from linewatch.config import AnomalySettings, load_config
+from linewatch.detect.anomaly import MONITORING, MachineModel, Verdicts
 from linewatch.detect.likelihood import exceedance, likelihood, log_likelihood
 from linewatch.detect.mewma import MewmaModel
+from linewatch.evaluate.episodes import episodes, fired_rows
 from linewatch.evaluate.nab import load_data, load_windows
 
 
@@ -28,15 +30,33 @@ def score_series(values: pd.Series, settings: AnomalySettings, model_kind: str =
     """Online per-row scores in [0, 1]: the anomaly likelihood (``detect/likelihood.py``) of the model's
     exceedance of its own threshold, on a log scale. The model scores and learns the rows one after
     the other, exactly as the worker does; rows before it is calibrated get 0.5."""
+    return row_scores(verdicts_of(values, settings, model_kind))
+
+
+def verdicts_of(values: pd.Series, settings: AnomalySettings, model_kind: str = "halfspace") -> Verdicts:
+    """The model's verdicts on the series, scored and learned row after row as the worker does."""
     model = MewmaModel("series", settings) if model_kind == "mewma" else MachineModel("series", settings)
-    verdicts = model.score_batch([{"value": float(v)} for v in values.astype(float)])
+    return model.score_batch([{"value": float(v)} for v in values.astype(float)])
+
+
+def row_scores(verdicts: Verdicts) -> list[float]:
     raw = np.where(verdicts.phase == MONITORING, exceedance(verdicts.score), np.nan)
     return log_likelihood(likelihood(raw)).tolist()
 
 
 def score_directory(data_dir: Path, windows_path: Path, out_dir: Path,
-                    settings: AnomalySettings | None = None, model_kind: str = "halfspace") -> dict[str, pd.DataFrame]:
-    """Score every labelled file under ``data_dir``; write and return the score frames."""
+                    settings: AnomalySettings | None = None, model_kind: str | None = None,
+                    clear_after: timedelta | None = None) -> dict[str, pd.DataFrame]:
+    """Score every labelled file under ``data_dir``; write and return the score frames.
+
+    ``model_kind`` and ``clear_after`` default to the plant's (``detection.anomaly.model`` and
+    ``clear_after_seconds`` in configs/plant.yaml), so a corpus is judged with the production defaults.
+    Each frame also has ``alert``: 1 on the rows where the production alert rule raised a new anomaly
+    alert (``evaluate/episodes.py``)."""
+    if model_kind is None or clear_after is None:
+        plant = load_config().detection.anomaly
+        model_kind = model_kind or plant.model
+        clear_after = clear_after or timedelta(seconds=plant.clear_after_seconds)
     windows = load_windows(windows_path)
     out: dict[str, pd.DataFrame] = {}
     for relpath in tqdm(sorted(windows), desc="linewatch over NAB data", unit="file", disable=None):
@@ -46,7 +66,9 @@ def score_directory(data_dir: Path, windows_path: Path, out_dir: Path,
         probation = max(100, int(0.15 * n))
         s = settings or AnomalySettings(warmup_readings=max(50, probation // 2),
                                         calibration_readings=max(50, probation - probation // 2))
-        frame = frame.assign(anomaly_score=score_series(frame["value"], s, model_kind))
+        verdicts = verdicts_of(frame["value"], s, model_kind)
+        alerts = fired_rows(episodes(verdicts, frame["timestamp"], clear_after), n)
+        frame = frame.assign(anomaly_score=row_scores(verdicts), alert=alerts)
         target = out_dir / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(target, index=False)

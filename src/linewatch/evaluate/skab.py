@@ -123,6 +123,9 @@ def evaluate(root: Path, settings: AnomalySettings | None = None, detector: Dete
     tp = fp = fn = tn = 0
     runs = labelled_runs(root)
     run_scores, nab_results, nab_windows = [], {}, {}
+    # false alarms on labelled-normal rows before a run's first anomaly, and after it (where the rig may
+    # not be back to where it was before, and a monitor rightly keeps its alarm until someone says so)
+    fp_after = normal_after = 0
     for path in tqdm(runs, desc="SKAB", unit="run", disable=None):
         frame = pd.read_csv(path, sep=";")
         predicted = predict_run(frame, settings, detector, mewma)[TRAIN_ROWS:]
@@ -131,6 +134,9 @@ def evaluate(root: Path, settings: AnomalySettings | None = None, detector: Dete
         fp += int((predicted & ~actual).sum())
         fn += int((~predicted & actual).sum())
         tn += int((~predicted & ~actual).sum())
+        after = np.arange(len(actual)) >= (int(np.argmax(actual)) if actual.any() else len(actual))
+        fp_after += int((predicted & ~actual & after).sum())
+        normal_after += int((~actual & after).sum())
         times = pd.DatetimeIndex(pd.to_datetime(frame["datetime"].to_numpy()[TRAIN_ROWS:]))
         true_cp = frame["changepoint"].to_numpy()[TRAIN_ROWS:].astype(int)
         predicted_cp = skab_nab.changepoints_from_alarms(predicted)
@@ -154,7 +160,9 @@ def evaluate(root: Path, settings: AnomalySettings | None = None, detector: Dete
         result["mewma"] = mewma.model_dump(mode="json")
         result["note"] = ("sensors " + " and ".join(mewma.exclude_sensors) + " excluded from the model, "
                           "a choice made after looking at the data") if mewma.exclude_sensors else ""
-    result["outlier"] = asdict(score)
+    result["outlier"] = asdict(score) | {
+        "far_before_first_anomaly_percent": 100 * (fp - fp_after) / max(1, fp + tn - normal_after),
+        "far_after_an_anomaly_percent": 100 * fp_after / max(1, normal_after)}
     result["changepoint"] = {
         "skab_nab": {name: r.score for name, r in skab_scores.items()},
         **skab_nab.counts(run_scores),

@@ -109,8 +109,11 @@ def univariate_series(seed: int = 0, rows: int = ROWS) -> list[Series]:
         combos = [[f] for f in faults] + [[faults[rng.integers(len(faults))], "spike"]]
         for combo in combos:
             x, sigma = _base(base, rows, rng)
-            starts = sorted(int(s) for s in rng.choice(np.arange(int(0.3 * rows), int(0.85 * rows), 50),
-                                                       size=len(combo), replace=False))
+            gap = 2 * int(0.10 * rows / len(combo) / 2) + 1  # NAB's windows (nab_windows) must not overlap
+            starts = [0, 0]
+            while len(starts) > 1 and min(np.diff(starts)) < gap:  # one draw unless two faults fall too close
+                starts = sorted(int(s) for s in rng.choice(np.arange(int(0.3 * rows), int(0.85 * rows), 50),
+                                                           size=len(combo), replace=False))
             for at, fault in zip(starts, combo):
                 _inject(x, at, fault, sigma, rng)
             out.append(Series(f"{base}/{'+'.join(combo)}.csv", x, list(zip(starts, combo))))
@@ -208,6 +211,26 @@ def evaluate_process(make_model: Callable[[], Any], runs: ProcessRuns, train_row
             "mean_detection_rate": float(np.mean(list(detection.values())))}
 
 
+def alerts_per_fault(frames: dict[str, pd.DataFrame], series: list[Series]) -> dict[str, dict[str, float]]:
+    """Per fault shape: how many of its windows had an alert raised inside, and how many alerts were
+    raised from its start to the next fault (or the end): a level shift that persists should be one."""
+    out: dict[str, dict[str, float]] = {}
+    for s in series:
+        frame = frames[s.name]
+        fired = np.flatnonzero(frame["alert"].to_numpy() > 0.5)
+        starts = [at for at, _ in s.anomalies] + [len(frame)]
+        times = pd.to_datetime(frame["timestamp"])
+        for (_, fault), (lo, hi), end in zip(s.anomalies, nab_windows(s), starts[1:]):
+            caught = bool(((times.iloc[fired] >= lo) & (times.iloc[fired] <= hi)).any()) if len(fired) else False
+            # from the window's start: an alert raised just before the fault's row belongs to it
+            raised = int(((fired >= s.timestamps.get_loc(lo)) & (fired < end)).sum())
+            row = out.setdefault(fault, {"faults": 0, "caught": 0, "alerts": 0})
+            row["faults"] += 1
+            row["caught"] += caught
+            row["alerts"] += raised
+    return {f: {**r, "alerts_per_fault": round(r["alerts"] / r["faults"], 2)} for f, r in out.items()}
+
+
 # ------------------------------------------------------------------ references and the whole run
 
 def windowed_gaussian(values: np.ndarray, window: int = 6400, step: int = 100) -> np.ndarray:
@@ -241,12 +264,15 @@ def evaluate(model: str = "halfspace", seed: int = 0, work: Path | None = None) 
 
     from linewatch.config import AnomalySettings
     from linewatch.evaluate.detector import score_directory
+    from linewatch.evaluate.episodes import score_alerts
 
     with tempfile.TemporaryDirectory(prefix="linewatch-synthetic-") as tmp:
         root = Path(work or tmp)
         data, windows_path = write_nab_corpus(root, seed)
         windows = nab.load_windows(windows_path)
-        ours = nab.score_corpus(score_directory(data, windows_path, root / "scores", model_kind=model), windows)
+        frames = score_directory(data, windows_path, root / "scores", model_kind=model)
+        ours = nab.score_corpus(frames, windows)
+        alerts = score_alerts(frames, windows) | {"per_fault": alerts_per_fault(frames, univariate_series(seed))}
         reference = {rel: (frame["timestamp"], windowed_gaussian(frame["value"].to_numpy()))
                      for rel in windows for frame in [nab.load_data(data / rel)]}
         baseline = nab.score_corpus(reference, windows)
@@ -256,5 +282,6 @@ def evaluate(model: str = "halfspace", seed: int = 0, work: Path | None = None) 
     return {"seed": seed, "model": model,
             "univariate": {"series": len(windows), "windows": sum(len(w) for w in windows.values()),
                            "linewatch": {k: r.score for k, r in ours.items()},
+                           "alerts": alerts,
                            "windowed_gaussian": {k: r.score for k, r in baseline.items()}},
             "process": {"sensors": len(runs.sensors), **process}}
