@@ -275,3 +275,46 @@ def test_a_model_checkpointed_before_these_features_comes_back_scoring_as_it_did
     readings = normal_readings(50, seed=8)
     expected = trained(mewma=MewmaSettings(shewhart=False, difference_trending=False)).score_batch(readings)
     assert np.allclose(restored.score_batch(readings).score, expected.score)
+
+
+def test_a_sensor_that_gets_noisy_is_caught_by_the_dispersion_chart():
+    # flow's noise triples, its mean stays: the EWMA of the readings averages it away and the readings'
+    # own T² sees only the odd reading; the chart of their spread sees most of the stretch
+    normal = normal_readings(400, seed=11)
+    stream = normal[:100] + [dict(r, flow=120 + 3 * (r["flow"] - 120)) for r in normal[100:300]] + normal[300:]
+    charted = trained(SETTINGS).score_batch(stream)
+    uncharted = trained(SETTINGS, MewmaSettings(dispersion_smoothing=0.0)).score_batch(stream)
+    assert charted.outlier[150:300].mean() > 0.8 and uncharted.outlier[150:300].mean() < 0.3
+    assert not charted.outlier[:100].any() and not charted.outlier[330:].any()  # quiet before, and soon after
+
+
+def test_one_extreme_reading_does_not_hold_the_dispersion_chart_up():
+    # a heavy-tailed sensor's odd reading: log(1 + T² / sensors) moves the chart a little, not for long
+    spike = normal_readings(80, seed=12)
+    spike[20] = dict(spike[20], flow=120 + 50 * FLOW_SD)
+    verdicts = trained(SETTINGS).score_batch(spike)
+    assert verdicts.outlier[20] and not verdicts.outlier[30:].any()
+
+
+def test_a_machine_with_one_sensor_has_no_dispersion_chart():
+    # its reading's own T² is its squared deviation: a noisy sensor crosses that threshold by itself
+    model = MewmaModel("pump-1", SETTINGS)
+    model.score_batch([{"flow": r["flow"]} for r in normal_readings(TRAIN + 50)])
+    assert model.threshold is not None and model.dispersion_threshold == float("inf")
+    assert trained(SETTINGS).dispersion_threshold < float("inf")
+
+
+def test_a_model_checkpointed_before_the_dispersion_chart_comes_back_without_it():
+    model = trained(mewma=MewmaSettings(dispersion_smoothing=0.0))
+    state = model.__dict__.copy()
+    old = MewmaSettings()
+    old.__dict__.pop("dispersion_smoothing")  # as a pickle of the older class holds it
+    state["mewma"] = old
+    for name in ("calibration_dispersion", "dispersion_threshold", "w"):
+        state.pop(name)
+    restored = MewmaModel.__new__(MewmaModel)
+    restored.__setstate__(state)
+    assert restored.mewma.dispersion_smoothing == 0.0
+    readings = normal_readings(50, seed=8)
+    expected = trained(mewma=MewmaSettings(dispersion_smoothing=0.0)).score_batch(readings)
+    assert np.array_equal(restored.score_batch(readings).score, expected.score)

@@ -37,9 +37,12 @@ Phases, mapped onto linewatch's warm-up and calibration (``AnomalySettings``):
   the estimation error of the fit, which an analytic χ² limit would ignore. Then the mean, scale
   and precision are fitted again on all warm-up and calibration readings (more data, same
   threshold) and the EWMA is run over them again.
-- **monitoring**: ``score = max(s / threshold, t / single threshold)`` (1.0 is the line), where ``t``
-  is the reading's own Hotelling T² (``shewhart``: the EWMA averages a spike away; its threshold is
-  calibrated like the EWMA's), ``outlier = score > 1``. The alarm (``anomalous``) goes on at
+- **monitoring**: ``score = max(s / threshold, t / single threshold, w / dispersion threshold)`` (1.0
+  is the line), where ``t`` is the reading's own Hotelling T² (``shewhart``: the EWMA averages a spike
+  away) and ``w`` the dispersion chart, an EWMA of ``log(1 + t / sensors)`` (``dispersion_smoothing``:
+  a sensor that gets noisy, or leaves its relation with the others, while the average stays put; the
+  logarithm keeps one extreme reading from holding it up; machines with two sensors or more), each
+  threshold calibrated like the EWMA's; ``outlier = score > 1``. The alarm (``anomalous``) goes on at
   ``debounce_k`` of the last ``debounce_n`` outliers (the plant's debounce) and off only after ``off_delay_readings``
   consecutive readings at or below the threshold: the EWMA hovers around the threshold at the
   edges of a fault, and flapping alerts would be worse than a few seconds' delay. The mean keeps
@@ -119,6 +122,14 @@ class MewmaSettings(BaseModel):
     # also score each reading's own Hotelling T² (the EWMA averages a spike or a one-reading glitch
     # away); its threshold is calibrated like the EWMA's
     shewhart: bool = True
+    # weight of the newest reading in the dispersion chart, an EWMA of log(1 + T² / sensors) of each
+    # reading (needs ``shewhart``; 0 = off). It rises when the readings spread more than they did while
+    # the model learned, as when a sensor gets noisy, freezes while its partners move, or leaves the
+    # relation it keeps with the others: changes that keep the readings' average where it was, which the
+    # EWMA of the readings averages away. The logarithm keeps one extreme reading (a heavy-tailed
+    # vibration sensor) from raising it alone; 0.1 is the usual weight of EWMA dispersion charts
+    # (Crowder & Hamilton 1992, MacGregor & Harris 1993)
+    dispersion_smoothing: float = Field(0.1, ge=0.0, le=1.0)
     # a sensor whose warm-up readings are mostly a straight trend (the share of their variance a line
     # explains, R², above trend_r2: a machine heating up, a filter fouling) is modelled on its change
     # from one reading to the next: its level says where in the trend the machine is, not whether it is normal
@@ -151,6 +162,9 @@ class MewmaModel:
         self.calibration_single: list[float] = []  # each calibration reading's own T²
         self.threshold: float | None = None
         self.single_threshold = math.inf  # for the readings' own T² (inf: not scored)
+        self.calibration_dispersion: list[float] = []  # the dispersion chart over the calibration readings
+        self.dispersion_threshold = math.inf  # inf: not charted
+        self.w = 0.0  # the dispersion chart: EWMA of log(1 + T² / sensors) of each reading
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.precision: np.ndarray | None = None
@@ -167,9 +181,15 @@ class MewmaModel:
         back scoring as they did (neither is used until the model starts again)."""
         old = state.get("mewma")
         if isinstance(old, MewmaSettings) and "shewhart" not in old.__dict__:
-            state["mewma"] = MewmaSettings(**{**old.__dict__, "shewhart": False, "difference_trending": False})
+            old = MewmaSettings(**{**old.__dict__, "shewhart": False, "difference_trending": False})
+        if isinstance(old, MewmaSettings) and "dispersion_smoothing" not in old.__dict__:
+            old = MewmaSettings(**{**old.__dict__, "dispersion_smoothing": 0.0})
+        state["mewma"] = old
         state.setdefault("calibration_single", [])
         state.setdefault("single_threshold", math.inf)
+        state.setdefault("calibration_dispersion", [])
+        state.setdefault("dispersion_threshold", math.inf)
+        state.setdefault("w", 0.0)
         state.setdefault("increments", None)
         state.setdefault("previous", None)
         state.setdefault("recent", deque(maxlen=getattr(state["settings"], "debounce_n", 1)))
@@ -234,9 +254,10 @@ class MewmaModel:
                 rows = x[pos:end]
                 self._keep(rows)
                 steps, _ = self._steps(rows)
-                s, single, _, _, means = self._run(steps, calibrating=True)
+                s, single, spread, _, _, means = self._run(steps, calibrating=True)
                 self.calibration.extend(s.tolist())
                 self.calibration_single.extend(single.tolist())
+                self.calibration_dispersion.extend(spread.tolist())
                 out.phase[pos:end] = CALIBRATING
                 out.tree_score[pos:end] = s
                 out.deviation[pos:end] = self._deviation(steps, means)
@@ -276,9 +297,10 @@ class MewmaModel:
         against, what the model saw of each row and the reading before it."""
         assert self.threshold is not None
         steps, before = self._steps(rows)
-        s, single, alarm, zs, means = self._run(steps, calibrating=False)
+        s, single, spread, alarm, zs, means = self._run(steps, calibrating=False)
         self.seen += len(rows)
-        score = np.maximum(s / self.threshold, single / self.single_threshold)
+        score = np.maximum(np.maximum(s / self.threshold, single / self.single_threshold),
+                           spread / self.dispersion_threshold)
         return s, score, score > 1.0, alarm, self._deviation(steps, means), zs, means, steps, before
 
     def _run(self, rows: np.ndarray, calibrating: bool) -> tuple[np.ndarray, ...]:
@@ -298,11 +320,14 @@ class MewmaModel:
         inverse_scale, precision = 1.0 / self.scale, self.precision
         threshold = math.inf if calibrating or self.threshold is None else self.threshold
         single_threshold = math.inf if calibrating else self.single_threshold
+        spread_threshold = math.inf if calibrating else self.dispersion_threshold
+        mu = self.mewma.dispersion_smoothing if self._charts_dispersion() else 0.0
+        w, inverse_d = self.w, 1.0 / max(d, 1)
         off_delay = self.mewma.off_delay_readings
         k, recent = getattr(self.settings, "debounce_k", 1), self.recent
         flagged = sum(recent)
         mean, z, on, quiet = self.mean.copy(), self.z.copy(), self.alarm, self.quiet
-        s_out, single_out, alarm_out = np.empty(n), np.zeros(n), np.zeros(n, dtype=bool)
+        s_out, single_out, spread_out, alarm_out = np.empty(n), np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool)
         zs, means = np.empty((n, d)), np.empty((n, d))
         for i in range(n):
             means[i] = mean
@@ -318,6 +343,10 @@ class MewmaModel:
                 t = float(r @ (precision @ r))
                 single_out[i] = t
                 out = out or t > single_threshold
+                if mu:
+                    w += mu * (math.log1p(t * inverse_d) - w)
+                    spread_out[i] = w
+                    out = out or w > spread_threshold
             if len(recent) == recent.maxlen:
                 flagged -= recent[0]
             recent.append(out)
@@ -332,8 +361,8 @@ class MewmaModel:
             if not on and alpha:
                 step *= alpha
                 mean += step
-        self.mean, self.z, self.alarm, self.quiet = mean, z, on, quiet
-        return s_out, single_out, alarm_out, zs, means
+        self.mean, self.z, self.alarm, self.quiet, self.w = mean, z, on, quiet, w
+        return s_out, single_out, spread_out, alarm_out, zs, means
 
     def _keep(self, rows: np.ndarray) -> None:
         """Keep warm-up and calibration readings in one array (compact to checkpoint), in arrival order."""
@@ -376,15 +405,43 @@ class MewmaModel:
         for r in standardised:
             z = lam * r + (1.0 - lam) * z
         self.z = z
+        if len(standardised):  # the dispersion chart, run over them from their mean
+            values = spread_values(standardised, self.precision)
+            w, mu = float(values.mean()), self.mewma.dispersion_smoothing
+            for v in values.tolist():
+                w += mu * (v - w)
+            self.w = w
 
     def _calibrate(self) -> None:
         self.threshold = self._limit(self.calibration)
         if self.mewma.shewhart:
             self.single_threshold = self._limit(self.calibration_single)
+        if self._charts_dispersion():
+            self.dispersion_threshold = self._dispersion_limit()
         self._fit(self._kept())
-        self.kept, self.calibration, self.calibration_single = None, [], []
+        self.kept, self.calibration, self.calibration_single, self.calibration_dispersion = None, [], [], []
         self.alarm, self.quiet = False, 0
         self.recent.clear()
+
+    def _charts_dispersion(self) -> bool:
+        """Whether the dispersion chart runs: it needs the readings' own T², and at least two sensors. With
+        one sensor the reading's own T² is its squared deviation, and a sensor that gets noisy already
+        crosses its threshold within a few readings; with many, one noisy sensor's share of the T² is
+        diluted by the others, which is what the chart's averaging recovers."""
+        return bool(self.mewma.shewhart and self.mewma.dispersion_smoothing and len(self.sensors or ()) >= 2)
+
+    def _dispersion_limit(self) -> float:
+        """The dispersion chart's threshold, like the others' (``threshold_margin``, ``false_alarm_per_reading``),
+        with the larger of two variances: the chart's own over calibration (an EWMA of a few hundred
+        autocorrelated readings says little about its spread), and the variance an EWMA of independent
+        readings with the calibration readings' spread would have (``λ / (2 - λ)`` of it)."""
+        mu = self.mewma.dispersion_smoothing
+        values = np.log1p(np.asarray(self.calibration_single) / max(len(self.sensors or ()), 1))
+        chart = np.asarray(self.calibration_dispersion)
+        var = max(float(chart.var()), float(values.var()) * mu / (2.0 - mu))
+        limit = max(self.mewma.threshold_margin * float(chart.max()),
+                    chi2_quantile_for(float(values.mean()), var, 1.0 - self.mewma.false_alarm_per_reading))
+        return max(limit, MIN_THRESHOLD)
 
     def _limit(self, scores: list[float]) -> float:
         """The threshold for scores like these calibration scores (see ``threshold_margin``)."""
@@ -448,13 +505,23 @@ def scaled_chi2_quantile(scores: list[float] | np.ndarray, p: float) -> float:
     15.2
     """
     values = np.asarray(scores, dtype=float)
-    mean, var = float(values.mean()), float(values.var())
+    return chi2_quantile_for(float(values.mean()), float(values.var()), p)
+
+
+def chi2_quantile_for(mean: float, var: float, p: float) -> float:
+    """The ``p`` quantile of the scaled χ² with this mean and variance (see ``scaled_chi2_quantile``)."""
     if mean <= 0 or var <= 0:
         return 0.0
     g, h = var / (2.0 * mean), 2.0 * mean * mean / var
     z = NormalDist().inv_cdf(p)
     c = 2.0 / (9.0 * h)
     return g * h * max(1.0 - c + z * math.sqrt(c), 0.0) ** 3
+
+
+def spread_values(standardised: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """What the dispersion chart averages for each standardised row: log(1 + its T² / sensors)."""
+    t = np.einsum("ij,jk,ik->i", standardised, precision, standardised)
+    return np.log1p(np.maximum(t, 0.0) / max(standardised.shape[1], 1))
 
 
 def trending(rows: np.ndarray, r2: float) -> np.ndarray:
