@@ -142,6 +142,7 @@ class Pipeline:
         self._per_machine_rates = settings.genealogy.per_machine
         self._model_type = MewmaModel if settings.anomaly.model == "mewma" else MachineModel
         self.anomaly_clear = timedelta(seconds=settings.anomaly.clear_after_seconds)
+        self.anomaly_clear_readings = settings.anomaly.clear_after_readings
         self.dq_clear = timedelta(seconds=settings.data_quality.clear_after_seconds)
         self.stale_after = timedelta(seconds=settings.data_quality.stale_after_seconds)
         self.lock = threading.Lock()  # the API reads status while the worker writes it
@@ -437,7 +438,8 @@ class Pipeline:
             if raise_[i]:
                 out.events.append(self._anomaly_event(reading, verdicts[i]))
             elif key in self.book.open:
-                ev = self.book.clear(AlertKind.ANOMALY, line, machine, None, reading.ts, self.anomaly_clear)
+                ev = self.book.clear(AlertKind.ANOMALY, line, machine, None, reading.ts, self.anomaly_clear,
+                                     self.anomaly_clear_readings)
                 if ev:
                     details = ev.alert.details
                     peak = (details.get("peak") or {}).get("sensors") or details.get("sensors") or []
@@ -706,6 +708,7 @@ class Pipeline:
                     "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m),
                     "open_alerts": self.book.owned_by(f"machine:{m}"),
+                    "quiet_readings": self.book.quiet_of(self.book.owned_by(f"machine:{m}")),
                     # how far the journal of people's actions is reflected in this model ("new normal")
                     "actions_seen": self.book.actions_seen, "position": self._learned_to(self._machine_partition.get(m)),
                     "mapped": self._mapped(m)},
@@ -805,7 +808,7 @@ class Pipeline:
         with self.lock:
             n = self.normalizer
             for key, group in alerts.items():
-                self.book.restore(key, group, stored)
+                self.book.restore(key, group, stored, loaded[key].get("quiet_readings"))
             for key, st in loaded.items():
                 at = st.get("position") if isinstance(st, dict) else None
                 kind, _, name = key.partition(":")

@@ -51,3 +51,37 @@ def test_machines_are_independent():
     a = fire(book, T0, machine="extruder-1")
     b = fire(book, T0, machine="cutter-1")
     assert a.type is b.type is AlertEventType.FIRED and a.alert.id != b.alert.id
+
+
+def quiet(book, t, readings):
+    return book.clear(AlertKind.ANOMALY, "line-1", "extruder-1", None, t, CLEAR, readings)
+
+
+def test_a_slow_machine_resolves_only_after_enough_quiet_readings_in_a_row():
+    # one reading every 5 minutes: each quiet reading is already past clear_after
+    book, every = AlertBook(), timedelta(minutes=5)
+    first = fire(book, T0)
+    assert quiet(book, T0 + every, 3) is None and quiet(book, T0 + 2 * every, 3) is None
+    fire(book, T0 + 3 * every)  # the fault shows again: the count starts over, the episode goes on
+    assert [quiet(book, T0 + (4 + i) * every, 3) for i in range(2)] == [None, None]
+    resolved = quiet(book, T0 + 6 * every, 3)
+    assert resolved.type is AlertEventType.RESOLVED and resolved.alert.id == first.alert.id
+    assert book.quiet == {}
+    # at one reading a second the time rule is the longer one: 3 readings are not enough
+    fire(book, T0)
+    assert all(quiet(book, T0 + timedelta(seconds=s), 3) is None for s in range(1, 120))
+    assert quiet(book, T0 + timedelta(seconds=120), 3).type is AlertEventType.RESOLVED
+
+
+def test_the_quiet_count_travels_with_the_open_alert_in_a_checkpoint():
+    book, every = AlertBook(), timedelta(minutes=5)
+    fire(book, T0)
+    quiet(book, T0 + every, 3), quiet(book, T0 + 2 * every, 3)
+    owner = "machine:extruder-1"
+    saved, counts = book.owned_by(owner), book.quiet_of(book.owned_by(owner))
+    assert list(counts.values()) == [2]
+    other = AlertBook()
+    other.restore(owner, saved, {}, counts)
+    assert quiet(other, T0 + 3 * every, 3).type is AlertEventType.RESOLVED  # as the first book would
+    book.forget({owner})
+    assert book.quiet == {} and book.open == {}

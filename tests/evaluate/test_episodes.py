@@ -34,6 +34,11 @@ def test_an_alarm_back_within_clear_after_continues_the_episode_and_one_after_it
     # at a 5-minute cadence the first quiet reading is already past clear_after: three episodes
     slow = episodes(verdicts(alarm), times(len(alarm), 300.0), clear_after=timedelta(seconds=120))
     assert slow.started == (0, 70, 280)
+    # unless clearing also asks for readings in a row: a fault back after 20 quiet readings goes on
+    flapping = [1] * 10 + [0] * 20 + [1] * 10 + [0] * 100
+    slow = episodes(verdicts(flapping), times(len(flapping), 300.0), timedelta(seconds=120))
+    counted = episodes(verdicts(flapping), times(len(flapping), 300.0), timedelta(seconds=120), clear_readings=30)
+    assert slow.started == (0, 30) and counted.started == (0,) and counted.ended == (39 + 30,)
 
 
 def test_only_readings_over_the_threshold_raise_and_calibration_never_clears():
@@ -56,3 +61,19 @@ def test_alerts_are_scored_against_windows_as_nab_detections():
     assert result["false_alerts_per_10k_rows"] == 20.0
     assert 0 < result["nab"]["standard"] < 100  # found, but charged for the two false alerts
     assert fired_rows(episodes(verdicts([1, 1, 0]), times(3, 1.0)), 3).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_cells_without_a_number_are_readings_the_worker_would_have_rejected():
+    from linewatch.config import AnomalySettings
+    from linewatch.evaluate.detector import row_scores, verdicts_of
+
+    values = np.random.default_rng(3).normal(10, 1, 600)
+    values[450] += 12
+    cells = pd.Series(values.tolist()[:300] + [float("nan"), None] + values.tolist()[300:] + ["n/a"])
+    settings = AnomalySettings(warmup_readings=100, calibration_readings=100)
+    got = verdicts_of(cells, settings, "mewma")
+    clean = verdicts_of(pd.Series(values), settings, "mewma")
+    assert len(got) == len(cells) and got.phase[[300, 301, len(cells) - 1]].tolist() == [0, 0, 0]
+    kept = np.r_[0:300, 302:len(cells) - 1]
+    assert np.array_equal(got.score[kept], clean.score) and got.outlier[452]
+    assert len(row_scores(got)) == len(cells)

@@ -43,6 +43,9 @@ class AlertBook:
         # how far the store's journal of people's actions has been applied (None: not yet read; the
         # first sync starts where the journal stood when the store opened)
         self.actions_seen: int | None = None
+        # per open alert id: readings in a row that looked normal since it was last raised (counted only
+        # where clearing asks for more than one, see ``clear``)
+        self.quiet: dict[str, int] = {}
         for a in open_alerts:
             self.open[(a.kind, a.line, a.machine, a.sensor)] = a
 
@@ -51,6 +54,8 @@ class AlertBook:
         """The condition holds at ``ts``: fire a new alert or update the open one."""
         key = (kind, line, machine, sensor)
         alert = self.open.get(key)
+        if alert is not None:
+            self.quiet.pop(alert.id, None)
         if alert is None:
             alert = Alert(id=alert_id(kind, line, machine, sensor, ts), kind=kind, severity=severity, line=line,
                           machine=machine, sensor=sensor, status=AlertStatus.FIRING, started_at=ts,
@@ -68,11 +73,18 @@ class AlertBook:
         return AlertEvent(AlertEventType.ESCALATED if escalated else AlertEventType.UPDATED, copy(alert))
 
     def clear(self, kind: AlertKind, line: str, machine: str | None, sensor: str | None, ts: datetime,
-              clear_after: timedelta) -> AlertEvent | None:
-        """The condition does not hold at ``ts``: resolve the open alert once it has been clear long enough."""
+              clear_after: timedelta, readings: int = 1) -> AlertEvent | None:
+        """The condition does not hold at ``ts``: resolve the open alert once it has been clear long enough,
+        ``clear_after`` since it was last raised and, when ``readings`` > 1, that many readings in a row."""
         key = (kind, line, machine, sensor)
         alert = self.open.get(key)
-        if alert is None or ts - alert.last_seen_at < clear_after:
+        if alert is None:
+            return None
+        if readings > 1:
+            quiet = self.quiet[alert.id] = self.quiet.get(alert.id, 0) + 1
+            if quiet < readings:
+                return None
+        if ts - alert.last_seen_at < clear_after:
             return None
         return self.resolve(key, ts)
 
@@ -80,6 +92,7 @@ class AlertBook:
         alert = self.open.pop(key, None)
         if alert is None:
             return None
+        self.quiet.pop(alert.id, None)
         alert.status = AlertStatus.RESOLVED
         alert.ended_at = ts
         return AlertEvent(AlertEventType.RESOLVED, copy(alert))
@@ -96,7 +109,12 @@ class AlertBook:
         """The open alerts to checkpoint with ``owner``'s detector state (copies)."""
         return [copy(a) for a in self.open.values() if self.owner(a) == owner]
 
-    def restore(self, owner: str, alerts: Iterable[Alert], stored: dict[str, Alert]) -> None:
+    def quiet_of(self, alerts: Iterable[Alert]) -> dict[str, int]:
+        """The quiet readings counted towards clearing these alerts, to checkpoint with them."""
+        return {a.id: self.quiet[a.id] for a in alerts if a.id in self.quiet}
+
+    def restore(self, owner: str, alerts: Iterable[Alert], stored: dict[str, Alert],
+                quiet: dict[str, int] | None = None) -> None:
         """Put back ``owner``'s open alerts as they stood at its checkpoint, so a replay of what came after
         makes the same decisions (and the same alert ids) as the first time, whatever the store saw since.
 
@@ -113,11 +131,13 @@ class AlertBook:
                 a.status, a.acked_by, a.acked_at, a.ack_note = (AlertStatus.ACKNOWLEDGED, known.acked_by,
                                                                 known.acked_at, known.ack_note)
             self.open[(a.kind, a.line, a.machine, a.sensor)] = a
+            if quiet and a.id in quiet:
+                self.quiet[a.id] = quiet[a.id]
 
     def forget(self, owners: set[str]) -> None:
         """Forget the open alerts of ``owners`` (their detectors moved to another worker)."""
         for key in [k for k, a in self.open.items() if self.owner(a) in owners]:
-            del self.open[key]
+            self.quiet.pop(self.open.pop(key).id, None)
 
     def find(self, alert_id_: str) -> tuple[AlertKey, Alert] | None:
         for key, a in self.open.items():
@@ -138,6 +158,7 @@ class AlertBook:
         found = self.find(alert_id_)
         if found:
             self.open.pop(found[0], None)
+            self.quiet.pop(alert_id_, None)
 
     def apply(self, action: "Action") -> str | None:
         """Mirror a person's action (from the store's journal, made through any worker's API) and

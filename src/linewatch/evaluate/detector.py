@@ -34,9 +34,24 @@ def score_series(values: pd.Series, settings: AnomalySettings, model_kind: str =
 
 
 def verdicts_of(values: pd.Series, settings: AnomalySettings, model_kind: str = "halfspace") -> Verdicts:
-    """The model's verdicts on the series, scored and learned row after row as the worker does."""
+    """The model's verdicts on the series, scored and learned row after row as the worker does.
+
+    A row without a finite value (an empty or NaN cell) is a reading the worker would have rejected: it
+    is not scored, and its verdict is "not judging" (no score, no alarm), as a row before calibration."""
     model = MewmaModel("series", settings) if model_kind == "mewma" else MachineModel("series", settings)
-    return model.score_batch([{"value": float(v)} for v in values.astype(float)])
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    finite = np.isfinite(x)
+    scored = model.score_batch([{"value": v} for v in x[finite].tolist()])
+    if finite.all():
+        return scored
+    n = len(x)
+    out = Verdicts(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int8), np.zeros(n, dtype=bool),
+                   np.zeros(n, dtype=bool))
+    for name in ("score", "tree_score", "deviation", "phase", "outlier", "anomalous"):
+        getattr(out, name)[finite] = getattr(scored, name)
+    rows = np.flatnonzero(finite)
+    out.contributions = {int(rows[i]): c for i, c in scored.contributions.items()}
+    return out
 
 
 def row_scores(verdicts: Verdicts) -> list[float]:
@@ -46,17 +61,19 @@ def row_scores(verdicts: Verdicts) -> list[float]:
 
 def score_directory(data_dir: Path, windows_path: Path, out_dir: Path,
                     settings: AnomalySettings | None = None, model_kind: str | None = None,
-                    clear_after: timedelta | None = None) -> dict[str, pd.DataFrame]:
+                    clear_after: timedelta | None = None, clear_readings: int | None = None) -> dict[str, pd.DataFrame]:
     """Score every labelled file under ``data_dir``; write and return the score frames.
 
-    ``model_kind`` and ``clear_after`` default to the plant's (``detection.anomaly.model`` and
-    ``clear_after_seconds`` in configs/plant.yaml), so a corpus is judged with the production defaults.
+    ``model_kind``, ``clear_after`` and ``clear_readings`` default to the plant's (``detection.anomaly``'s
+    ``model``, ``clear_after_seconds`` and ``clear_after_readings`` in configs/plant.yaml), so a corpus
+    is judged with the production defaults.
     Each frame also has ``alert``: 1 on the rows where the production alert rule raised a new anomaly
     alert (``evaluate/episodes.py``)."""
-    if model_kind is None or clear_after is None:
+    if model_kind is None or clear_after is None or clear_readings is None:
         plant = load_config().detection.anomaly
         model_kind = model_kind or plant.model
         clear_after = clear_after or timedelta(seconds=plant.clear_after_seconds)
+        clear_readings = clear_readings or plant.clear_after_readings
     windows = load_windows(windows_path)
     out: dict[str, pd.DataFrame] = {}
     for relpath in tqdm(sorted(windows), desc="linewatch over NAB data", unit="file", disable=None):
@@ -67,7 +84,7 @@ def score_directory(data_dir: Path, windows_path: Path, out_dir: Path,
         s = settings or AnomalySettings(warmup_readings=max(50, probation // 2),
                                         calibration_readings=max(50, probation - probation // 2))
         verdicts = verdicts_of(frame["value"], s, model_kind)
-        alerts = fired_rows(episodes(verdicts, frame["timestamp"], clear_after), n)
+        alerts = fired_rows(episodes(verdicts, frame["timestamp"], clear_after, clear_readings), n)
         frame = frame.assign(anomaly_score=row_scores(verdicts), alert=alerts)
         target = out_dir / relpath
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 A per-row score swept over every threshold (NAB's protocol) says how well a detector ranks rows; a
 plant sees something else: alerts, one per episode, raised and cleared by the production rules. This
 module replays a model's verdicts through those rules (``Verdicts.alerting`` and the worker's own
-``AlertBook`` with ``clear_after_seconds``), so a level shift that keeps the alarm on is one alert,
+``AlertBook`` with ``clear_after_seconds`` and ``clear_after_readings``), so a level shift that keeps the alarm on is one alert,
 and counts per labelled window whether an alert was raised inside it, and how many alerts were
 raised outside every window (false alerts). The fired rows are also scored by NAB as a binary
 detector at a fixed threshold, so the figure sits beside the per-row score on the same scale.
@@ -38,8 +38,9 @@ class Episodes:
 
 
 def episodes(verdicts: Verdicts, timestamps: Sequence[datetime] | pd.Series,
-             clear_after: timedelta = timedelta(seconds=120)) -> Episodes:
-    """Replay ``verdicts`` through the worker's anomaly-alert rule and return its episodes."""
+             clear_after: timedelta = timedelta(seconds=120), clear_readings: int = 1) -> Episodes:
+    """Replay ``verdicts`` through the worker's anomaly-alert rule (``clear_after_seconds`` and
+    ``clear_after_readings``) and return its episodes."""
     times = pd.to_datetime(pd.Series(timestamps)).dt.to_pydatetime()
     raise_, quiet = verdicts.alerting()
     book = AlertBook()
@@ -52,7 +53,7 @@ def episodes(verdicts: Verdicts, timestamps: Sequence[datetime] | pd.Series,
             if event.type is AlertEventType.FIRED:
                 started.append(i)
                 ended.append(None)
-        elif book.open and book.clear(AlertKind.ANOMALY, "line", "machine", None, ts, clear_after):
+        elif book.open and book.clear(AlertKind.ANOMALY, "line", "machine", None, ts, clear_after, clear_readings):
             ended[-1] = i
     return Episodes(tuple(started), tuple(ended))
 
