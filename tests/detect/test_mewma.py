@@ -286,6 +286,9 @@ def test_a_sensor_that_gets_noisy_is_caught_by_the_dispersion_chart():
     uncharted = trained(SETTINGS, MewmaSettings(dispersion_smoothing=0.0)).score_batch(stream)
     assert charted.outlier[150:300].mean() > 0.8 and uncharted.outlier[150:300].mean() < 0.3
     assert not charted.outlier[:100].any() and not charted.outlier[330:].any()  # quiet before, and soon after
+    flagged = np.flatnonzero(charted.outlier[150:300]) + 150
+    tops = [charted.contributions[i][0].sensor for i in flagged]
+    assert tops.count("flow") / len(tops) > 0.9  # the chart names the sensor that spreads
 
 
 def test_one_extreme_reading_does_not_hold_the_dispersion_chart_up():

@@ -71,7 +71,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,6 +165,7 @@ class MewmaModel:
         self.calibration_dispersion: list[float] = []  # the dispersion chart over the calibration readings
         self.dispersion_threshold = math.inf  # inf: not charted
         self.w = 0.0  # the dispersion chart: EWMA of log(1 + T² / sensors) of each reading
+        self.spread_shares: np.ndarray | None = None  # per sensor, EWMA of its share of each reading's T²
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.precision: np.ndarray | None = None
@@ -190,6 +191,7 @@ class MewmaModel:
         state.setdefault("calibration_dispersion", [])
         state.setdefault("dispersion_threshold", math.inf)
         state.setdefault("w", 0.0)
+        state.setdefault("spread_shares", None)
         state.setdefault("increments", None)
         state.setdefault("previous", None)
         state.setdefault("recent", deque(maxlen=getattr(state["settings"], "debounce_n", 1)))
@@ -211,8 +213,8 @@ class MewmaModel:
             return self.score_batch([values])[0]
         # Monitoring: the same computation as score_batch without the batch's arrays (twice as fast).
         row, self.last = model_rows(self.sensors, self.last, [[values]])
-        s, score, outlier, alarm, deviation, zs, means, steps, before = self._monitor(row)
-        explained = self._explain(row[0], steps[0], before[0], means[0], zs[0]) if outlier[0] or alarm[0] else ()
+        s, score, outlier, alarm, deviation, share_of, means, steps, before = self._monitor(row)
+        explained = self._explain(row[0], steps[0], before[0], means[0], share_of(0)) if outlier[0] or alarm[0] else ()
         return Verdict(float(score[0]), 1.0, float(s[0]), float(deviation[0]), "monitoring", bool(outlier[0]),
                        bool(alarm[0]), explained)
 
@@ -254,7 +256,7 @@ class MewmaModel:
                 rows = x[pos:end]
                 self._keep(rows)
                 steps, _ = self._steps(rows)
-                s, single, spread, _, _, means = self._run(steps, calibrating=True)
+                s, single, spread, _, _, means, _ = self._run(steps, calibrating=True)
                 self.calibration.extend(s.tolist())
                 self.calibration_single.extend(single.tolist())
                 self.calibration_dispersion.extend(spread.tolist())
@@ -267,7 +269,7 @@ class MewmaModel:
             else:
                 end = n
                 rows = x[pos:end]
-                s, score, outlier, alarm, deviation, zs, means, steps, before = self._monitor(rows)
+                s, score, outlier, alarm, deviation, share_of, means, steps, before = self._monitor(rows)
                 span = slice(pos, end)
                 out.phase[span] = MONITORING
                 out.tree_score[span] = s
@@ -276,7 +278,7 @@ class MewmaModel:
                 out.anomalous[span] = alarm
                 out.deviation[span] = deviation
                 for i in np.flatnonzero(outlier | alarm).tolist():
-                    out.contributions[pos + i] = self._explain(rows[i], steps[i], before[i], means[i], zs[i])
+                    out.contributions[pos + i] = self._explain(rows[i], steps[i], before[i], means[i], share_of(i))
             pos = end
         return out
 
@@ -292,16 +294,27 @@ class MewmaModel:
         steps[:, self.increments] = rows[:, self.increments] - before[:, self.increments]
         return steps, before
 
-    def _monitor(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Score monitored rows: EWMA T², score, outlier, alarm, deviation, EWMA vectors, means scored
-        against, what the model saw of each row and the reading before it."""
-        assert self.threshold is not None
+    def _monitor(self, rows: np.ndarray) -> tuple[Any, ...]:
+        """Score monitored rows: EWMA T², score, outlier, alarm, deviation, each row's sensor shares (a
+        function of the row: what explains it), means scored against, what the model saw of each row and
+        the reading before it."""
+        assert self.threshold is not None and self.precision is not None
         steps, before = self._steps(rows)
-        s, single, spread, alarm, zs, means = self._run(steps, calibrating=False)
+        s, single, spread, alarm, zs, means, spreads = self._run(steps, calibrating=False)
         self.seen += len(rows)
-        score = np.maximum(np.maximum(s / self.threshold, single / self.single_threshold),
-                           spread / self.dispersion_threshold)
-        return s, score, score > 1.0, alarm, self._deviation(steps, means), zs, means, steps, before
+        mean_or_single = np.maximum(s / self.threshold, single / self.single_threshold)
+        by_spread = spread / self.dispersion_threshold
+        score = np.maximum(mean_or_single, by_spread)
+        precision = self.precision
+
+        def share_of(i: int) -> np.ndarray:
+            """Each sensor's share of the statistic that scores row i highest: of the EWMA's T²,
+            ``z_i (P z)_i``, or, where the dispersion chart leads, of the readings' recent T²s."""
+            if spreads is not None and by_spread[i] > mean_or_single[i]:
+                return spreads[i]
+            return zs[i] * (precision @ zs[i])
+
+        return s, score, score > 1.0, alarm, self._deviation(steps, means), share_of, means, steps, before
 
     def _run(self, rows: np.ndarray, calibrating: bool) -> tuple[np.ndarray, ...]:
         """The recursion over ``rows`` (as the model sees them): the EWMA's T², each row's own T²,
@@ -323,6 +336,9 @@ class MewmaModel:
         spread_threshold = math.inf if calibrating else self.dispersion_threshold
         mu = self.mewma.dispersion_smoothing if self._charts_dispersion() else 0.0
         w, inverse_d = self.w, 1.0 / max(d, 1)
+        # per sensor, the EWMA of its share of each reading's own T², r_i (P r)_i: what the chart explains by
+        shares = (np.zeros(d) if self.spread_shares is None else self.spread_shares.copy()) if mu else None
+        spreads = np.empty((n, d)) if mu else None
         off_delay = self.mewma.off_delay_readings
         k, recent = getattr(self.settings, "debounce_k", 1), self.recent
         flagged = sum(recent)
@@ -340,13 +356,17 @@ class MewmaModel:
             out = s > threshold
             if single:
                 r = step * inverse_scale
-                t = float(r @ (precision @ r))
+                pr = precision @ r
+                t = float(r @ pr)
                 single_out[i] = t
                 out = out or t > single_threshold
                 if mu:
                     w += mu * (math.log1p(t * inverse_d) - w)
                     spread_out[i] = w
                     out = out or w > spread_threshold
+                    shares *= 1.0 - mu
+                    shares += mu * (r * pr)
+                    spreads[i] = shares
             if len(recent) == recent.maxlen:
                 flagged -= recent[0]
             recent.append(out)
@@ -362,7 +382,9 @@ class MewmaModel:
                 step *= alpha
                 mean += step
         self.mean, self.z, self.alarm, self.quiet, self.w = mean, z, on, quiet, w
-        return s_out, single_out, spread_out, alarm_out, zs, means
+        if shares is not None:
+            self.spread_shares = shares
+        return s_out, single_out, spread_out, alarm_out, zs, means, spreads
 
     def _keep(self, rows: np.ndarray) -> None:
         """Keep warm-up and calibration readings in one array (compact to checkpoint), in arrival order."""
@@ -411,6 +433,11 @@ class MewmaModel:
             for v in values.tolist():
                 w += mu * (v - w)
             self.w = w
+            rows_shares = standardised * (standardised @ self.precision)
+            shares = rows_shares.mean(axis=0)
+            for row in rows_shares[-200:]:  # an EWMA forgets what came earlier than this anyway
+                shares += mu * (row - shares)
+            self.spread_shares = shares
 
     def _calibrate(self) -> None:
         self.threshold = self._limit(self.calibration)
@@ -452,11 +479,10 @@ class MewmaModel:
     # ------------------------------------------------------------ explanations
 
     def _explain(self, row: np.ndarray, step: np.ndarray, before: np.ndarray, mean: np.ndarray,
-                 z: np.ndarray) -> tuple[Contribution, ...]:
-        """Sensors ordered by their share of the T², ``z_i (P z)_i``, largest first. A differenced
-        sensor's normal range is where this reading was expected, given the one before it."""
+                 share: np.ndarray) -> tuple[Contribution, ...]:
+        """Sensors ordered by their share of the statistic that flagged the reading, largest first. A
+        differenced sensor's normal range is where this reading was expected, given the one before it."""
         assert self.sensors is not None and self.scale is not None and self.precision is not None
-        share = z * (self.precision @ z)
         order = np.argsort(-share, kind="stable")
         deviation = (step - mean) / self.scale
         centre = mean if self.increments is None or not self.increments.any() \
