@@ -117,6 +117,8 @@ def bench_models(config, repeat: int, n: int = 20_000) -> dict[str, float]:
     before = MewmaSettings(shewhart=False, difference_trending=False, mean_learning_rate=0.01)
     out = {"linewatch MewmaModel.score_array, batches of 500, pre-issue-11 knobs":
            median_rate(mewma(before, settings.model_copy(update={"debounce_k": 1, "debounce_n": 1})), repeat),
+           "linewatch MewmaModel.score_array, batches of 500, defaults without the dispersion chart":
+           median_rate(mewma(settings.mewma.model_copy(update={"dispersion_smoothing": 0.0})), repeat),
            "linewatch MewmaModel.score_array, batches of 500, defaults (the production model)":
            median_rate(mewma(settings.mewma), repeat)}
     out |= {"river RiverMachineModel.score_one, reading by reading (8 sensors)": median_rate(river, repeat),

@@ -336,9 +336,6 @@ class MewmaModel:
         spread_threshold = math.inf if calibrating else self.dispersion_threshold
         mu = self.mewma.dispersion_smoothing if self._charts_dispersion() else 0.0
         w, inverse_d = self.w, 1.0 / max(d, 1)
-        # per sensor, the EWMA of its share of each reading's own T², r_i (P r)_i: what the chart explains by
-        shares = (np.zeros(d) if self.spread_shares is None else self.spread_shares.copy()) if mu else None
-        spreads = np.empty((n, d)) if mu else None
         off_delay = self.mewma.off_delay_readings
         k, recent = getattr(self.settings, "debounce_k", 1), self.recent
         flagged = sum(recent)
@@ -356,17 +353,13 @@ class MewmaModel:
             out = s > threshold
             if single:
                 r = step * inverse_scale
-                pr = precision @ r
-                t = float(r @ pr)
+                t = float(r @ (precision @ r))
                 single_out[i] = t
                 out = out or t > single_threshold
                 if mu:
                     w += mu * (math.log1p(t * inverse_d) - w)
                     spread_out[i] = w
                     out = out or w > spread_threshold
-                    shares *= 1.0 - mu
-                    shares += mu * (r * pr)
-                    spreads[i] = shares
             if len(recent) == recent.maxlen:
                 flagged -= recent[0]
             recent.append(out)
@@ -382,9 +375,22 @@ class MewmaModel:
                 step *= alpha
                 mean += step
         self.mean, self.z, self.alarm, self.quiet, self.w = mean, z, on, quiet, w
-        if shares is not None:
-            self.spread_shares = shares
-        return s_out, single_out, spread_out, alarm_out, zs, means, spreads
+        return s_out, single_out, spread_out, alarm_out, zs, means, self._spread_shares(rows, means) if mu else None
+
+    def _spread_shares(self, rows: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """Per row and sensor, the EWMA of the sensor's share of each reading's own T², ``r_i (P r)_i``:
+        what a reading the dispersion chart flags is explained by. Outside the recursion (it decides
+        nothing), as one filter over the rows."""
+        from scipy.signal import lfilter
+
+        assert self.scale is not None and self.precision is not None
+        mu, d = self.mewma.dispersion_smoothing, rows.shape[1]
+        r = (rows - means) / self.scale
+        before = np.zeros(d) if self.spread_shares is None else self.spread_shares
+        shares = lfilter([mu], [1.0, mu - 1.0], r * (r @ self.precision), axis=0, zi=((1.0 - mu) * before)[None, :])[0]
+        if len(shares):
+            self.spread_shares = shares[-1].copy()
+        return shares
 
     def _keep(self, rows: np.ndarray) -> None:
         """Keep warm-up and calibration readings in one array (compact to checkpoint), in arrival order."""
