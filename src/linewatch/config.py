@@ -105,9 +105,10 @@ class AnomalySettings(_Strict):
     debounce_k: int = Field(3, ge=1)
     debounce_n: int = Field(5, ge=1)
     clear_after_seconds: float = Field(120.0, gt=0)
-    # ... and after at least this many readings in a row that look normal: at a slow cadence (a reading
-    # per batch, every few minutes) the first quiet reading already comes after clear_after_seconds, and
-    # a fault that shows on one reading in seven leaves 30 quiet ones in a row less than 1 % of the time
+    # ... and after at least this many readings in a row under the threshold (one over it, even without
+    # the debounce, starts the count again): at a slow cadence (a reading per batch, every few minutes)
+    # the first quiet reading already comes after clear_after_seconds; a fault that shows on one reading
+    # in seven leaves a given 30 readings all quiet about 1 % of the time
     clear_after_readings: int = Field(30, ge=1)
     # which per-machine model: a multivariate EWMA with Hotelling's T² (detect/mewma.py: persistent
     # shifts, slow drifts, broken correlations, spikes; the default since issue 11, see docs/evaluation.md),

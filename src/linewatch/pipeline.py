@@ -429,14 +429,16 @@ class Pipeline:
         m.anomaly_score.labels(line, machine).set(last.score)
         if last.threshold is not None:
             m.anomaly_threshold.labels(line, machine).set(last.threshold)
-        raise_, quiet = verdicts.alerting()
+        raise_, quiet, disturbed = verdicts.alerting()
         key = (AlertKind.ANOMALY, line, machine, None)
         if not raise_.any() and key not in self.book.open:
             return
-        for i in np.flatnonzero(raise_ | quiet).tolist():
+        for i in np.flatnonzero(raise_ | quiet | disturbed).tolist():
             reading = readings[i]
             if raise_[i]:
                 out.events.append(self._anomaly_event(reading, verdicts[i]))
+            elif disturbed[i]:
+                self.book.disturbed(key)
             elif key in self.book.open:
                 ev = self.book.clear(AlertKind.ANOMALY, line, machine, None, reading.ts, self.anomaly_clear,
                                      self.anomaly_clear_readings)
@@ -677,7 +679,7 @@ class Pipeline:
                 return False
             model.start_new_normal()  # the recipe being made now; other recipes keep their normal
             self._changed_machines.add(machine)
-            self.book.open.pop((AlertKind.ANOMALY, self.machines[machine].line, machine, None), None)
+            self.book.drop((AlertKind.ANOMALY, self.machines[machine].line, machine, None))
             self.machines[machine].phase = model.phase
             self.refresh_open_gauge()
             return True

@@ -85,3 +85,17 @@ def test_the_quiet_count_travels_with_the_open_alert_in_a_checkpoint():
     assert quiet(other, T0 + 3 * every, 3).type is AlertEventType.RESOLVED  # as the first book would
     book.forget({owner})
     assert book.quiet == {} and book.open == {}
+
+
+def test_a_reading_over_the_threshold_that_does_not_raise_starts_the_quiet_count_again():
+    book, every = AlertBook(), timedelta(minutes=5)
+    fire(book, T0)
+    key = (AlertKind.ANOMALY, "line-1", "extruder-1", None)
+    assert quiet(book, T0 + every, 3) is None and quiet(book, T0 + 2 * every, 3) is None
+    book.disturbed(key)  # the fault still shows, below the debounce
+    assert quiet(book, T0 + 3 * every, 3) is None and quiet(book, T0 + 4 * every, 3) is None
+    assert quiet(book, T0 + 5 * every, 3).type is AlertEventType.RESOLVED
+    fire(book, T0 + 6 * every)
+    quiet(book, T0 + 7 * every, 3)
+    book.drop(key)  # a person's "new normal": closed here without an event
+    assert book.open == {} and book.quiet == {}

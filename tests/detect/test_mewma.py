@@ -321,3 +321,5 @@ def test_a_model_checkpointed_before_the_dispersion_chart_comes_back_without_it(
     readings = normal_readings(50, seed=8)
     expected = trained(mewma=MewmaSettings(dispersion_smoothing=0.0)).score_batch(readings)
     assert np.array_equal(restored.score_batch(readings).score, expected.score)
+    restored.start_new_normal()  # starting again, it charts the spread like any model made today
+    assert restored.mewma == MewmaSettings() and restored.restart_with is None

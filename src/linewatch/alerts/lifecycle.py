@@ -88,6 +88,19 @@ class AlertBook:
             return None
         return self.resolve(key, ts)
 
+    def disturbed(self, key: AlertKey) -> None:
+        """A reading over the threshold that did not raise the alert (its alarm waits for the debounce):
+        the fault still shows, so the quiet readings counted towards clearing start again."""
+        alert = self.open.get(key)
+        if alert is not None:
+            self.quiet.pop(alert.id, None)
+
+    def drop(self, key: AlertKey) -> None:
+        """Close the open alert here without an event (the caller announces what happened)."""
+        alert = self.open.pop(key, None)
+        if alert is not None:
+            self.quiet.pop(alert.id, None)
+
     def resolve(self, key: AlertKey, ts: datetime) -> AlertEvent | None:
         alert = self.open.pop(key, None)
         if alert is None:
@@ -157,8 +170,7 @@ class AlertBook:
         there, the next one is a new alert."""
         found = self.find(alert_id_)
         if found:
-            self.open.pop(found[0], None)
-            self.quiet.pop(alert_id_, None)
+            self.drop(found[0])
 
     def apply(self, action: "Action") -> str | None:
         """Mirror a person's action (from the store's journal, made through any worker's API) and

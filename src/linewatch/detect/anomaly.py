@@ -57,11 +57,14 @@ class Verdicts:
     def __len__(self) -> int:
         return len(self.score)
 
-    def alerting(self) -> tuple[np.ndarray, np.ndarray]:
+    def alerting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The production alert rule, per reading: whether it raises (or keeps up) the machine's anomaly
-        alert (alarm on and the reading itself over the threshold), and whether it counts towards
-        clearing it (monitoring, alarm off). The worker and the alert-episode evaluation both use it."""
-        return self.anomalous & self.outlier, (self.phase == MONITORING) & ~self.anomalous
+        alert (alarm on and the reading itself over the threshold); whether it counts towards clearing
+        it (monitoring, alarm off, the reading under the threshold); and whether it is over the threshold
+        without raising (the alarm waits for its debounce), which starts the count of quiet readings
+        again. The worker and the alert-episode evaluation both use it."""
+        raise_ = self.anomalous & self.outlier
+        return raise_, (self.phase == MONITORING) & ~self.anomalous & ~self.outlier, self.outlier & ~raise_
 
     def __getitem__(self, i: int) -> Verdict:
         phase = PHASES[self.phase[i]]

@@ -41,18 +41,21 @@ def episodes(verdicts: Verdicts, timestamps: Sequence[datetime] | pd.Series,
              clear_after: timedelta = timedelta(seconds=120), clear_readings: int = 1) -> Episodes:
     """Replay ``verdicts`` through the worker's anomaly-alert rule (``clear_after_seconds`` and
     ``clear_after_readings``) and return its episodes."""
-    times = pd.to_datetime(pd.Series(timestamps)).dt.to_pydatetime()
-    raise_, quiet = verdicts.alerting()
+    times = pd.DatetimeIndex(pd.to_datetime(list(timestamps))).to_pydatetime()
+    raise_, quiet, disturbed = verdicts.alerting()
     book = AlertBook()
+    key = (AlertKind.ANOMALY, "line", "machine", None)
     started: list[int] = []
     ended: list[int | None] = []
-    for i in np.flatnonzero(raise_ | quiet).tolist():
+    for i in np.flatnonzero(raise_ | quiet | disturbed).tolist():
         ts = times[i]
         if raise_[i]:
-            event = book.raise_(AlertKind.ANOMALY, "line", "machine", None, ts, Severity.WARNING, "", {})
+            event = book.raise_(*key, ts, Severity.WARNING, "", {})
             if event.type is AlertEventType.FIRED:
                 started.append(i)
                 ended.append(None)
+        elif disturbed[i]:
+            book.disturbed(key)
         elif book.open and book.clear(AlertKind.ANOMALY, "line", "machine", None, ts, clear_after, clear_readings):
             ended[-1] = i
     return Episodes(tuple(started), tuple(ended))

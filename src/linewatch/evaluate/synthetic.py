@@ -213,21 +213,21 @@ def evaluate_process(make_model: Callable[[], Any], runs: ProcessRuns, train_row
 
 def alerts_per_fault(frames: dict[str, pd.DataFrame], series: list[Series]) -> dict[str, dict[str, float]]:
     """Per fault shape: how many of its windows had an alert raised inside, and how many alerts were
-    raised from its start to the next fault (or the end): a level shift that persists should be one."""
+    raised from its window's start to the next fault's window (or the end): a level shift that persists
+    should be one."""
     out: dict[str, dict[str, float]] = {}
     for s in series:
         frame = frames[s.name]
         fired = np.flatnonzero(frame["alert"].to_numpy() > 0.5)
-        starts = [at for at, _ in s.anomalies] + [len(frame)]
         times = pd.to_datetime(frame["timestamp"])
-        for (_, fault), (lo, hi), end in zip(s.anomalies, nab_windows(s), starts[1:]):
+        windows = nab_windows(s)
+        firsts = [s.timestamps.get_loc(lo) for lo, _ in windows] + [len(frame)]
+        for (_, fault), (lo, hi), start, end in zip(s.anomalies, windows, firsts, firsts[1:]):
             caught = bool(((times.iloc[fired] >= lo) & (times.iloc[fired] <= hi)).any()) if len(fired) else False
-            # from the window's start: an alert raised just before the fault's row belongs to it
-            raised = int(((fired >= s.timestamps.get_loc(lo)) & (fired < end)).sum())
             row = out.setdefault(fault, {"faults": 0, "caught": 0, "alerts": 0})
             row["faults"] += 1
             row["caught"] += caught
-            row["alerts"] += raised
+            row["alerts"] += int(((fired >= start) & (fired < end)).sum())
     return {f: {**r, "alerts_per_fault": round(r["alerts"] / r["faults"], 2)} for f, r in out.items()}
 
 
