@@ -704,13 +704,13 @@ class Pipeline:
             self._changed_machines, self._changed_lines = set(), set()
             out = {}
             for m in machines:
+                alerts = self.book.owned_by(f"machine:{m}")
                 out[f"machine:{m}"] = pickle.dumps({
                     "model": self.models.get(m), "recipe_models": self.recipe_models.get(m),
                     "quality": self.quality.state.get(m),
                     "aggregator": self.machine_aggregators.get(m), "last_ts": n.last_ts.get(m),
                     "fields_seen": n.fields_seen.get(m), "top_keys": n.top_keys.get(m),
-                    "open_alerts": self.book.owned_by(f"machine:{m}"),
-                    "quiet_readings": self.book.quiet_of(self.book.owned_by(f"machine:{m}")),
+                    "open_alerts": alerts, "quiet_readings": self.book.quiet_of(alerts),
                     # how far the journal of people's actions is reflected in this model ("new normal")
                     "actions_seen": self.book.actions_seen, "position": self._learned_to(self._machine_partition.get(m)),
                     "mapped": self._mapped(m)},

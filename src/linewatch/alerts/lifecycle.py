@@ -150,7 +150,7 @@ class AlertBook:
     def forget(self, owners: set[str]) -> None:
         """Forget the open alerts of ``owners`` (their detectors moved to another worker)."""
         for key in [k for k, a in self.open.items() if self.owner(a) in owners]:
-            self.quiet.pop(self.open.pop(key).id, None)
+            self.drop(key)
 
     def find(self, alert_id_: str) -> tuple[AlertKey, Alert] | None:
         for key, a in self.open.items():

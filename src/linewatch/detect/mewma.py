@@ -380,24 +380,17 @@ class MewmaModel:
                 step *= alpha
                 mean += step
         self.mean, self.z, self.alarm, self.quiet, self.w = mean, z, on, quiet, w
-        return s_out, single_out, spread_out, alarm_out, zs, means, self._spread_shares(rows, means) if mu else None
+        # the shares only explain monitored readings; _fit sets them afresh when calibration ends
+        spreads = self._spread_shares(rows, means) if mu and not calibrating else None
+        return s_out, single_out, spread_out, alarm_out, zs, means, spreads
 
     def _spread_shares(self, rows: np.ndarray, means: np.ndarray) -> np.ndarray:
         """Per row and sensor, the EWMA of the sensor's share of each reading's own T², ``r_i (P r)_i``:
         what a reading the dispersion chart flags is explained by. Outside the recursion (it decides
         nothing), as one filter over the rows."""
-        from scipy.signal import lfilter
-
         assert self.scale is not None and self.precision is not None
-        mu, d = self.mewma.dispersion_smoothing, rows.shape[1]
-        r = (rows - means) / self.scale
-        before = np.zeros(d) if self.spread_shares is None else self.spread_shares
-        # einsum, not @: the same bits for a row whether it comes alone or in a batch
-        contributions = r * np.einsum("ij,jk->ik", r, self.precision)
-        if len(rows) == 1:  # one reading (score_one): what the filter computes, without its overhead
-            shares = (mu * contributions[0] + (1.0 - mu) * before)[None, :]
-        else:
-            shares = lfilter([mu], [1.0, mu - 1.0], contributions, axis=0, zi=((1.0 - mu) * before)[None, :])[0]
+        before = np.zeros(rows.shape[1]) if self.spread_shares is None else self.spread_shares
+        shares = ewma(t2_shares((rows - means) / self.scale, self.precision), self.mewma.dispersion_smoothing, before)
         if len(shares):
             self.spread_shares = shares[-1].copy()
         return shares
@@ -443,17 +436,11 @@ class MewmaModel:
         for r in standardised:
             z = lam * r + (1.0 - lam) * z
         self.z = z
-        if len(standardised):  # the dispersion chart, run over them from their mean
-            values = spread_values(standardised, self.precision)
-            w, mu = float(values.mean()), self.mewma.dispersion_smoothing
-            for v in values.tolist():
-                w += mu * (v - w)
-            self.w = w
-            rows_shares = standardised * (standardised @ self.precision)
-            shares = rows_shares.mean(axis=0)
-            for row in rows_shares[-200:]:  # an EWMA forgets what came earlier than this anyway
-                shares += mu * (row - shares)
-            self.spread_shares = shares
+        if len(standardised):  # the dispersion chart and its sensor shares, run over them from their mean
+            mu, shares = self.mewma.dispersion_smoothing, t2_shares(standardised, self.precision)
+            values = spread_values(shares.sum(axis=1), d)
+            self.w = float(ewma(values[:, None], mu, values.mean(keepdims=True))[-1, 0])
+            self.spread_shares = ewma(shares, mu, shares.mean(axis=0))[-1].copy()
 
     def _calibrate(self) -> None:
         self.threshold = self._limit(self.calibration)
@@ -479,7 +466,7 @@ class MewmaModel:
         autocorrelated readings says little about its spread), and the variance an EWMA of independent
         readings with the calibration readings' spread would have (``λ / (2 - λ)`` of it)."""
         mu = self.mewma.dispersion_smoothing
-        values = np.log1p(np.asarray(self.calibration_single) / max(len(self.sensors or ()), 1))
+        values = spread_values(np.asarray(self.calibration_single), len(self.sensors or ()))
         chart = np.asarray(self.calibration_dispersion)
         var = max(float(chart.var()), float(values.var()) * mu / (2.0 - mu))
         limit = max(self.mewma.threshold_margin * float(chart.max()),
@@ -561,10 +548,24 @@ def chi2_quantile_for(mean: float, var: float, p: float) -> float:
     return g * h * max(1.0 - c + z * math.sqrt(c), 0.0) ** 3
 
 
-def spread_values(standardised: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """What the dispersion chart averages for each standardised row: log(1 + its T² / sensors)."""
-    t = np.einsum("ij,jk,ik->i", standardised, precision, standardised)
-    return np.log1p(np.maximum(t, 0.0) / max(standardised.shape[1], 1))
+def spread_values(t2: np.ndarray, sensors: int) -> np.ndarray:
+    """What the dispersion chart averages for each reading's own T²: log(1 + T² / sensors)."""
+    return np.log1p(np.maximum(t2, 0.0) / max(sensors, 1))
+
+
+def t2_shares(standardised: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Each sensor's share ``r_i (P r)_i`` of each standardised row's own T² (a row sums to its T²).
+    einsum, not @: the same bits for a row whether it comes alone or in a batch."""
+    return standardised * np.einsum("ij,jk->ik", standardised, precision)
+
+
+def ewma(rows: np.ndarray, weight: float, start: np.ndarray) -> np.ndarray:
+    """The EWMA of ``rows`` (along axis 0) from ``start``: each row ``weight x + (1 - weight) previous``."""
+    from scipy.signal import lfilter
+
+    if len(rows) == 1:  # one reading (score_one): what the filter computes, without its overhead
+        return (weight * rows[0] + (1.0 - weight) * start)[None, :]
+    return lfilter([weight], [1.0, weight - 1.0], rows, axis=0, zi=((1.0 - weight) * start)[None, :])[0]
 
 
 def trending(rows: np.ndarray, r2: float) -> np.ndarray:

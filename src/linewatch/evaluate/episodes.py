@@ -22,6 +22,7 @@ import pandas as pd
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.detect.anomaly import Verdicts
 from linewatch.domain import AlertEventType, AlertKind, Severity
+from linewatch.evaluate import nab
 
 __all__ = ["Episodes", "episodes", "fired_rows", "score_alerts"]
 
@@ -72,8 +73,6 @@ def score_alerts(frames: Mapping[str, pd.DataFrame], windows: Mapping[str, Seque
     """Over a corpus of frames with an ``alert`` column (1 where an alert was raised): alerts raised,
     windows with an alert raised inside them, alerts outside every window, and NAB's score with each
     alert as one detection (threshold fixed at 0.5, nothing swept)."""
-    from linewatch.evaluate import nab
-
     total = inside = found_windows = n_windows = rows = 0
     for rel, frame in frames.items():
         rows += len(frame)

@@ -88,10 +88,11 @@ def _nab(data: Path, windows: Path, model: str) -> tuple[list[Row], dict[str, An
 
     with tempfile.TemporaryDirectory(prefix="linewatch-nab-") as out:
         frames = score_directory(data, windows, Path(out), model_kind=model)
-    results = nab.score_corpus(frames, nab.load_windows(windows))
+    labels = nab.load_windows(windows)
+    results = nab.score_corpus(frames, labels)
     published = {"standard": "windowed Gaussian 39.65; ARTime 74.85, HTM 70.10",
                  "reward_low_FP_rate": "windowed Gaussian 20.87", "reward_low_FN_rate": "windowed Gaussian 47.41"}
-    alerts = score_alerts(frames, nab.load_windows(windows))
+    alerts = score_alerts(frames, labels)
     rows = [Row(f"NAB ({len(frames)} files)", f"NAB {name}", r.score, ">= 45" if name == "standard" else "",
                 published.get(name, "")) for name, r in results.items()]
     rows += _alert_rows(f"NAB ({len(frames)} files)", alerts)
