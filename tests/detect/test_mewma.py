@@ -323,3 +323,66 @@ def test_a_model_checkpointed_before_the_dispersion_chart_comes_back_without_it(
     assert np.array_equal(restored.score_batch(readings).score, expected.score)
     restored.start_new_normal()  # starting again, it charts the spread like any model made today
     assert restored.mewma == MewmaSettings() and restored.restart_with is None
+
+
+def _episodes(anomalous: np.ndarray) -> int:
+    return int(anomalous[0]) + int((anomalous[1:] & ~anomalous[:-1]).sum())
+
+
+def test_thresholds_allow_for_a_short_calibration_on_readings_that_wander():
+    # the simulated line's machines wander over tens of readings (an extruder's screw speed, a dryer's
+    # air temperature), so 700 readings hold a few dozen independent ones; thresholds from the
+    # estimates alone (the model before) were too low on some machines. An hour of each, no fault.
+    from datetime import datetime, timezone
+
+    from linewatch.sources.simulator import LineSimulator, SimulatorSettings
+
+    settings = AnomalySettings(debounce_k=3, debounce_n=5)  # configs/plant.yaml's debounce
+    before = MewmaSettings(threshold_margin=1.25, threshold_confidence=0.5, threshold_update_readings=0)
+    now = then = 0
+    for seed in range(10):
+        sim = LineSimulator(datetime(2026, 1, 5, 6, tzinfo=timezone.utc), SimulatorSettings(seed=seed, faults=()))
+        for machine, reading in (("extruder-1", sim._extruder), ("dryer-1", sim._dryer), ("cutter-1", sim._cutter)):
+            stream = [reading(machine) for _ in range(3600)]
+            now += _episodes(MewmaModel(machine, settings).score_batch(stream).anomalous)
+            then += _episodes(MewmaModel(machine, settings, mewma=before).score_batch(stream).anomalous)
+    assert then >= 10 and now <= then / 3, (now, then)
+
+
+def test_thresholds_only_come_down_while_monitoring():
+    model = trained(AnomalySettings(), seed=2)
+    start = (model.threshold, model.single_threshold, model.dispersion_threshold)
+    seen = [start]
+    for i in range(10):
+        model.score_batch(normal_readings(300, seed=200 + i))
+        seen.append((model.threshold, model.single_threshold, model.dispersion_threshold))
+    assert all(b[k] <= a[k] for a, b in zip(seen, seen[1:]) for k in range(3))
+    assert all(seen[-1][k] < start[k] for k in range(3))  # 3,000 more normal readings narrow every bound
+    # a fault that starts below its thresholds does not raise them
+    drifting = [dict(r, flow=r["flow"] + FLOW_SD * i / 600) for i, r in enumerate(normal_readings(600, seed=300))]
+    model.score_batch(drifting)
+    assert model.threshold <= seen[-1][0] and model.dispersion_threshold <= seen[-1][2]
+
+
+def test_a_fault_that_starts_while_the_model_calibrates_is_still_caught(caplog):
+    # production phase lengths; flow steps up 4 sd 200 readings into calibration and stays there
+    stream = normal_readings(1500, seed=21)
+    stream[600:] = [dict(r, flow=r["flow"] + 4 * FLOW_SD) for r in stream[600:]]
+    model = MewmaModel("pump-1", AnomalySettings())
+    with caplog.at_level("INFO", logger="linewatch.detect.mewma"):
+        verdicts = model.score_batch(stream)
+    assert verdicts.outlier[700:].mean() > 0.95 and verdicts.anomalous[710:].all()
+    assert verdicts.contributions[800][0].sensor == "flow"
+    assert "pump-1: " in caplog.text and "calibration readings left out" in caplog.text
+    # the model before, which learned the fault as normal, never flagged it
+    blind = MewmaModel("pump-1", AnomalySettings(), mewma=MewmaSettings(threshold_margin=1.25, threshold_confidence=0.5,
+                                                                        threshold_update_readings=0))
+    blind._undisturbed = lambda scores: (blind._learn_calibration(scores, np.ones(len(scores), dtype=bool)),
+                                         np.ones(len(scores), dtype=bool))[1]
+    assert blind.score_batch(stream).outlier[700:].mean() < 0.05
+
+
+def test_a_clean_calibration_leaves_nothing_out():
+    model = MewmaModel("pump-1", AnomalySettings())
+    model.score_batch(normal_readings(700, seed=22))
+    assert model.score_sums is not None and model.score_sums.sums[0, 0] == 300

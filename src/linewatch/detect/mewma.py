@@ -32,10 +32,13 @@ Phases, mapped onto linewatch's warm-up and calibration (``AnomalySettings``):
   the next, and the mean, scale and precision are fitted on what the model sees of the readings; the
   EWMA is run over them (from zero) so it starts in its steady state.
 - **calibrating** (``calibration_readings``): readings are scored as in monitoring, but never raise
-  the alarm; the mean keeps learning. The threshold is ``threshold_margin`` times the largest score
-  seen: a data-driven limit from readings the model did *not* fit on (cross-fitted), so it carries
-  the estimation error of the fit, which an analytic χ² limit would ignore. Then the mean, scale
-  and precision are fitted again on all warm-up and calibration readings (more data, same
+  the alarm; the mean keeps learning. Readings a fault would explain are then left out (a machine can
+  start to go wrong while it calibrates; ``_undisturbed``), and each threshold is set from the rest
+  (``detect/thresholds.py``): the tail at ``false_alarm_per_reading`` of a scaled χ² whose mean and
+  variance are the upper ``threshold_confidence`` bounds of their estimates, given how many
+  independent readings the autocorrelated scores hold. These readings are ones the model did *not*
+  fit on (cross-fitted), so the threshold carries the fit's estimation error. Then the mean, scale
+  and precision are fitted again on the warm-up and the calibration readings kept (more data, same
   threshold) and the EWMA is run over them again.
 - **monitoring**: ``score = max(s / threshold, t / single threshold, w / dispersion threshold)`` (1.0
   is the line), where ``t`` is the reading's own Hotelling T² (``shewhart``: the EWMA averages a spike
@@ -47,7 +50,9 @@ Phases, mapped onto linewatch's warm-up and calibration (``AnomalySettings``):
   consecutive readings at or below the threshold: the EWMA hovers around the threshold at the
   edges of a fault, and flapping alerts would be worse than a few seconds' delay. The mean keeps
   learning (rate ``mean_learning_rate``) only from readings taken while the alarm is off, so a
-  slowly drifting normal is followed while a fault is never learned as normal. Scale and
+  slowly drifting normal is followed while a fault is never learned as normal. Every
+  ``threshold_update_readings`` readings the thresholds are set again from every normal reading so
+  far; they only ever come down (a fault that starts below its threshold must not raise it). Scale and
   precision stay as fitted: the correlation structure of a machine is stable; its operating point
   drifts.
 
@@ -67,10 +72,10 @@ reading's own T² costs a matrix-vector product more: see docs/benchmarks.md); a
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,12 +83,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from linewatch.detect.verdict import Contribution, Phase, Verdict
 from linewatch.detect.rows import Part, first_sensors, model_rows
+from linewatch.detect.thresholds import ScoreSums, chi2_quantile_for, robust_chi2_quantile, upper_moments
 
 if TYPE_CHECKING:  # config.py imports MewmaSettings from here: no runtime import of config or anomaly at load time
     from linewatch.config import AnomalySettings
     from linewatch.detect.anomaly import Verdicts
 
 __all__ = ["MewmaModel", "MewmaSettings"]
+
+log = logging.getLogger(__name__)
 
 # Same phase indices as linewatch.detect.anomaly.PHASES (Verdicts maps them back to names).
 WARMING_UP, CALIBRATING, MONITORING = range(3)
@@ -105,13 +113,18 @@ class MewmaSettings(BaseModel):
     # λ of the EWMA: weight of the newest reading. Small λ finds small persistent shifts, large λ
     # reacts to large sudden ones; 0.25 is in the range Lowry et al. recommend (0.1-0.3).
     smoothing: float = Field(0.25, gt=0.0, le=1.0)
-    # threshold = margin x the largest T² seen while calibrating, or, if higher, the T² that a reading
-    # exceeds with this probability under the calibration scores' own distribution (a scaled χ² with
-    # their mean and variance, Box 1954): the largest of a few hundred scores says little about how
-    # often a machine running for days exceeds it (on the simulated line: 8 false alarms in 4 hours
-    # with the margin alone, none with the limit as well; docs/evaluation.md)
-    threshold_margin: float = Field(1.25, ge=1.0)
+    # threshold = the T² that a reading exceeds with probability false_alarm_per_reading under the
+    # normal scores' distribution (a scaled χ², Box 1954) whose mean and variance are the upper
+    # threshold_confidence bounds of their estimates, given how many independent readings they rest on
+    # (detect/thresholds.py: a few hundred autocorrelated scores can hold ten), and at least margin x
+    # the largest score seen while calibrating. Every threshold_update_readings monitored readings the
+    # thresholds are set again from every normal reading so far (0: never), so they tighten as the
+    # machine shows its normal. Before: margin 1.25 and the estimates themselves, which gave 135 false
+    # alarm episodes in 80 hours of the simulated line without a fault (docs/evaluation.md)
+    threshold_margin: float = Field(1.0, ge=1.0)
     false_alarm_per_reading: float = Field(1e-5, gt=0.0, lt=0.5)
+    threshold_confidence: float = Field(0.95, ge=0.5, lt=1.0)
+    threshold_update_readings: int = Field(300, ge=0)
     # the alarm clears after this many consecutive readings at or below the threshold
     off_delay_readings: int = Field(5, ge=1)
     # how fast the mean follows readings taken while the alarm is off (0 = never). Slow on purpose: at
@@ -166,6 +179,11 @@ class MewmaModel:
         self.dispersion_threshold = math.inf  # inf: not charted
         self.w = 0.0  # the dispersion chart: EWMA of log(1 + T² / sensors) of each reading
         self.spread_shares: np.ndarray | None = None  # per sensor, EWMA of its share of each reading's T²
+        # the normal readings' scores so far, which the thresholds are set from: the EWMA's and the
+        # readings' own T², the readings' log(1 + T² / sensors) and the dispersion chart
+        self.score_sums: ScoreSums | None = None
+        self.calibration_max = np.zeros(3)  # largest EWMA, own and dispersion score while calibrating
+        self.since_update = 0  # monitored readings since the thresholds were last set
         self.restart_with: MewmaSettings | None = None  # restored from an older checkpoint: the knobs to start again with
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
@@ -189,6 +207,8 @@ class MewmaModel:
             old = MewmaSettings(**{**old.__dict__, "shewhart": False, "difference_trending": False})
         if isinstance(old, MewmaSettings) and "dispersion_smoothing" not in old.__dict__:
             old = MewmaSettings(**{**old.__dict__, "dispersion_smoothing": 0.0})
+        if isinstance(old, MewmaSettings) and "threshold_confidence" not in old.__dict__:
+            old = MewmaSettings(**{**old.__dict__, "threshold_confidence": 0.5, "threshold_update_readings": 0})
         state["mewma"] = old
         state.setdefault("calibration_single", [])
         state.setdefault("single_threshold", math.inf)
@@ -197,6 +217,9 @@ class MewmaModel:
         state.setdefault("w", 0.0)
         state.setdefault("spread_shares", None)
         state.setdefault("restart_with", None)
+        state.setdefault("score_sums", None)
+        state.setdefault("calibration_max", np.zeros(3))
+        state.setdefault("since_update", 0)
         state.setdefault("increments", None)
         state.setdefault("previous", None)
         state.setdefault("recent", deque(maxlen=getattr(state["settings"], "debounce_n", 1)))
@@ -271,8 +294,9 @@ class MewmaModel:
                 self.seen += end - pos
                 if len(self.calibration) >= self.settings.calibration_readings:
                     self._calibrate()
-            else:
-                end = n
+            else:  # up to the next time the thresholds are set again
+                update = self.mewma.threshold_update_readings if self.score_sums is not None else 0
+                end = min(n, pos + update - self.since_update) if update else n
                 rows = x[pos:end]
                 s, score, outlier, alarm, deviation, share_of, means, steps, before = self._monitor(rows)
                 span = slice(pos, end)
@@ -319,7 +343,19 @@ class MewmaModel:
                 return spreads[i]
             return zs[i] * (precision @ zs[i])
 
+        if self.score_sums is not None and self.mewma.threshold_update_readings:
+            self._learn_scores(s, single, spread, ~(score > 1.0) & ~alarm)
         return s, score, score > 1.0, alarm, self._deviation(steps, means), share_of, means, steps, before
+
+    def _learn_scores(self, s: np.ndarray, single: np.ndarray, spread: np.ndarray, normal: np.ndarray) -> None:
+        """Add normal readings' scores to the sums the thresholds come from; set them again when due."""
+        assert self.score_sums is not None
+        d = len(self.sensors or ())
+        self.score_sums.add(np.column_stack([s, single, spread_values(single, d), spread]), normal)
+        self.since_update += len(s)
+        if self.since_update >= self.mewma.threshold_update_readings:
+            self._set_thresholds(tighten_only=True)
+            self.since_update = 0
 
     def _run(self, rows: np.ndarray, calibrating: bool) -> tuple[np.ndarray, ...]:
         """The recursion over ``rows`` (as the model sees them): the EWMA's T², each row's own T²,
@@ -415,9 +451,10 @@ class MewmaModel:
 
     # ------------------------------------------------------------ fitting
 
-    def _fit(self, rows: np.ndarray, decide: bool = False) -> None:
+    def _fit(self, rows: np.ndarray, decide: bool = False, use: np.ndarray | None = None) -> None:
         """Mean, scale and Ledoit-Wolf precision of ``rows`` (raw readings, in arrival order) as the model
-        sees them; the EWMA is run over them from zero. ``decide``: first decide which sensors trend."""
+        sees them; the EWMA is run over them from zero. ``decide``: first decide which sensors trend;
+        ``use``: only these rows (a differenced sensor's change is still taken from the row before)."""
         from sklearn.covariance import LedoitWolf
 
         d = rows.shape[1]
@@ -427,6 +464,8 @@ class MewmaModel:
         seen = rows.copy()
         if self.increments.any() and len(rows):
             seen[:, self.increments] = np.diff(rows[:, self.increments], axis=0, prepend=rows[:1, self.increments])
+        if use is not None:
+            seen = seen[use]
         self.mean = seen.mean(axis=0)
         self.scale = np.maximum(seen.std(axis=0), SCALE_FLOOR_REL * np.abs(self.mean)) + SCALE_FLOOR_ABS
         standardised = (seen - self.mean) / self.scale
@@ -443,15 +482,65 @@ class MewmaModel:
             self.spread_shares = ewma(shares, mu, shares.mean(axis=0))[-1].copy()
 
     def _calibrate(self) -> None:
-        self.threshold = self._limit(self.calibration)
-        if self.mewma.shewhart:
-            self.single_threshold = self._limit(self.calibration_single)
-        if self._charts_dispersion():
-            self.dispersion_threshold = self._dispersion_limit()
-        self._fit(self._kept())
+        scores = np.column_stack([self.calibration, self.calibration_single, self.calibration_dispersion])
+        self.since_update = 0
+        clean = self._undisturbed(scores)
+        if not clean.all():
+            log.info("%s: %d of %d calibration readings left out, disturbed from calibration reading %d on; "
+                     "thresholds set from the other %d", self.machine, int((~clean).sum()), len(clean),
+                     int(np.argmin(clean)) + 1, int(clean.sum()))
+        self._fit(self._kept(), use=np.concatenate([np.ones(self.settings.warmup_readings, dtype=bool), clean]))
         self.kept, self.calibration, self.calibration_single, self.calibration_dispersion = None, [], [], []
         self.alarm, self.quiet = False, 0
         self.recent.clear()
+
+    def _learn_calibration(self, scores: np.ndarray, clean: np.ndarray) -> None:
+        """The thresholds from the ``clean`` calibration readings' scores (EWMA, own T², dispersion)."""
+        single = scores[:, 1]
+        self.score_sums = ScoreSums(4)
+        self.score_sums.add(np.column_stack([scores[:, 0], single, spread_values(single, len(self.sensors or ())),
+                                             scores[:, 2]]), clean)
+        self.calibration_max = scores[clean].max(axis=0)
+        self._set_thresholds()
+
+    def _undisturbed(self, scores: np.ndarray) -> np.ndarray:
+        """Which calibration readings the thresholds and the refit learn from (and sets the thresholds
+        from them): all but those near a reading that a fault would explain. A machine can start to go
+        wrong while it calibrates (it was already degrading, or the fault came soon after a "new
+        normal"); learned as normal, the fault would raise the thresholds past itself and the model
+        would never see it.
+
+        First screen: a reading is disturbed when one of its scores exceeds the tail at
+        ``false_alarm_per_reading`` of a scaled χ² fitted to that score's lower quartile and median
+        over calibration, which a fault on a minority of the readings moves only a little. Then, a
+        few times over, the thresholds are set from the readings left and a reading is disturbed when
+        it exceeds them: an odd reading of a heavy-tailed normal comes back, a fault's stay out. The
+        readings within the charts' memory (``3 / λ``: the EWMA's weight under 5 %) of a disturbed one
+        go with it. If fewer than a third of the readings would remain, none is left out: a fault
+        cannot be told from a normal the model has seen too little of."""
+        n = len(scores)
+        everything = np.ones(n, dtype=bool)
+        p = 1.0 - self.mewma.false_alarm_per_reading
+        charts = [0] + ([1] if self.mewma.shewhart else []) + ([2] if self._charts_dispersion() else [])
+        smoothing = min([self.mewma.smoothing] + ([self.mewma.dispersion_smoothing] if 2 in charts else []))
+        kernel = np.ones(2 * math.ceil(3.0 / smoothing) + 1)
+
+        def clean_of(disturbed: np.ndarray) -> np.ndarray:
+            clean = ~(np.convolve(disturbed.astype(float), kernel, mode="same") > 0)
+            return clean if clean.sum() >= max(30, n / 3) else everything
+
+        limits = np.array([robust_chi2_quantile(scores[:, c], p) for c in charts])
+        clean = clean_of((scores[:, charts] > limits).any(axis=1))
+        for _ in range(5):
+            self._learn_calibration(scores, clean)
+            if clean.all():
+                break
+            limits = np.array([self.threshold, self.single_threshold, self.dispersion_threshold])[charts]
+            again = clean_of((scores[:, charts] > limits).any(axis=1))
+            if (again == clean).all():
+                break
+            clean = again
+        return clean
 
     def _charts_dispersion(self) -> bool:
         """Whether the dispersion chart runs: it needs the readings' own T², and at least two sensors. With
@@ -460,24 +549,44 @@ class MewmaModel:
         diluted by the others, which is what the chart's averaging recovers."""
         return bool(self.mewma.shewhart and self.mewma.dispersion_smoothing and len(self.sensors or ()) >= 2)
 
-    def _dispersion_limit(self) -> float:
-        """The dispersion chart's threshold, like the others' (``threshold_margin``, ``false_alarm_per_reading``),
-        with the larger of two variances: the chart's own over calibration (an EWMA of a few hundred
-        autocorrelated readings says little about its spread), and the variance an EWMA of independent
-        readings with the calibration readings' spread would have (``λ / (2 - λ)`` of it)."""
-        mu = self.mewma.dispersion_smoothing
-        values = spread_values(np.asarray(self.calibration_single), len(self.sensors or ()))
-        chart = np.asarray(self.calibration_dispersion)
-        var = max(float(chart.var()), float(values.var()) * mu / (2.0 - mu))
-        limit = max(self.mewma.threshold_margin * float(chart.max()),
-                    chi2_quantile_for(float(values.mean()), var, 1.0 - self.mewma.false_alarm_per_reading))
-        return max(limit, MIN_THRESHOLD)
+    def _set_thresholds(self, tighten_only: bool = False) -> None:
+        """Each chart's threshold from the normal readings' scores so far (see ``threshold_confidence``).
 
-    def _limit(self, scores: list[float]) -> float:
-        """The threshold for scores like these calibration scores (see ``threshold_margin``)."""
-        limit = max(self.mewma.threshold_margin * max(scores),
-                    scaled_chi2_quantile(scores, 1.0 - self.mewma.false_alarm_per_reading))
-        return max(limit, MIN_THRESHOLD)
+        ``tighten_only`` (the updates while monitoring): a threshold only comes down. More readings
+        narrow the bounds; but a fault that starts below its threshold (a slow drift, a sensor getting
+        noisier) also adds its readings to the sums, and a threshold that rose with them would let the
+        fault hide itself.
+
+        The dispersion chart is an EWMA (weight μ) of the readings' log(1 + T² / sensors), ``v``; its
+        variance is the larger of the chart's own and that of an EWMA of an AR(1) series with v's variance
+        and lag-1 autocorrelation ρ, ``var(v) μ / (2 - μ) (1 + (1 - μ) ρ) / (1 - (1 - μ) ρ)``, and its
+        uncertainty is counted with v's effective number of readings: the chart is a fixed filter of
+        them, autocorrelated by construction (its own lag-1 count would leave 150 independent readings
+        worth eight, and a sensor three times noisier was then flagged on 14 % of its rows, not 80 %)."""
+        assert self.score_sums is not None
+        sums, knobs = self.score_sums, self.mewma
+        p, margin = 1.0 - knobs.false_alarm_per_reading, knobs.threshold_margin
+
+        def limit(mean: float, var: float, n: float, top: float, now: float) -> float:
+            upper_mean, upper_var = upper_moments(mean, var, n, n, knobs.threshold_confidence)
+            new = max(margin * top, chi2_quantile_for(upper_mean, upper_var, p), MIN_THRESHOLD)
+            return min(new, now) if tighten_only else new
+
+        mean, var, n, _ = sums.moments(0)
+        self.threshold = limit(mean, var, n, float(self.calibration_max[0]), self.threshold or math.inf)
+        if knobs.shewhart:
+            mean, var, n, _ = sums.moments(1)
+            self.single_threshold = limit(mean, var, n, float(self.calibration_max[1]), self.single_threshold)
+        if self._charts_dispersion():
+            mu = knobs.dispersion_smoothing
+            mean, var, n, rho = sums.moments(2)
+            a, independent = (1.0 - mu) * rho, var * mu / (2.0 - mu)
+            own = sums.moments(3)[1]
+            chart_var = max(independent * (1.0 + a) / (1.0 - a), own)
+            if independent > 0:  # memory beyond one reading shows as the chart varying more than that
+                n = min(n, max(2.0, float(sums.sums[2, 0]) / max(own / independent, 1.0)))
+            self.dispersion_threshold = limit(mean, chart_var, n, float(self.calibration_max[2]),
+                                              self.dispersion_threshold)
 
     # ------------------------------------------------------------ explanations
 
@@ -524,28 +633,6 @@ class MewmaModel:
         knobs = self.restart_with or self.mewma  # a model from an older checkpoint starts with today's knobs
         self.__init__(self.machine, self.settings, self.seed, knobs)  # type: ignore[misc]
         self.sensors, self.last = sensors, last
-
-
-def scaled_chi2_quantile(scores: list[float] | np.ndarray, p: float) -> float:
-    """The ``p`` quantile of ``g χ²_h`` with the mean and variance of ``scores`` (Box 1954, "Some theorems
-    on quadratic forms", Ann. Math. Statist. 25(2): g = var / (2 mean), h = 2 mean² / var), the χ²
-    quantile by Wilson and Hilferty's cube-root approximation; 0 for scores without spread.
-
-    >>> round(scaled_chi2_quantile(np.random.default_rng(0).chisquare(5, 20000), 0.99), 1)  # exact χ²_5: 15.09
-    15.2
-    """
-    values = np.asarray(scores, dtype=float)
-    return chi2_quantile_for(float(values.mean()), float(values.var()), p)
-
-
-def chi2_quantile_for(mean: float, var: float, p: float) -> float:
-    """The ``p`` quantile of the scaled χ² with this mean and variance (see ``scaled_chi2_quantile``)."""
-    if mean <= 0 or var <= 0:
-        return 0.0
-    g, h = var / (2.0 * mean), 2.0 * mean * mean / var
-    z = NormalDist().inv_cdf(p)
-    c = 2.0 / (9.0 * h)
-    return g * h * max(1.0 - c + z * math.sqrt(c), 0.0) ** 3
 
 
 def spread_values(t2: np.ndarray, sensors: int) -> np.ndarray:
