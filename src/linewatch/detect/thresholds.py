@@ -53,16 +53,15 @@ class ScoreSums:
         if len(scores) == 1:  # one reading (score_one): the same additions, without building the terms
             self._add_one(scores[0], bool(normal[0]))
             return
-        before = np.vstack([self.last, scores[:-1]]) if self.last is not None else np.vstack([scores[:1], scores[:-1]])
+        before = np.vstack([self.last if self.last is not None else scores[0], scores[:-1]])
         paired = normal & np.concatenate([[self.last is not None], normal[:-1]])
-        terms = np.zeros((len(scores), *self.sums.shape))
-        terms[:, :, N] = normal[:, None]
-        terms[:, :, SUM] = np.where(normal[:, None], scores, 0.0)
-        terms[:, :, SQUARES] = np.where(normal[:, None], scores * scores, 0.0)
-        terms[:, :, PAIRS] = paired[:, None]
-        terms[:, :, LAGGED] = np.where(paired[:, None], scores * before, 0.0)
-        terms[:, :, PAIR_SUM] = np.where(paired[:, None], scores + before, 0.0)
-        self.sums = np.add.accumulate(np.concatenate([self.sums[None], terms]), axis=0)[-1]
+        s, keep, pair = self.sums, normal[:, None], paired[:, None]
+        s[:, N] += float(normal.sum())  # counts are exact in any order
+        s[:, PAIRS] += float(paired.sum())
+        for column, terms in ((SUM, np.where(keep, scores, 0.0)), (SQUARES, np.where(keep, scores * scores, 0.0)),
+                              (LAGGED, np.where(pair, scores * before, 0.0)),
+                              (PAIR_SUM, np.where(pair, scores + before, 0.0))):
+            s[:, column] = np.add.accumulate(np.vstack([s[:, column], terms]), axis=0)[-1]
         self.last = scores[-1].copy() if normal[-1] else None
 
     def _add_one(self, x: np.ndarray, normal: bool) -> None:
@@ -100,11 +99,11 @@ def upper_moments(mean: float, var: float, n_mean: float, n_var: float, confiden
     ``confidence`` 0.5 gives the mean itself and the variance's median-unbiased bound."""
     if confidence <= 0.5:
         return mean, var
-    from scipy.stats import chi2
+    from scipy.special import chdtri  # χ² inverse survival function: scipy.stats' chi2.ppf without its overhead
 
     z = NormalDist().inv_cdf(confidence)
     upper_mean = mean + z * math.sqrt(max(var, 0.0) / n_mean)
-    upper_var = var * (n_var - 1.0) / float(chi2.ppf(1.0 - confidence, n_var - 1.0))
+    upper_var = var * (n_var - 1.0) / float(chdtri(n_var - 1.0, confidence))
     return upper_mean, upper_var
 
 
