@@ -1,3 +1,4 @@
+import math
 import pickle
 import subprocess
 import sys
@@ -279,12 +280,13 @@ def test_a_model_checkpointed_before_these_features_comes_back_scoring_as_it_did
 
 def test_a_sensor_that_gets_noisy_is_caught_by_the_dispersion_chart():
     # flow's noise triples, its mean stays: the EWMA of the readings averages it away and the readings'
-    # own T² sees only the odd reading; the chart of their spread sees most of the stretch
+    # own T² sees only the odd reading; the chart of their spread sees most of the stretch (three
+    # quarters of it right after 150 calibration readings: its threshold allows for how little they say)
     normal = normal_readings(400, seed=11)
     stream = normal[:100] + [dict(r, flow=120 + 3 * (r["flow"] - 120)) for r in normal[100:300]] + normal[300:]
     charted = trained(SETTINGS).score_batch(stream)
     uncharted = trained(SETTINGS, MewmaSettings(dispersion_smoothing=0.0)).score_batch(stream)
-    assert charted.outlier[150:300].mean() > 0.8 and uncharted.outlier[150:300].mean() < 0.3
+    assert charted.outlier[150:300].mean() > 0.7 and uncharted.outlier[150:300].mean() < 0.3
     assert not charted.outlier[:100].any() and not charted.outlier[330:].any()  # quiet before, and soon after
     flagged = np.flatnonzero(charted.outlier[150:300]) + 150
     tops = [charted.contributions[i][0].sensor for i in flagged]
@@ -382,7 +384,65 @@ def test_a_fault_that_starts_while_the_model_calibrates_is_still_caught(caplog):
     assert blind.score_batch(stream).outlier[700:].mean() < 0.05
 
 
-def test_a_clean_calibration_leaves_nothing_out():
+def test_a_clean_calibration_leaves_nothing_out(caplog):
     model = MewmaModel("pump-1", AnomalySettings())
-    model.score_batch(normal_readings(700, seed=22))
+    with caplog.at_level("INFO", logger="linewatch.detect.mewma"):
+        model.score_batch(normal_readings(700, seed=22))
     assert model.score_sums is not None and model.score_sums.sums[0, 0] == 300
+    assert "left out" not in caplog.text
+
+
+@pytest.mark.parametrize("calibration", [50, 60])
+def test_a_calibration_shorter_than_the_charts_memory_still_calibrates(calibration):
+    # shorter than the window a disturbed reading takes with it (2 x 30 + 1 readings)
+    settings = AnomalySettings(warmup_readings=250, calibration_readings=calibration, debounce_k=1, debounce_n=1)
+    clean = MewmaModel("pump-1", settings)
+    clean.score_batch(normal_readings(250 + calibration, seed=23))
+    assert clean.phase == "monitoring" and clean.score_sums.sums[0, 0] == calibration
+    stream = normal_readings(250 + calibration, seed=24)
+    stream[-10:] = [dict(r, flow=r["flow"] + 6 * FLOW_SD) for r in stream[-10:]]
+    faulty = MewmaModel("pump-1", settings)  # too few readings would remain: none is left out
+    faulty.score_batch(stream)
+    assert faulty.phase == "monitoring" and faulty.score_sums.sums[0, 0] == calibration
+
+
+def test_a_model_checkpointed_before_the_bounds_keeps_its_thresholds_and_restarts_with_todays_knobs():
+    # a monitoring model pickled by the code before this change: no sums, the settings without the new
+    # knobs, a threshold from the estimates alone (margin 1.25)
+    before = MewmaSettings(threshold_margin=1.25, threshold_confidence=0.5, threshold_update_readings=0)
+    model = trained(mewma=before)
+    state = model.__dict__.copy()
+    old = MewmaSettings()
+    for name in ("threshold_confidence", "threshold_update_readings"):
+        old.__dict__.pop(name)
+    old.__dict__["threshold_margin"] = 1.25  # the default then, stored in every pickle
+    state["mewma"] = old
+    for name in ("score_sums", "calibration_max", "since_update"):
+        state.pop(name)
+    restored = MewmaModel.__new__(MewmaModel)
+    restored.__setstate__(state)
+    readings = normal_readings(700, seed=8)  # past two update points: nothing is set again
+    assert np.array_equal(restored.score_batch(readings).score, trained(mewma=before).score_batch(readings).score)
+    assert restored.threshold == model.threshold
+    restored.start_new_normal()
+    assert restored.mewma == MewmaSettings()  # not the stored 1.25: the plant never chose it
+
+
+def test_a_model_checkpointed_mid_calibration_before_the_own_t2_finishes_calibrating():
+    model = MewmaModel("pump-1", SETTINGS, mewma=MewmaSettings(shewhart=False, dispersion_smoothing=0.0))
+    model.score_batch(normal_readings(300, seed=25))  # 50 readings into calibration
+    state = model.__dict__.copy()
+    for name in ("calibration_single", "calibration_dispersion"):
+        state.pop(name)
+    restored = MewmaModel.__new__(MewmaModel)
+    restored.__setstate__(state)
+    restored.score_batch(normal_readings(200, seed=26))
+    assert restored.phase == "monitoring" and math.isfinite(restored.threshold)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # the reading overflows on purpose
+def test_a_reading_that_overflows_does_not_poison_the_thresholds():
+    model = trained(AnomalySettings(), seed=3)
+    model.score_batch(normal_readings(250, seed=27))
+    model.score_batch([dict(normal_readings(1, seed=28)[0], flow=1e200)])
+    assert model.score_sums is not None and np.isfinite(model.score_sums.sums).all()

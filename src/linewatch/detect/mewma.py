@@ -67,7 +67,7 @@ scored one after the other, on small numpy vectors; the Ledoit-Wolf fit runs twi
 Measured for 8 sensors on the 2-core benchmark machine: about 180,000 readings/s through
 ``score_batch`` (batches of 100 or more), 50,000/s through ``score_one`` before issue 11 (the
 reading's own T² costs a matrix-vector product more: see docs/benchmarks.md); a model pickles to under
-2 kB once calibrated (``MachineModel``: about 50 kB).
+3 kB once calibrated (``MachineModel``: about 50 kB).
 """
 
 from __future__ import annotations
@@ -197,12 +197,17 @@ class MewmaModel:
         self.recent: deque[bool] = deque(maxlen=getattr(settings, "debounce_n", 1))
 
     def __setstate__(self, state: dict) -> None:
-        """Checkpoints of models saved before the readings' own T², the trend rule or the dispersion
-        chart existed come back scoring as they did; when the model starts again ("new normal", a
-        changed sensor set) it starts with the knobs they lacked at their defaults (``restart_with``)."""
+        """Checkpoints of models saved before the readings' own T², the trend rule, the dispersion
+        chart or the thresholds' bounds existed come back scoring as they did once calibrated (a model
+        saved while still calibrating finishes its calibration by today's rules: it had no threshold to
+        keep); when the model starts again ("new normal", a changed sensor set) it starts with today's
+        defaults for every knob the plant did not set (``restart_with``)."""
         old = state.get("mewma")
-        if isinstance(old, MewmaSettings) and not all(name in old.__dict__ for name in MewmaSettings.model_fields):
-            state["restart_with"] = MewmaSettings(**old.__dict__)
+        if isinstance(old, MewmaSettings) and state.get("restart_with") is None \
+                and not all(name in old.__dict__ for name in MewmaSettings.model_fields):
+            chosen = getattr(old, "__pydantic_fields_set__", None)
+            chosen = set(old.__dict__) if chosen is None else chosen
+            state["restart_with"] = MewmaSettings(**{k: v for k, v in old.__dict__.items() if k in chosen})
         if isinstance(old, MewmaSettings) and "shewhart" not in old.__dict__:
             old = MewmaSettings(**{**old.__dict__, "shewhart": False, "difference_trending": False})
         if isinstance(old, MewmaSettings) and "dispersion_smoothing" not in old.__dict__:
@@ -344,7 +349,7 @@ class MewmaModel:
             return zs[i] * (precision @ zs[i])
 
         if self.score_sums is not None and self.mewma.threshold_update_readings:
-            self._learn_scores(s, single, spread, ~(score > 1.0) & ~alarm)
+            self._learn_scores(s, single, spread, np.isfinite(score) & (score <= 1.0) & ~alarm)
         return s, score, score > 1.0, alarm, self._deviation(steps, means), share_of, means, steps, before
 
     def _learn_scores(self, s: np.ndarray, single: np.ndarray, spread: np.ndarray, normal: np.ndarray) -> None:
@@ -482,12 +487,14 @@ class MewmaModel:
             self.spread_shares = ewma(shares, mu, shares.mean(axis=0))[-1].copy()
 
     def _calibrate(self) -> None:
-        scores = np.column_stack([self.calibration, self.calibration_single, self.calibration_dispersion])
+        n = len(self.calibration)  # a checkpoint from before the own T² or the chart lacks their lists
+        scores = np.column_stack([self.calibration] + [values if len(values) == n else np.zeros(n)
+                                                       for values in (self.calibration_single, self.calibration_dispersion)])
         self.since_update = 0
         clean = self._undisturbed(scores)
         if not clean.all():
-            log.info("%s: %d of %d calibration readings left out, disturbed from calibration reading %d on; "
-                     "thresholds set from the other %d", self.machine, int((~clean).sum()), len(clean),
+            log.info("%s: %d of %d calibration readings left out as disturbed (the first is calibration reading "
+                     "%d); thresholds set from the other %d", self.machine, int((~clean).sum()), len(clean),
                      int(np.argmin(clean)) + 1, int(clean.sum()))
         self._fit(self._kept(), use=np.concatenate([np.ones(self.settings.warmup_readings, dtype=bool), clean]))
         self.kept, self.calibration, self.calibration_single, self.calibration_dispersion = None, [], [], []
@@ -516,30 +523,34 @@ class MewmaModel:
         few times over, the thresholds are set from the readings left and a reading is disturbed when
         it exceeds them: an odd reading of a heavy-tailed normal comes back, a fault's stay out. The
         readings within the charts' memory (``3 / λ``: the EWMA's weight under 5 %) of a disturbed one
-        go with it. If fewer than a third of the readings would remain, none is left out: a fault
-        cannot be told from a normal the model has seen too little of."""
+        go with it. A reading whose scores are not finite is always disturbed. If fewer than a third of
+        the readings (or fewer than 30) would remain, none is left out: a fault cannot be told from a
+        normal the model has seen too little of."""
         n = len(scores)
         everything = np.ones(n, dtype=bool)
         p = 1.0 - self.mewma.false_alarm_per_reading
         charts = [0] + ([1] if self.mewma.shewhart else []) + ([2] if self._charts_dispersion() else [])
         smoothing = min([self.mewma.smoothing] + ([self.mewma.dispersion_smoothing] if 2 in charts else []))
-        kernel = np.ones(2 * math.ceil(3.0 / smoothing) + 1)
+        memory = math.ceil(3.0 / smoothing)
+        broken = ~np.isfinite(scores).all(axis=1)
 
         def clean_of(disturbed: np.ndarray) -> np.ndarray:
-            clean = ~(np.convolve(disturbed.astype(float), kernel, mode="same") > 0)
-            return clean if clean.sum() >= max(30, n / 3) else everything
+            near = np.convolve((disturbed | broken).astype(float), np.ones(2 * memory + 1))[memory:memory + n] > 0
+            return ~near if (~near).sum() >= max(30, n / 3) else everything
 
-        limits = np.array([robust_chi2_quantile(scores[:, c], p) for c in charts])
+        finite = scores[~broken] if broken.any() else scores
+        limits = np.array([robust_chi2_quantile(finite[:, c], p) for c in charts]) if len(finite) else np.full(len(charts), np.inf)
         clean = clean_of((scores[:, charts] > limits).any(axis=1))
         for _ in range(5):
             self._learn_calibration(scores, clean)
             if clean.all():
-                break
+                return clean
             limits = np.array([self.threshold, self.single_threshold, self.dispersion_threshold])[charts]
             again = clean_of((scores[:, charts] > limits).any(axis=1))
             if (again == clean).all():
-                break
+                return clean
             clean = again
+        self._learn_calibration(scores, clean)
         return clean
 
     def _charts_dispersion(self) -> bool:
@@ -559,16 +570,24 @@ class MewmaModel:
 
         The dispersion chart is an EWMA (weight μ) of the readings' log(1 + T² / sensors), ``v``; its
         variance is the larger of the chart's own and that of an EWMA of an AR(1) series with v's variance
-        and lag-1 autocorrelation ρ, ``var(v) μ / (2 - μ) (1 + (1 - μ) ρ) / (1 - (1 - μ) ρ)``, and its
-        uncertainty is counted with v's effective number of readings: the chart is a fixed filter of
-        them, autocorrelated by construction (its own lag-1 count would leave 150 independent readings
-        worth eight, and a sensor three times noisier was then flagged on 14 % of its rows, not 80 %)."""
+        and lag-1 autocorrelation ρ, ``var(v) μ / (2 - μ) (1 + (1 - μ) ρ) / (1 - (1 - μ) ρ)``. Its
+        uncertainty is counted with the readings: their number divided by how much more the chart varies
+        than independent readings would make it (memory longer than one reading), and at most v's
+        effective number; the bound on its mean is the bound on v's mean, from v's spread and effective
+        number. Not with the chart's own lag-1 count: the chart is a fixed filter of the
+        readings, autocorrelated by construction, and that count would leave 150 independent readings
+        worth eight (a sensor three times noisier was then flagged on 14 % of its rows, not 80 %)."""
         assert self.score_sums is not None
         sums, knobs = self.score_sums, self.mewma
         p, margin = 1.0 - knobs.false_alarm_per_reading, knobs.threshold_margin
 
-        def limit(mean: float, var: float, n: float, top: float, now: float) -> float:
-            upper_mean, upper_var = upper_moments(mean, var, n, n, knobs.threshold_confidence)
+        def limit(mean: float, var: float, n: float, top: float, now: float,
+                  of_mean: tuple[float, float] | None = None) -> float:
+            """``of_mean``: the variance and count the mean's own bound rests on, where they are not the
+            statistic's (the dispersion chart's mean is the readings' mean of v: v's spread and count)."""
+            mean_var, n_mean = of_mean or (var, n)
+            upper_mean, _ = upper_moments(mean, mean_var, n_mean, n, knobs.threshold_confidence)
+            _, upper_var = upper_moments(mean, var, n, n, knobs.threshold_confidence)
             new = max(margin * top, chi2_quantile_for(upper_mean, upper_var, p), MIN_THRESHOLD)
             return min(new, now) if tighten_only else new
 
@@ -579,14 +598,14 @@ class MewmaModel:
             self.single_threshold = limit(mean, var, n, float(self.calibration_max[1]), self.single_threshold)
         if self._charts_dispersion():
             mu = knobs.dispersion_smoothing
-            mean, var, n, rho = sums.moments(2)
+            mean, var, n_values, rho = sums.moments(2)
             a, independent = (1.0 - mu) * rho, var * mu / (2.0 - mu)
             own = sums.moments(3)[1]
-            chart_var = max(independent * (1.0 + a) / (1.0 - a), own)
+            chart_var, n = max(independent * (1.0 + a) / (1.0 - a), own), n_values
             if independent > 0:  # memory beyond one reading shows as the chart varying more than that
                 n = min(n, max(2.0, float(sums.sums[2, 0]) / max(own / independent, 1.0)))
             self.dispersion_threshold = limit(mean, chart_var, n, float(self.calibration_max[2]),
-                                              self.dispersion_threshold)
+                                              self.dispersion_threshold, of_mean=(var, n_values))
 
     # ------------------------------------------------------------ explanations
 

@@ -96,7 +96,9 @@ class ScoreSums:
 def upper_moments(mean: float, var: float, n_mean: float, n_var: float, confidence: float) -> tuple[float, float]:
     """The one-sided upper ``confidence`` bounds of a mean and a variance estimated from ``n_mean`` and
     ``n_var`` independent values (normal theory: ``mean + z sd / sqrt(n)``, ``var (n - 1) / χ²_{n-1}``);
-    ``confidence`` 0.5 gives the mean itself and the variance's median-unbiased bound."""
+    ``confidence`` 0.5 gives the estimates themselves. The variance's count is the mean's here, which
+    errs on the cautious side: for an AR(1) series a variance rests on n (1 - ρ²) / (1 + ρ²) readings,
+    more than the mean's n (1 - ρ) / (1 + ρ)."""
     if confidence <= 0.5:
         return mean, var
     from scipy.special import chdtri  # χ² inverse survival function: scipy.stats' chi2.ppf without its overhead
@@ -121,6 +123,8 @@ def scaled_chi2_quantile(scores: list[float] | np.ndarray, p: float) -> float:
 
 def chi2_quantile_for(mean: float, var: float, p: float) -> float:
     """The ``p`` quantile of the scaled χ² with this mean and variance (see ``scaled_chi2_quantile``)."""
+    if not (math.isfinite(mean) and math.isfinite(var)):
+        return math.inf  # nothing to fit: no limit rather than a wrong one
     if mean <= 0 or var <= 0:
         return 0.0
     g, h = var / (2.0 * mean), 2.0 * mean * mean / var
