@@ -209,8 +209,12 @@ def test_knobs_come_from_the_plant_settings_when_they_carry_them():
 
 def test_importing_the_model_does_not_import_the_config():
     # config.py is to import MewmaSettings from linewatch.detect.mewma: that must not be a cycle
-    code = ("import sys, linewatch.detect.mewma; "
-            "assert 'linewatch.config' not in sys.modules and 'linewatch.detect.anomaly' not in sys.modules")
+    # (nor scoring: Verdicts lives in detect/verdict.py, beside Verdict, not in the other model's module)
+    code = ("import sys, types, linewatch.detect.mewma as m; "
+            "assert 'linewatch.config' not in sys.modules and 'linewatch.detect.anomaly' not in sys.modules; "
+            "s = types.SimpleNamespace(warmup_readings=20, calibration_readings=50); "
+            "m.MewmaModel('m', s).score_batch([{'a': float(i % 7), 'b': float(i % 5)} for i in range(80)]); "
+            "assert 'linewatch.detect.anomaly' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 

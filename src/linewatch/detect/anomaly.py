@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,47 +30,14 @@ from linewatch.config import AnomalySettings
 from linewatch.detect.halfspace import HalfSpaceForest
 from linewatch.detect.moments import SensorMoments, scale
 from linewatch.detect.rows import Part, first_sensors, model_rows
-from linewatch.detect.verdict import (HST_LIMIT, MIN_DEVIATION_THRESHOLD, N_TREES, TREE_HEIGHT, WINDOW_SIZE,
-                                      Contribution, Phase, Verdict, quantile)
+from linewatch.detect.verdict import (CALIBRATING, HST_LIMIT, MIN_DEVIATION_THRESHOLD, MONITORING, N_TREES,
+                                      TREE_HEIGHT, WARMING_UP, WINDOW_SIZE, Contribution, Phase, Verdict, Verdicts,
+                                      quantile)
 
-__all__ = ["MONITORING", "Contribution", "MachineModel", "Phase", "Verdict", "Verdicts"]
+__all__ = ["CALIBRATING", "MONITORING", "Contribution", "MachineModel", "Phase", "Verdict", "Verdicts"]
 
-PHASES: tuple[Phase, ...] = ("warming_up", "calibrating", "monitoring")
-WARMING_UP, CALIBRATING, MONITORING = range(3)
 # Readings scored together at most, and guesses at which of them are outliers before the exact prefix is kept.
 LONGEST_RUN, MAX_GUESSES = 2048, 4
-
-
-@dataclass
-class Verdicts:
-    """The model's verdicts on a batch of readings, as arrays (one entry per reading)."""
-
-    score: np.ndarray
-    tree_score: np.ndarray
-    deviation: np.ndarray
-    phase: np.ndarray  # index into PHASES
-    outlier: np.ndarray
-    anomalous: np.ndarray
-    contributions: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.score)
-
-    def alerting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The production alert rule, per reading: whether it raises (or keeps up) the machine's anomaly
-        alert (alarm on and the reading itself over the threshold); whether it counts towards clearing
-        it (monitoring, alarm off, the reading under the threshold); and whether it is over the threshold
-        without raising (the alarm waits for its debounce), which starts the count of quiet readings
-        again. The worker and the alert-episode evaluation both use it."""
-        raise_ = self.anomalous & self.outlier
-        return raise_, (self.phase == MONITORING) & ~self.anomalous & ~self.outlier, self.outlier & ~raise_
-
-    def __getitem__(self, i: int) -> Verdict:
-        phase = PHASES[self.phase[i]]
-        monitoring = phase == "monitoring"
-        return Verdict(float(self.score[i]), 1.0 if monitoring else None, float(self.tree_score[i]),
-                       float(self.deviation[i]), phase, bool(self.outlier[i]), bool(self.anomalous[i]),
-                       self.contributions.get(i, ()))
 
 
 class MachineModel:

@@ -81,20 +81,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from linewatch.detect.verdict import Contribution, Phase, Verdict
+from linewatch.detect.verdict import CALIBRATING, MONITORING, WARMING_UP, Contribution, Phase, Verdict, Verdicts
 from linewatch.detect.rows import Part, first_sensors, model_rows
 from linewatch.detect.thresholds import ScoreSums, chi2_quantile_for, robust_chi2_quantile, upper_moments
 
-if TYPE_CHECKING:  # config.py imports MewmaSettings from here: no runtime import of config or anomaly at load time
+if TYPE_CHECKING:  # config.py imports MewmaSettings from here: no runtime import of config (an import circle)
     from linewatch.config import AnomalySettings
-    from linewatch.detect.anomaly import Verdicts
 
 __all__ = ["MewmaModel", "MewmaSettings"]
 
 log = logging.getLogger(__name__)
 
-# Same phase indices as linewatch.detect.anomaly.PHASES (Verdicts maps them back to names).
-WARMING_UP, CALIBRATING, MONITORING = range(3)
 # A sensor that did not move during warm-up still gets a non-zero scale (the recipe's 1e-9, plus a
 # millionth of its level so that float noise on a large constant value is not an infinite deviation).
 SCALE_FLOOR_ABS, SCALE_FLOOR_REL = 1e-9, 1e-6
@@ -268,8 +265,6 @@ class MewmaModel:
 
     def score_array(self, x: np.ndarray) -> Verdicts:
         """Score rows of sensor values (columns in ``self.sensors`` order; the model must have its sensors)."""
-        from linewatch.detect.anomaly import Verdicts  # lazily: see the TYPE_CHECKING import
-
         n = x.shape[0]
         out = Verdicts(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int8),
                        np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))

@@ -1,9 +1,11 @@
-"""What an anomaly model says about one reading, and the constants both model forms share."""
+"""What an anomaly model says about one reading or a batch, and the constants both model kinds share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 Phase = Literal["warming_up", "calibrating", "monitoring"]
 HST_LIMIT = 4.0  # scaled sensors beyond +-4 sigma all fall in the outermost half-space
@@ -47,3 +49,39 @@ def quantile(values: list[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+PHASES: tuple[Phase, ...] = ("warming_up", "calibrating", "monitoring")
+WARMING_UP, CALIBRATING, MONITORING = range(3)
+
+
+@dataclass
+class Verdicts:
+    """The model's verdicts on a batch of readings, as arrays (one entry per reading)."""
+
+    score: np.ndarray
+    tree_score: np.ndarray
+    deviation: np.ndarray
+    phase: np.ndarray  # index into PHASES
+    outlier: np.ndarray
+    anomalous: np.ndarray
+    contributions: dict[int, tuple[Contribution, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def alerting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The production alert rule, per reading: whether it raises (or keeps up) the machine's anomaly
+        alert (alarm on and the reading itself over the threshold); whether it counts towards clearing
+        it (monitoring, alarm off, the reading under the threshold); and whether it is over the threshold
+        without raising (the alarm waits for its debounce), which starts the count of quiet readings
+        again. The worker and the alert-episode evaluation both use it."""
+        raise_ = self.anomalous & self.outlier
+        return raise_, (self.phase == MONITORING) & ~self.anomalous & ~self.outlier, self.outlier & ~raise_
+
+    def __getitem__(self, i: int) -> Verdict:
+        phase = PHASES[self.phase[i]]
+        monitoring = phase == "monitoring"
+        return Verdict(float(self.score[i]), 1.0 if monitoring else None, float(self.tree_score[i]),
+                       float(self.deviation[i]), phase, bool(self.outlier[i]), bool(self.anomalous[i]),
+                       self.contributions.get(i, ()))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from linewatch.alerts.lifecycle import AlertBook
-from linewatch.detect.anomaly import Verdicts
+from linewatch.detect.verdict import Verdicts
 from linewatch.domain import AlertEventType, AlertKind, Severity
 from linewatch.evaluate import nab
 
