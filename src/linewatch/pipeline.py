@@ -24,10 +24,10 @@ import numpy as np
 
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.config import Machine, PlantConfig
-from linewatch.detect.anomaly import MachineModel, Verdict
+from linewatch.detect.anomaly import Verdict
 from linewatch.detect.failure_rate import SUBGROUP_UNITS, FailureRateMonitor, RateVerdict
 from linewatch.detect.genealogy import MachineFailureRates
-from linewatch.detect.mewma import MewmaModel
+from linewatch.detect.models import AnomalyModel, make_model, model_class
 from linewatch.detect.replayed import RecentResults
 from linewatch.detect.rows import Part
 from linewatch.domain import (EPOCH, ONE_MS, Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult,
@@ -130,9 +130,9 @@ class Pipeline:
         self.quality = DataQuality(config)
         self.book = book or AlertBook()
         settings = config.detection
-        self.models: dict[str, MachineModel | MewmaModel] = {}  # machines whose readings name no recipe
+        self.models: dict[str, AnomalyModel] = {}  # machines whose readings name no recipe
         # machine -> recipe -> model: a machine making several products has a normal for each
-        self.recipe_models: dict[str, dict[str, MachineModel | MewmaModel]] = {}
+        self.recipe_models: dict[str, dict[str, AnomalyModel]] = {}
         self.aggregators = {name: spec.aggregate for name, spec in config.profiles.items() if spec.aggregate}
         self.machine_aggregators: dict[str, Aggregator] = {}
         self.monitors: dict[str, FailureRateMonitor] = {}  # made on a line's first QC result (owned lines only)
@@ -140,7 +140,7 @@ class Pipeline:
         # failure rate per machine, where unit/batch ids on readings link QC results to machines (per line)
         self.machine_rates: dict[str, MachineFailureRates] = {}
         self._per_machine_rates = settings.genealogy.per_machine
-        self._model_type = MewmaModel if settings.anomaly.model == "mewma" else MachineModel
+        self._model_type = model_class(settings.anomaly.model)
         self.anomaly_clear = timedelta(seconds=settings.anomaly.clear_after_seconds)
         self.anomaly_clear_readings = settings.anomaly.clear_after_readings
         self.dq_clear = timedelta(seconds=settings.data_quality.clear_after_seconds)
@@ -395,17 +395,13 @@ class Pipeline:
             self._machine_rates(block.line).genealogy.touch(block.machine, unit, batch)
             self._changed_lines.add(block.line)
 
-    def _model(self, machine: str, recipe: str | None) -> MachineModel | MewmaModel:
+    def _model(self, machine: str, recipe: str | None) -> AnomalyModel:
         """The machine's model (for this recipe, when its readings name one); a new one warms up."""
         models = self.models if recipe is None else self.recipe_models.setdefault(machine, {})
         key = machine if recipe is None else recipe
         model = models.get(key)
         if model is None:
-            settings = self.config.detection.anomaly
-            if settings.model == "mewma":
-                model = models[key] = MewmaModel(machine, settings)
-            else:  # one seed for all: every machine shares the same (random) trees and keeps its own masses
-                model = models[key] = MachineModel(machine, settings)
+            model = models[key] = make_model(machine, self.config.detection.anomaly)
         return model
 
     def _score(self, machine: str, recipe: str | None, items: list[Reading | ReadingBlock], out: BatchOutcome) -> None:

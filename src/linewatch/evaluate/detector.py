@@ -19,9 +19,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from linewatch.config import AnomalySettings, load_config
-from linewatch.detect.anomaly import MONITORING, MachineModel, Verdicts
 from linewatch.detect.likelihood import exceedance, likelihood, log_likelihood
-from linewatch.detect.mewma import MewmaModel
+from linewatch.detect.models import make_model
+from linewatch.detect.verdict import MONITORING, Verdicts
 from linewatch.evaluate.episodes import episodes, fired_rows
 from linewatch.evaluate.nab import load_data, load_windows
 
@@ -38,7 +38,7 @@ def verdicts_of(values: pd.Series, settings: AnomalySettings, model_kind: str = 
 
     A row without a finite value (an empty or NaN cell) is a reading the worker would have rejected: it
     is not scored, and its verdict is "not judging" (no score, no alarm), as a row before calibration."""
-    model = MewmaModel("series", settings) if model_kind == "mewma" else MachineModel("series", settings)
+    model = make_model("series", settings, model_kind)
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     finite = np.isfinite(x)
     scored = model.score_batch([{"value": v} for v in x[finite].tolist()])

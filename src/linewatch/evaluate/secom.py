@@ -15,9 +15,8 @@ from typing import Any
 from sklearn.metrics import roc_auc_score
 
 from linewatch.config import AnomalySettings, load_config
-from linewatch.detect.anomaly import MachineModel
 from linewatch.detect.failure_rate import FailureRateMonitor
-from linewatch.detect.mewma import MewmaModel
+from linewatch.detect.models import make_model
 from linewatch.domain import QcResult, Reading
 from linewatch.normalize.normalizer import Normalizer
 from linewatch.sources.replay import replay_secom
@@ -31,7 +30,7 @@ def evaluate(path: Path, config_dir: Path = CONFIG_DIR, warmup: int = 300, calib
     config = load_config(config_dir)
     normalizer = Normalizer(config)
     settings = AnomalySettings(warmup_readings=warmup, calibration_readings=calibration)
-    model = MewmaModel("secom-fab", settings) if detector == "mewma" else MachineModel("secom-fab", settings)
+    model = make_model("secom-fab", settings, detector)
     monitor = FailureRateMonitor("secom-line", config.detection.failure_rate)
     scores: dict[str, float] = {}
     failed: dict[str, bool] = {}

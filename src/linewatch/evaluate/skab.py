@@ -39,8 +39,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from linewatch.config import AnomalySettings
-from linewatch.detect.anomaly import MachineModel
-from linewatch.detect.mewma import MewmaModel, MewmaSettings
+from linewatch.detect.mewma import MewmaSettings
+from linewatch.detect.models import make_model
 from linewatch.evaluate import nab, skab_nab
 
 SENSORS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature", "Thermocouple",
@@ -89,12 +89,7 @@ def labelled_runs(root: Path) -> list[Path]:
 def predict_run(frame: pd.DataFrame, settings: AnomalySettings, detector: Detector = "halfspace",
                 mewma: MewmaSettings | None = None) -> np.ndarray:
     """The detector's binary prediction for every row of one run (training rows included)."""
-    if detector == "mewma":
-        model: MachineModel | MewmaModel = MewmaModel("skab", settings, mewma=mewma or MEWMA_SETTINGS)
-    elif detector == "halfspace":
-        model = MachineModel("skab", settings)
-    else:
-        raise ValueError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+    model = make_model("skab", settings, detector, mewma=mewma or MEWMA_SETTINGS)
     readings = [dict(zip(SENSORS, map(float, row))) for row in frame[SENSORS].itertuples(index=False, name=None)]
     # score_batch scores and learns the readings one after the other, exactly as score_one would.
     return np.asarray(model.score_batch(readings).anomalous, dtype=bool)

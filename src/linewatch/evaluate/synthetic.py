@@ -252,10 +252,9 @@ def windowed_gaussian(values: np.ndarray, window: int = 6400, step: int = 100) -
 
 
 def _plant_model(kind: str, settings: Any) -> Callable[[], Any]:
-    from linewatch.detect.anomaly import MachineModel
-    from linewatch.detect.mewma import MewmaModel
+    from linewatch.detect.models import make_model
 
-    return (lambda: MewmaModel("synthetic", settings)) if kind == "mewma" else (lambda: MachineModel("synthetic", settings))
+    return lambda: make_model("synthetic", settings, kind)
 
 
 def evaluate(model: str = "halfspace", seed: int = 0, work: Path | None = None) -> dict[str, Any]:
