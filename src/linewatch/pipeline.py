@@ -922,12 +922,22 @@ class Pipeline:
                                                       "recipe": status.recipe,
                                                       "sensors_changed": status.sensors_changed,
                                                       "recipes": sorted(self.recipe_models.get(machine.id, {})),
-                                                      "normal_range": self._normal_range(machine.id, status.recipe)},
+                                                      "normal_range": self._normal_range(machine.id, status.recipe),
+                                                      "calibration": self._calibration(machine.id, status.recipe)},
             }
+
+    def _current_model(self, machine: str, recipe: str | None) -> AnomalyModel | None:
+        """The model of the recipe being made (or the machine's own), if it has one yet."""
+        return (self.recipe_models.get(machine, {}).get(recipe) if recipe else None) or self.models.get(machine)
+
+    def _calibration(self, machine: str, recipe: str | None) -> dict[str, int] | None:
+        """How the current model's thresholds were calibrated (readings left out as disturbed)."""
+        model = self._current_model(machine, recipe)
+        return None if model is None else model.calibration_summary()
 
     def _normal_range(self, machine: str, recipe: str | None) -> dict[str, list[float]]:
         """The band each sensor's readings are normal in, by the model of the recipe being made."""
-        model = (self.recipe_models.get(machine, {}).get(recipe) if recipe else None) or self.models.get(machine)
+        model = self._current_model(machine, recipe)
         if model is None:
             return {}
         return {sensor: [round(lo, 4), round(hi, 4)] for sensor, (lo, hi) in model.normal_range().items()}

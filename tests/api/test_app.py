@@ -75,6 +75,7 @@ def test_machine_detail_shows_how_values_were_converted(client):
     assert barrel["position"] == "barrel zone 2"
     assert '"machineId":"EXT-4471"' in body["last_raw"]
     assert body["last_normalised"]["values"]["barrel_temperature"] == pytest.approx(200, abs=5)
+    assert body["model"]["calibration"] == {"readings": 300, "left_out": 0}  # how its thresholds were set
     dryer = client.get("/api/v1/machines/dryer-1").json()
     assert dryer["mapping"][0]["vendor_tag"] == "SupplyAir.T"
     r = client.get("/api/v1/machines/press-9")

@@ -380,6 +380,8 @@ def test_a_fault_that_starts_while_the_model_calibrates_is_still_caught(caplog):
     assert verdicts.outlier[700:].mean() > 0.95 and verdicts.anomalous[710:].all()
     assert verdicts.contributions[800][0].sensor == "flow"
     assert "pump-1: " in caplog.text and "calibration readings left out" in caplog.text
+    shown = model.calibration_summary()  # what the machine's page shows
+    assert shown["readings"] == 300 and shown["left_out"] >= 100 and 170 <= shown["first_left_out"] <= 200
     # the model before, which learned the fault as normal, never flagged it
     blind = MewmaModel("pump-1", AnomalySettings(), mewma=MewmaSettings(threshold_margin=1.25, threshold_confidence=0.5,
                                                                         threshold_update_readings=0))
@@ -393,7 +395,7 @@ def test_a_clean_calibration_leaves_nothing_out(caplog):
     with caplog.at_level("INFO", logger="linewatch.detect.mewma"):
         model.score_batch(normal_readings(700, seed=22))
     assert model.score_sums is not None and model.score_sums.sums[0, 0] == 300
-    assert "left out" not in caplog.text
+    assert "left out" not in caplog.text and model.calibration_summary() == {"readings": 300, "left_out": 0}
 
 
 @pytest.mark.parametrize("calibration", [50, 60])

@@ -200,6 +200,12 @@ class MachineModel:
         out.sort(key=lambda c: abs(c.z), reverse=True)
         return tuple(out)
 
+    def calibration_summary(self) -> dict[str, int] | None:
+        """How the thresholds were calibrated: this model learns from every calibration reading."""
+        if self.phase != "monitoring":
+            return None
+        return {"readings": self.settings.calibration_readings, "left_out": 0}
+
     def normal_range(self) -> dict[str, tuple[float, float]]:
         """Each sensor's learned mean +- 3 standard deviations (empty before the first reading)."""
         if self.sensors is None or self.moments is None:

@@ -181,6 +181,7 @@ class MewmaModel:
         self.score_sums: ScoreSums | None = None
         self.calibration_max = np.zeros(3)  # largest EWMA, own and dispersion score while calibrating
         self.since_update = 0  # monitored readings since the thresholds were last set
+        self.left_out: tuple[int, int, int] | None = None  # calibration readings, left out, first left out (1-based)
         self.restart_with: MewmaSettings | None = None  # restored from an older checkpoint: the knobs to start again with
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
@@ -222,6 +223,7 @@ class MewmaModel:
         state.setdefault("score_sums", None)
         state.setdefault("calibration_max", np.zeros(3))
         state.setdefault("since_update", 0)
+        state.setdefault("left_out", None)
         state.setdefault("increments", None)
         state.setdefault("previous", None)
         state.setdefault("recent", deque(maxlen=getattr(state["settings"], "debounce_n", 1)))
@@ -487,6 +489,7 @@ class MewmaModel:
                                                        for values in (self.calibration_single, self.calibration_dispersion)])
         self.since_update = 0
         clean = self._undisturbed(scores)
+        self.left_out = (n, int((~clean).sum()), int(np.argmin(clean)) + 1 if not clean.all() else 0)
         if not clean.all():
             log.info("%s: %d of %d calibration readings left out as disturbed (the first is calibration reading "
                      "%d); thresholds set from the other %d", self.machine, int((~clean).sum()), len(clean),
@@ -616,6 +619,14 @@ class MewmaModel:
         low, high = centre - 3 * self.scale, centre + 3 * self.scale
         return tuple(Contribution(self.sensors[i], float(row[i]), float(deviation[i]), float(low[i]), float(high[i]))
                      for i in order.tolist())
+
+    def calibration_summary(self) -> dict[str, int] | None:
+        """How the thresholds were calibrated, for the machine's page: readings, how many were left out
+        as disturbed and the first of them (None until calibrated, or restored from older code)."""
+        if self.left_out is None:
+            return None
+        readings, left_out, first = self.left_out
+        return {"readings": readings, "left_out": left_out} | ({"first_left_out": first} if left_out else {})
 
     def normal_range(self) -> dict[str, tuple[float, float]]:
         """Each modelled sensor's mean ± 3 scales (from the warm-up readings so far while warming up;
