@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from linewatch.detect.thresholds import ScoreSums, robust_chi2_quantile, scaled_chi2_quantile, upper_moments
+from linewatch.detect.thresholds import ScoreSums, chi2_quantile_for, robust_chi2_quantile, upper_moments
 
 
 def ar1(n: int, phi: float, seed: int = 0) -> np.ndarray:
@@ -63,7 +63,7 @@ def test_the_robust_quantile_fits_chi2_scores_and_ignores_a_fault_on_a_fifth_of_
     faulty = scores.copy()
     faulty[-60:] *= 50  # the last fifth: a fault that started during calibration
     assert robust_chi2_quantile(faulty, 0.99) == pytest.approx(robust_chi2_quantile(scores, 0.99), rel=0.5)
-    assert scaled_chi2_quantile(faulty, 0.99) > 10 * exact  # the mean and variance are carried away
+    assert chi2_quantile_for(faulty.mean(), faulty.var(), 0.99) > 10 * exact  # the mean and variance are carried away
 
 
 def test_the_robust_quantile_of_a_constant_stretch_is_no_limit():

@@ -83,7 +83,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from linewatch.detect.verdict import CALIBRATING, MONITORING, WARMING_UP, Contribution, Phase, Verdict, Verdicts
 from linewatch.detect.rows import Part, first_sensors, model_rows
-from linewatch.detect.thresholds import ScoreSums, chi2_quantile_for, robust_chi2_quantile, upper_moments
+from linewatch.detect.thresholds import ScoreSums, chi2_quantile_for, robust_chi2_quantile, upper_mean, upper_variance
 
 if TYPE_CHECKING:  # config.py imports MewmaSettings from here: no runtime import of config (an import circle)
     from linewatch.config import AnomalySettings
@@ -352,8 +352,7 @@ class MewmaModel:
     def _learn_scores(self, s: np.ndarray, single: np.ndarray, spread: np.ndarray, normal: np.ndarray) -> None:
         """Add normal readings' scores to the sums the thresholds come from; set them again when due."""
         assert self.score_sums is not None
-        d = len(self.sensors or ())
-        self.score_sums.add(np.column_stack([s, single, spread_values(single, d), spread]), normal)
+        self.score_sums.add(self._score_columns(s, single, spread), normal)
         self.since_update += len(s)
         if self.since_update >= self.mewma.threshold_update_readings:
             self._set_thresholds(tighten_only=True)
@@ -489,11 +488,11 @@ class MewmaModel:
                                                        for values in (self.calibration_single, self.calibration_dispersion)])
         self.since_update = 0
         clean = self._undisturbed(scores)
-        self.left_out = (n, int((~clean).sum()), int(np.argmin(clean)) + 1 if not clean.all() else 0)
-        if not clean.all():
+        left_out = int((~clean).sum())
+        self.left_out = (n, left_out, int(np.argmin(clean)) + 1 if left_out else 0)
+        if left_out:
             log.info("%s: %d of %d calibration readings left out as disturbed (the first is calibration reading "
-                     "%d); thresholds set from the other %d", self.machine, int((~clean).sum()), len(clean),
-                     int(np.argmin(clean)) + 1, int(clean.sum()))
+                     "%d); thresholds set from the other %d", self.machine, left_out, n, self.left_out[2], n - left_out)
         self._fit(self._kept(), use=np.concatenate([np.ones(self.settings.warmup_readings, dtype=bool), clean]))
         self.kept, self.calibration, self.calibration_single, self.calibration_dispersion = None, [], [], []
         self.alarm, self.quiet = False, 0
@@ -501,12 +500,14 @@ class MewmaModel:
 
     def _learn_calibration(self, scores: np.ndarray, clean: np.ndarray) -> None:
         """The thresholds from the ``clean`` calibration readings' scores (EWMA, own T², dispersion)."""
-        single = scores[:, 1]
         self.score_sums = ScoreSums(4)
-        self.score_sums.add(np.column_stack([scores[:, 0], single, spread_values(single, len(self.sensors or ())),
-                                             scores[:, 2]]), clean)
+        self.score_sums.add(self._score_columns(scores[:, 0], scores[:, 1], scores[:, 2]), clean)
         self.calibration_max = scores[clean].max(axis=0)
         self._set_thresholds()
+
+    def _score_columns(self, s: np.ndarray, single: np.ndarray, chart: np.ndarray) -> np.ndarray:
+        """The series ``score_sums`` keeps, per reading: EWMA T², own T², log(1 + own T² / sensors), chart."""
+        return np.column_stack([s, single, spread_values(single, len(self.sensors or ())), chart])
 
     def _undisturbed(self, scores: np.ndarray) -> np.ndarray:
         """Which calibration readings the thresholds and the refit learn from (and sets the thresholds
@@ -584,9 +585,10 @@ class MewmaModel:
             """``of_mean``: the variance and count the mean's own bound rests on, where they are not the
             statistic's (the dispersion chart's mean is the readings' mean of v: v's spread and count)."""
             mean_var, n_mean = of_mean or (var, n)
-            upper_mean, _ = upper_moments(mean, mean_var, n_mean, n, knobs.threshold_confidence)
-            _, upper_var = upper_moments(mean, var, n, n, knobs.threshold_confidence)
-            new = max(margin * top, chi2_quantile_for(upper_mean, upper_var, p), MIN_THRESHOLD)
+            confidence = knobs.threshold_confidence
+            bound = chi2_quantile_for(upper_mean(mean, mean_var, n_mean, confidence),
+                                      upper_variance(var, n, confidence), p)
+            new = max(margin * top, bound, MIN_THRESHOLD)
             return min(new, now) if tighten_only else new
 
         mean, var, n, _ = sums.moments(0)

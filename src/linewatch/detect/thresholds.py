@@ -27,7 +27,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["ScoreSums", "chi2_quantile_for", "robust_chi2_quantile", "scaled_chi2_quantile", "upper_moments"]
+__all__ = ["ScoreSums", "chi2_quantile_for", "robust_chi2_quantile", "upper_mean", "upper_moments", "upper_variance"]
 
 # columns of a ScoreSums row
 N, SUM, SQUARES, PAIRS, LAGGED, PAIR_SUM = range(6)
@@ -93,36 +93,40 @@ class ScoreSums:
         return mean, var, max(2.0, n * (1.0 - rho) / (1.0 + rho)), rho
 
 
-def upper_moments(mean: float, var: float, n_mean: float, n_var: float, confidence: float) -> tuple[float, float]:
-    """The one-sided upper ``confidence`` bounds of a mean and a variance estimated from ``n_mean`` and
-    ``n_var`` independent values (normal theory: ``mean + z sd / sqrt(n)``, ``var (n - 1) / χ²_{n-1}``);
-    ``confidence`` 0.5 gives the estimates themselves. The variance's count is the mean's here, which
-    errs on the cautious side: for an AR(1) series a variance rests on n (1 - ρ²) / (1 + ρ²) readings,
-    more than the mean's n (1 - ρ) / (1 + ρ)."""
+def upper_mean(mean: float, var: float, n: float, confidence: float) -> float:
+    """The one-sided upper ``confidence`` bound of a mean of ``n`` independent values with this variance
+    (normal theory: ``mean + z sd / sqrt(n)``); ``confidence`` 0.5 gives the mean itself."""
     if confidence <= 0.5:
-        return mean, var
+        return mean
+    return mean + NormalDist().inv_cdf(confidence) * math.sqrt(max(var, 0.0) / n)
+
+
+def upper_variance(var: float, n: float, confidence: float) -> float:
+    """The one-sided upper ``confidence`` bound of a variance from ``n`` independent values (normal
+    theory: ``var (n - 1) / χ²_{n-1}``); ``confidence`` 0.5 gives the variance itself. The model passes
+    the mean's effective count here, which errs on the cautious side: for an AR(1) series a variance
+    rests on n (1 - ρ²) / (1 + ρ²) readings, more than the mean's n (1 - ρ) / (1 + ρ)."""
+    if confidence <= 0.5:
+        return var
     from scipy.special import chdtri  # χ² inverse survival function: scipy.stats' chi2.ppf without its overhead
 
-    z = NormalDist().inv_cdf(confidence)
-    upper_mean = mean + z * math.sqrt(max(var, 0.0) / n_mean)
-    upper_var = var * (n_var - 1.0) / float(chdtri(n_var - 1.0, confidence))
-    return upper_mean, upper_var
+    return var * (n - 1.0) / float(chdtri(n - 1.0, confidence))
 
 
-def scaled_chi2_quantile(scores: list[float] | np.ndarray, p: float) -> float:
-    """The ``p`` quantile of ``g χ²_h`` with the mean and variance of ``scores`` (Box 1954, "Some theorems
-    on quadratic forms", Ann. Math. Statist. 25(2): g = var / (2 mean), h = 2 mean² / var), the χ²
-    quantile by Wilson and Hilferty's cube-root approximation; 0 for scores without spread.
-
-    >>> round(scaled_chi2_quantile(np.random.default_rng(0).chisquare(5, 20000), 0.99), 1)  # exact χ²_5: 15.09
-    15.2
-    """
-    values = np.asarray(scores, dtype=float)
-    return chi2_quantile_for(float(values.mean()), float(values.var()), p)
+def upper_moments(mean: float, var: float, n_mean: float, n_var: float, confidence: float) -> tuple[float, float]:
+    """Both bounds at once: ``upper_mean`` from ``n_mean`` values, ``upper_variance`` from ``n_var``."""
+    return upper_mean(mean, var, n_mean, confidence), upper_variance(var, n_var, confidence)
 
 
 def chi2_quantile_for(mean: float, var: float, p: float) -> float:
-    """The ``p`` quantile of the scaled χ² with this mean and variance (see ``scaled_chi2_quantile``)."""
+    """The ``p`` quantile of ``g χ²_h`` with this mean and variance (Box 1954, "Some theorems on quadratic
+    forms", Ann. Math. Statist. 25(2): g = var / (2 mean), h = 2 mean² / var), the χ² quantile by Wilson
+    and Hilferty's cube-root approximation; 0 without spread.
+
+    >>> x = np.random.default_rng(0).chisquare(5, 20000)
+    >>> round(chi2_quantile_for(float(x.mean()), float(x.var()), 0.99), 1)  # exact χ²_5: 15.09
+    15.2
+    """
     if not (math.isfinite(mean) and math.isfinite(var)):
         return math.inf  # nothing to fit: no limit rather than a wrong one
     if mean <= 0 or var <= 0:
