@@ -55,6 +55,19 @@ def test_demo_shows_both_alert_kinds_and_a_summary(tmp_path):
     assert summary and int(summary.group(1)) > 5000 and summary.group(3) == "0", out
     assert re.search(r"API token for changes \(ack, resolve, silence\): \S{20,}", out), out
     assert (tmp_path / "var" / "demo.db").exists()
+    # the demo's operator judged the die-pressure alert against the fault the simulator injected
+    from linewatch.alerts.store import AlertStore
+    from linewatch.domain import AlertKind, AlertStatus, AlertVerdict
+
+    store = AlertStore(f"sqlite:///{tmp_path / 'var' / 'demo.db'}")
+    try:
+        die = [a for a in store.query(machine="extruder-1", kind=[AlertKind.ANOMALY.value], limit=1000)
+               if a.status is AlertStatus.RESOLVED]
+        first = min(die, key=lambda a: a.started_at)
+        assert first.verdict is AlertVerdict.TRUE_ALARM and first.verdict_by == "demo-operator", first
+        assert "die_pressure +30" in first.verdict_note
+    finally:
+        store.close()
 
 
 def test_ctrl_c_stops_the_demo_cleanly(tmp_path):

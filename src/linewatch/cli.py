@@ -530,6 +530,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from linewatch.alerts.publish import FileDeadLetters, TerminalPrinter
+    from linewatch.demo_operator import DemoOperator
     from linewatch.service import build_service, install_stop_signals, settle_memory
     from linewatch.sources.inprocess import PacedSimulation
     from linewatch.sources.simulator import SimulatorSettings
@@ -581,13 +582,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"  wall board: {url}/board{'?access_token=' + settings.read_token if settings.protect_reads else ''}"
           f"   API token for changes (ack, resolve, silence): {settings.api_token}\n"
           f"  injected faults: " + "; ".join(f.describe() for f in sim_settings.faults) + "\n"
+          f"  a demo operator judges each resolved alert against them: {url}/api/v1/verdicts\n"
           "  Ctrl-C stops.", flush=True)
     if producer_thread:
         producer_thread.start()
+    # judges each resolved alert against the faults the simulator injected (linewatch.demo_operator)
+    near = "127.0.0.1" if settings.http_host in ("0.0.0.0", "", "::") else settings.http_host
+    operator = DemoOperator(f"http://{near}:{service.http.port}", settings.api_token, sim_settings.faults,
+                            simulation.sim_start)
+    operator.start()
     wall = time.monotonic()
     try:
         stats = service.runner.run(duration=args.duration)
     finally:
+        operator.stop()
         if producer_thread:
             producer_thread.stop()
         for close in closers:

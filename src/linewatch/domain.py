@@ -7,7 +7,7 @@ small, and they carry the plant's words (machine, line, reading) rather than Kaf
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -124,6 +124,15 @@ class AlertStatus(str, enum.Enum):
     RESOLVED = "resolved"
 
 
+class AlertVerdict(str, enum.Enum):
+    """What a person on the line judged an alert to be: the measure of each detector's live precision."""
+
+    TRUE_ALARM = "true_alarm"  # something was wrong with the machine or the product
+    FALSE_ALARM = "false_alarm"  # nothing was wrong: the detector should not have raised it
+    NEW_NORMAL = "new_normal"  # the machine changed on purpose (material, recipe, sensor swapped)
+    UNCLEAR = "unclear"  # nobody can tell (yet): counted as judged, in neither share
+
+
 @dataclass(slots=True)
 class Alert:
     """An episode of abnormal behaviour, one open per (kind, machine[, sensor])."""
@@ -145,6 +154,22 @@ class Alert:
     ack_note: str | None = None
     resolved_by: str | None = None  # a person, when resolved by hand; None when the condition cleared
     silence_id: str | None = None  # fired while a silence was active: recorded, not announced
+    verdict: AlertVerdict | None = None  # a person's judgement, given when resolving or afterwards
+    verdict_by: str | None = None
+    verdict_at: datetime | None = None
+    verdict_note: str | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        """Unpickle (checkpoints hold open alerts): fields added since the checkpoint was written take
+        their defaults instead of being left unset."""
+        slots = state[1] if isinstance(state, tuple) else state
+        for f in fields(self):
+            if f.default is not MISSING:
+                setattr(self, f.name, f.default)
+            elif f.default_factory is not MISSING:
+                setattr(self, f.name, f.default_factory())
+        for name, value in (slots or {}).items():
+            setattr(self, name, value)
 
     @property
     def duration_seconds(self) -> float:
@@ -171,6 +196,10 @@ class Alert:
             "ack_note": self.ack_note,
             "resolved_by": self.resolved_by,
             "silence_id": self.silence_id,
+            "verdict": None if self.verdict is None else self.verdict.value,
+            "verdict_by": self.verdict_by,
+            "verdict_at": _iso(self.verdict_at),
+            "verdict_note": self.verdict_note,
             "duration_seconds": round(self.duration_seconds, 3),
         }
 

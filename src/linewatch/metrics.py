@@ -71,6 +71,10 @@ class Metrics:
         self.failure_rate_statistic = Gauge("linewatch_failure_rate_cusum", "CUSUM statistic of a line's failure rate.",
                                             ["line"], registry=r)
         self.alerts_fired = Counter("linewatch_alerts_fired_total", "Alerts fired.", ["kind", "severity"], registry=r)
+        self.alert_verdicts = Counter("linewatch_alert_verdicts_total",
+                                      "Verdicts people gave on alerts (true_alarm, false_alarm, new_normal, unclear), "
+                                      "counted by the API that took them; machine is empty for a line's own alerts.",
+                                      ["line", "machine", "kind", "verdict"], registry=r)
         self.alerts_open = Gauge("linewatch_alerts_open", "Alerts currently open (firing or acknowledged).",
                                  ["kind", "severity"], registry=r)
         self.batch_seconds = Histogram("linewatch_batch_processing_seconds",

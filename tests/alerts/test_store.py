@@ -5,7 +5,7 @@ from sqlalchemy import inspect
 
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.alerts.store import AlertConflict, AlertNotFound, AlertStore, decode_cursor, encode_cursor
-from linewatch.domain import AlertKind, AlertStatus, Severity
+from linewatch.domain import AlertKind, AlertStatus, AlertVerdict, Severity
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
@@ -182,3 +182,48 @@ def test_an_episode_the_store_closed_is_never_announced_again(store):
     late = book.resolve((AlertKind.ANOMALY, "line-1", "dryer-1", None), T0 + timedelta(minutes=4))
     newer = fire(book, minutes=9, machine="dryer-1")  # the next episode is new and is announced
     assert store.save([fire(book, minutes=1, machine="cutter-1"), late, newer]).announce[1:] == [newer]
+
+
+def test_alerts_stored_before_verdicts_existed_read_as_unjudged(tmp_path):
+    # a plant's database at revision 0005 (before migration 0006), with an alert in it
+    from alembic import command
+    from alembic.config import Config
+    from importlib import resources
+    from sqlalchemy import create_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("linewatch.alerts") / "migrations"))
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0005")
+        connection.exec_driver_sql(
+            "INSERT INTO alerts (id, kind, severity, status, line, machine, started_at, last_seen_at, summary, "
+            "details, announced) VALUES ('old', 'anomaly', 'warning', 'resolved', 'line-1', 'extruder-1', "
+            "'2026-01-05 06:00:00', '2026-01-05 06:01:00', 's', '{}', 1)")
+    engine.dispose()
+    store = AlertStore(url)  # migrates to head
+    try:
+        assert store.get("old").verdict is None
+        judged = store.judge("old", AlertVerdict.FALSE_ALARM, "lab", "fine on the test", T0 + timedelta(hours=1))
+        assert judged.verdict is AlertVerdict.FALSE_ALARM and judged.status is AlertStatus.RESOLVED
+        [action] = store.actions_since(0)
+        assert (action.action, action.verdict, action.machine) == ("verdict", AlertVerdict.FALSE_ALARM, "extruder-1")
+    finally:
+        store.close()
+
+
+def test_an_open_alert_checkpointed_before_verdicts_existed_restores_unjudged():
+    # the pickled state of an Alert written by a linewatch without the verdict fields
+    import pickle
+
+    from linewatch.domain import Alert
+
+    alert = fire(AlertBook()).alert
+    state = alert.__reduce_ex__(4)[2]
+    old = {k: v for k, v in state[1].items() if not k.startswith("verdict")}
+    restored = Alert.__new__(Alert)
+    restored.__setstate__((None, old))
+    assert restored.verdict is None and restored.to_dict()["verdict"] is None and restored.id == alert.id
+    assert pickle.loads(pickle.dumps(restored)) == restored

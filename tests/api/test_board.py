@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from linewatch.alerts.lifecycle import AlertBook
 from linewatch.alerts.store import AlertStore
 from linewatch.api.app import create_app
-from linewatch.domain import AlertKind, Severity
+from linewatch.domain import AlertKind, AlertVerdict, Severity
 from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
 from linewatch.service import HttpServer
@@ -377,6 +377,12 @@ def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts
     import httpx
     from selenium.webdriver.common.by import By
 
+    # an earlier episode, resolved and judged by the operator: the page says what it was
+    plant.fire(plant.last_reading - timedelta(minutes=10))
+    earlier = plant.pipeline.book.open[(AlertKind.ANOMALY, "line-1", "extruder-1", None)]
+    plant.store.resolve(earlier.id, "op-7", None, plant.last_reading - timedelta(minutes=8))
+    plant.pipeline.book.resolved_by_person(earlier.id)
+    plant.store.judge(earlier.id, AlertVerdict.FALSE_ALARM, "op-7", "die was clean", plant.last_reading)
     plant.fire(plant.last_reading)
     base = plant.url.replace("/board", "")
     browser.get(plant.url)
@@ -393,17 +399,20 @@ def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts
     band = detail["model"]["normal_range"]
     mapped = [m["sensor"] for m in detail["mapping"]]
 
-    def page() -> tuple[list[tuple], list[tuple[str, str]], str]:
+    def page() -> tuple[list[tuple], list[tuple[str, str, str]], str, str]:
         cards = [(c.get_attribute("data-sensor"),
                   c.find_element(By.CSS_SELECTOR, ".sensor-value").get_attribute("data-value"),
                   len(c.find_element(By.CSS_SELECTOR, ".sensor-line").get_attribute("points").split()),
                   bool(c.find_elements(By.CSS_SELECTOR, ".sensor-normal")),
                   len(c.find_elements(By.CSS_SELECTOR, ".sensor-out")))
                  for c in browser.find_elements(By.CSS_SELECTOR, ".sensor")]
-        rows = [(r.get_attribute("data-status"), r.text) for r in browser.find_elements(By.CSS_SELECTOR, ".history-alert")]
-        return cards, rows, browser.find_element(By.CSS_SELECTOR, ".machine-model").text
+        rows = [(r.get_attribute("data-status"), r.text,
+                 r.find_element(By.CSS_SELECTOR, ".history-verdict").get_attribute("data-verdict"))
+                for r in browser.find_elements(By.CSS_SELECTOR, ".history-alert")]
+        return (cards, rows, browser.find_element(By.CSS_SELECTOR, ".machine-model").text,
+                browser.find_element(By.CSS_SELECTOR, ".history-precision").text)
 
-    cards, rows, model = _settled(page)  # the page redraws itself every 15 s
+    cards, rows, model, precision = _settled(page)  # the page redraws itself every 15 s
     assert [c[0] for c in cards] == mapped and band
     for sensor, value, points, normal, outside in cards:
         assert float(value) == detail["last_normalised"]["values"][sensor]
@@ -412,7 +421,11 @@ def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts
         out = sum(v is not None and not band[sensor][0] <= v <= band[sensor][1] for v in trend["series"][sensor])
         assert outside == out, sensor
     assert len(rows) == min(len(history["alerts"]), 12) >= 1
-    assert rows[0][0] == "firing" and SUMMARY in rows[0][1]
+    assert rows[0][0] == "firing" and SUMMARY in rows[0][1] and rows[0][2] == ""
+    judged = [r for r in rows if r[2]]
+    assert len(judged) == 1 and judged[0][2] == "false_alarm" and "False alarm · op-7" in judged[0][1]
+    assert history["verdicts"]["judged"] == 1 and history["verdicts"]["true_share"] == 0
+    assert f"1 of {history['verdicts']['raised']} alerts judged · 0 % judged true" in precision
     assert "anomaly score" in model.lower()
     shots = Path(os.environ.get("LINEWATCH_SCREENSHOTS", "var/screenshots"))
     shots.mkdir(parents=True, exist_ok=True)

@@ -199,3 +199,104 @@ def test_new_normal_on_a_resolved_alert_is_refused_and_leaves_the_model_alone(wo
     assert pipeline.models["extruder-1"].seen == 10_000  # not sent back to warm-up
     assert store.last_action_seq() == seq  # nothing journalled: no worker relearns either
     assert store.get(alert_id).resolved_by == "shift-lead"
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+
+
+def _verdict_count(app, **labels) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = TestClient(app).get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "linewatch_alert_verdicts_total" and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+def test_verdicts_given_on_resolving_and_afterwards_make_the_machines_live_precision(world):
+    client, store, pipeline, app = world
+    true_one = fire(pipeline, store, minutes=0)
+    r = client.post(f"/api/v1/alerts/{true_one}/ack", json={"by": "op-7"})
+    assert r.status_code == 200
+    r = client.post(f"/api/v1/alerts/{true_one}/resolve", json={"by": "op-7", "verdict": "true_alarm",
+                                                                 "note": "die heater 2 failed"})
+    assert r.status_code == 200 and r.json()["verdict"] == "true_alarm" and r.json()["verdict_by"] == "op-7"
+    false_one = fire(pipeline, store, minutes=10)  # a new episode: the last one was resolved
+    r = client.post(f"/api/v1/alerts/{false_one}/resolve", json={"by": "op-7", "verdict": "false_alarm"})
+    assert r.json()["verdict"] == "false_alarm" and r.json()["verdict_at"] is not None
+    # the destructive test comes back after the episode: the verdict is given on the resolved alert
+    late_one = fire(pipeline, store, minutes=20)
+    client.post(f"/api/v1/alerts/{late_one}/resolve", json={"by": "op-7"})
+    r = client.post(f"/api/v1/alerts/{late_one}/verdict", json={"by": "lab", "verdict": "false_alarm"})
+    assert r.status_code == 200 and r.json()["verdict"] == "false_alarm"
+    r = client.post(f"/api/v1/alerts/{late_one}/verdict", json={"by": "lab", "verdict": "true_alarm",
+                                                                 "note": "tensile test failed"})
+    assert r.json()["verdict"] == "true_alarm" and r.json()["verdict_note"] == "tensile test failed"
+    assert [a.verdict.value for a in store.actions_since(0) if a.verdict] == [
+        "true_alarm", "false_alarm", "false_alarm", "true_alarm"]  # the journal keeps the replaced verdict
+
+    unjudged = fire(pipeline, store, minutes=30)
+    summary = client.get("/api/v1/verdicts", params={"machine": "extruder-1"}).json()["machines"]
+    assert len(summary) == 1
+    s = summary[0]
+    assert (s["raised"], s["judged"], s["unjudged"]) == (4, 3, 1) and unjudged
+    assert s["verdicts"] == {"true_alarm": 2, "false_alarm": 1, "new_normal": 0, "unclear": 0}
+    assert s["true_share"] == pytest.approx(2 / 3, abs=1e-4)
+    assert s["median_seconds_to_acknowledge"] is not None
+    history = client.get("/api/v1/machines/extruder-1/history").json()
+    assert history["verdicts"]["true_share"] == s["true_share"]
+    # counted once per verdict given, by the API that took it, the replaced one included
+    assert _verdict_count(app, machine="extruder-1", verdict="true_alarm", kind="anomaly") == 2
+    assert _verdict_count(app, machine="extruder-1", verdict="false_alarm") == 2
+
+
+def test_a_verdict_on_an_open_alert_travels_with_its_later_updates(world):
+    client, store, pipeline, _ = world
+    alert_id = fire(pipeline, store)
+    r = client.post(f"/api/v1/alerts/{alert_id}/verdict", json={"by": "op-7", "verdict": "true_alarm"})
+    assert r.status_code == 200 and r.json()["status"] == "firing"
+    assert pipeline.book.find(alert_id)[1].verdict.value == "true_alarm"  # the worker's book mirrors it
+    update = pipeline.book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + timedelta(seconds=5),
+                                  Severity.WARNING, "still high", {})
+    assert update.alert.to_dict()["verdict"] == "true_alarm"  # what the alerts topic and SSE carry
+    store.save([update])
+    assert store.get(alert_id).verdict.value == "true_alarm"  # the worker's write leaves it alone
+
+
+def test_verdicts_that_do_not_fit_are_refused_and_change_nothing(world):
+    client, store, pipeline, _ = world
+    alert_id = fire(pipeline, store)
+    seq = store.last_action_seq()
+    r = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "op-7", "verdict": "new_normal"})
+    assert r.status_code == 409 and "/new-normal" in r.json()["detail"]
+    r = client.post(f"/api/v1/alerts/{alert_id}/verdict", json={"by": "op-7", "verdict": "new_normal"})
+    assert r.status_code == 409 and "relearn" in r.json()["detail"]
+    r = client.post(f"/api/v1/alerts/{alert_id}/verdict", json={"by": "op-7", "verdict": "maybe"})
+    assert r.status_code == 422 and r.json()["message"].startswith("verdict:")
+    r = client.post(f"/api/v1/alerts/{alert_id}/verdict", json={"verdict": "true_alarm"})
+    assert r.status_code == 422 and r.json()["message"].startswith("by:")
+    assert client.post("/api/v1/alerts/nope/verdict", json={"by": "x", "verdict": "unclear"}).status_code == 404
+    assert store.last_action_seq() == seq and store.get(alert_id).verdict is None
+    assert store.get(alert_id).status.value == "firing"
+    # a new normal given through its own action is recorded as that verdict
+    r = client.post(f"/api/v1/alerts/{alert_id}/new-normal", json={"by": "process-engineer"})
+    assert r.json()["verdict"] == "new_normal"
+    # once resolved, calling it a new normal in hindsight is a plain verdict
+    other = fire(pipeline, store, machine="cutter-1")
+    client.post(f"/api/v1/alerts/{other}/resolve", json={"by": "op-7"})
+    assert client.post(f"/api/v1/alerts/{other}/verdict",
+                       json={"by": "op-7", "verdict": "new_normal"}).json()["verdict"] == "new_normal"
+
+
+def test_verdicts_need_the_token(config, database_url):
+    store = AlertStore(database_url)
+    try:
+        pipeline = Pipeline(config, Metrics(), AlertBook())
+        alert_id = fire(pipeline, store)
+        with TestClient(create_app(store, pipeline, pipeline.metrics, api_token="t0k3n")) as client:
+            r = client.post(f"/api/v1/alerts/{alert_id}/verdict", json={"by": "x", "verdict": "false_alarm"})
+            assert r.status_code == 401 and store.get(alert_id).verdict is None
+    finally:
+        store.close()

@@ -18,7 +18,7 @@ from copy import copy
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
+from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity
 
 _NAMESPACE = uuid.UUID("5b0c1f0e-8f53-4c55-a7d4-4c1a1b6e2f10")
 _RANK = {Severity.WARNING: 0, Severity.CRITICAL: 1}
@@ -143,6 +143,9 @@ class AlertBook:
             if known is not None and known.acked_by is not None:
                 a.status, a.acked_by, a.acked_at, a.ack_note = (AlertStatus.ACKNOWLEDGED, known.acked_by,
                                                                 known.acked_at, known.ack_note)
+            if known is not None and known.verdict is not None:
+                a.verdict, a.verdict_by, a.verdict_at, a.verdict_note = (known.verdict, known.verdict_by,
+                                                                         known.verdict_at, known.verdict_note)
             self.open[(a.kind, a.line, a.machine, a.sensor)] = a
             if quiet and a.id in quiet:
                 self.quiet[a.id] = quiet[a.id]
@@ -165,6 +168,13 @@ class AlertBook:
             a = found[1]
             a.status, a.acked_by, a.acked_at, a.ack_note = AlertStatus.ACKNOWLEDGED, by, at, note
 
+    def judged(self, alert_id_: str, verdict: AlertVerdict, by: str | None, at: datetime, note: str | None) -> None:
+        """Mirror a verdict given on an open alert, so its later updates carry it."""
+        found = self.find(alert_id_)
+        if found:
+            a = found[1]
+            a.verdict, a.verdict_by, a.verdict_at, a.verdict_note = verdict, by, at, note
+
     def resolved_by_person(self, alert_id_: str) -> None:
         """A person closed the episode (or the store holds it as over): if the condition is still
         there, the next one is a new alert."""
@@ -175,7 +185,7 @@ class AlertBook:
     def apply(self, action: "Action") -> str | None:
         """Mirror a person's action (from the store's journal, made through any worker's API) and
         advance ``actions_seen``. Returns the machine whose model must relearn for a "new normal"."""
-        from linewatch.alerts.store import ACKNOWLEDGE, NEW_NORMAL, RESOLVE
+        from linewatch.alerts.store import ACKNOWLEDGE, NEW_NORMAL, RESOLVE, VERDICT
 
         self.actions_seen = max(self.actions_seen or 0, action.seq)
         if action.alert_id is None:
@@ -184,4 +194,6 @@ class AlertBook:
             self.acknowledged(action.alert_id, action.by or "", action.at, action.note)
         elif action.action in (RESOLVE, NEW_NORMAL):
             self.resolved_by_person(action.alert_id)
+        elif action.action == VERDICT and action.verdict is not None:
+            self.judged(action.alert_id, action.verdict, action.by, action.at, action.note)
         return action.machine if action.action == NEW_NORMAL else None

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from linewatch.domain import Alert, AlertEvent, AlertEventType, Rejection, Silence
+from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertVerdict, Rejection, Silence
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,11 @@ def _action(kind: str, by: str | None, note: str | None, at: datetime) -> dict[s
 
 
 def alert_action_record(event: AlertEventType, alert: Alert, action: str, by: str | None, note: str | None,
-                        at: datetime) -> Record:
+                        at: datetime, verdict: AlertVerdict | None = None) -> Record:
     """The alerts-topic record of a person's action on an alert (same key and envelope as the worker's)."""
-    return alert.id, {"event": event.value, "alert": alert.to_dict(), "action": _action(action, by, note, at)}
+    return alert.id, {"event": event.value, "alert": alert.to_dict(),
+                      "action": {**_action(action, by, note, at),
+                                 "verdict": None if verdict is None else verdict.value}}
 
 
 def silence_action_record(event: str, silence: Silence, action: str, by: str | None, note: str | None,

@@ -26,7 +26,9 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, String, and_, create
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity, Silence
+from linewatch.alerts.verdicts import Judged
+from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity,
+                              Silence)
 
 UTC = timezone.utc
 
@@ -58,6 +60,11 @@ class AlertRow(Base):
     # whether the sinks have this state (migration 0005): false from the worker's write until
     # ``announced`` is called, true for a person's action; None (older rows) counts as announced
     announced: Mapped[bool | None] = mapped_column(Boolean)
+    # a person's judgement of what the alert was (migration 0006; ``AlertVerdict`` values)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    verdict_by: Mapped[str | None] = mapped_column(String(128))
+    verdict_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verdict_note: Mapped[str | None] = mapped_column(String(1000))
 
 
 class SilenceRow(Base):
@@ -96,16 +103,19 @@ class ActionRow(Base):
     kind: Mapped[str | None] = mapped_column(String(32))
     by: Mapped[str | None] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(String(1000))
+    verdict: Mapped[str | None] = mapped_column(String(16))  # the verdict the action gave (migration 0006)
 
 
 ACKNOWLEDGE, RESOLVE, NEW_NORMAL, SILENCE, END_SILENCE = "acknowledge", "resolve", "new_normal", "silence", "end_silence"
+VERDICT = "verdict"  # a verdict given on its own, after the alert was resolved or while it is open
 _ACTIONS_COUNTER = "alert_actions"
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     """A person's action as journalled: ``acknowledge``, ``resolve``, ``new_normal`` (an anomaly
-    open alert's machine relearns and the alert is resolved), ``silence`` or ``end_silence``."""
+    open alert's machine relearns and the alert is resolved), ``verdict``, ``silence`` or
+    ``end_silence``. ``verdict`` is the judgement the action gave, if any."""
 
     seq: int
     action: str
@@ -117,9 +127,11 @@ class Action:
     line: str | None = None
     machine: str | None = None
     kind: str | None = None
+    verdict: AlertVerdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.action, "by": self.by, "note": self.note,
+                "verdict": None if self.verdict is None else self.verdict.value,
                 "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
 
 
@@ -147,7 +159,12 @@ def _to_alert(r: AlertRow) -> Alert:
                  sensor=r.sensor, status=AlertStatus(r.status), started_at=_utc(r.started_at),  # type: ignore[arg-type]
                  last_seen_at=_utc(r.last_seen_at), summary=r.summary, details=r.details or {},  # type: ignore[arg-type]
                  ended_at=_utc(r.ended_at), acked_by=r.acked_by, acked_at=_utc(r.acked_at), ack_note=r.ack_note,
-                 resolved_by=r.resolved_by, silence_id=r.silence_id)
+                 resolved_by=r.resolved_by, silence_id=r.silence_id, verdict=_verdict(r.verdict),
+                 verdict_by=r.verdict_by, verdict_at=_utc(r.verdict_at), verdict_note=r.verdict_note)
+
+
+def _verdict(value: str | None) -> AlertVerdict | None:
+    return None if value is None else AlertVerdict(value)
 
 
 def _to_silence(r: SilenceRow) -> Silence:
@@ -308,7 +325,8 @@ class AlertStore:
 
     @staticmethod
     def _journal(session: Session, action: str, at: datetime, by: str | None, note: str | None,
-                 alert: AlertRow | None = None, silence: SilenceRow | None = None) -> int:
+                 alert: AlertRow | None = None, silence: SilenceRow | None = None,
+                 verdict: AlertVerdict | None = None) -> int:
         """Append a person's action to the journal, in the action's transaction; its sequence number.
 
         Incrementing the counter row locks it until the transaction ends, so actions commit in the
@@ -323,7 +341,8 @@ class AlertStore:
                               alert_id=alert.id if alert else None, silence_id=silence.id if silence else None,
                               line=alert.line if alert else silence.line if silence else None,
                               machine=alert.machine if alert else silence.machine if silence else None,
-                              kind=alert.kind if alert else silence.kind if silence else None))
+                              kind=alert.kind if alert else silence.kind if silence else None,
+                              verdict=None if verdict is None else verdict.value))
         return seq
 
     def acknowledge(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
@@ -334,13 +353,46 @@ class AlertStore:
             self._journal(session, ACKNOWLEDGE, at, by, note, alert=row)
             return _to_alert(row)
 
-    def resolve(self, alert_id: str, by: str, note: str | None, at: datetime) -> Alert:
+    def resolve(self, alert_id: str, by: str, note: str | None, at: datetime,
+                verdict: AlertVerdict | None = None) -> Alert:
+        """Close the episode by hand, with the person's verdict if they give one. A verdict of "new
+        normal" on an open anomaly alert is refused (AlertConflict): ``new_normal`` is the action that
+        also makes the machine relearn, and a resolution that only said so would leave the old model
+        raising the alert again."""
         self.version += 1
         with Session(self.engine) as session, session.begin():
             row = self._open_row(session, alert_id, "")
+            if verdict is AlertVerdict.NEW_NORMAL and row.kind == AlertKind.ANOMALY.value and row.machine:
+                raise AlertConflict(f"A new normal on anomaly alert {alert_id} is given with "
+                                    f"POST /api/v1/alerts/{alert_id}/new-normal, which also makes "
+                                    f"{row.machine}'s model relearn; resolving alone would not.")
             self._close(row, by, note, at)
-            self._journal(session, RESOLVE, at, by, note, alert=row)
+            if verdict is not None:
+                self._judge(row, verdict, by, note, at)
+            self._journal(session, RESOLVE, at, by, note, alert=row, verdict=verdict)
             return _to_alert(row)
+
+    def judge(self, alert_id: str, verdict: AlertVerdict, by: str, note: str | None, at: datetime) -> Alert:
+        """Record what an alert was, open or resolved: a destructive test's result often comes back
+        after the episode is over. A later verdict replaces an earlier one; the journal keeps both.
+        "New normal" on an open anomaly alert is refused, as in ``resolve``."""
+        self.version += 1
+        with Session(self.engine) as session, session.begin():
+            row = session.get(AlertRow, alert_id)
+            if row is None:
+                raise AlertNotFound(alert_id)
+            if (verdict is AlertVerdict.NEW_NORMAL and row.kind == AlertKind.ANOMALY.value and row.machine
+                    and row.status != AlertStatus.RESOLVED.value):
+                raise AlertConflict(f"Alert {alert_id} is open: a new normal is given with "
+                                    f"POST /api/v1/alerts/{alert_id}/new-normal, which also makes "
+                                    f"{row.machine}'s model relearn.")
+            self._judge(row, verdict, by, note, at)
+            self._journal(session, VERDICT, at, by, note, alert=row, verdict=verdict)
+            return _to_alert(row)
+
+    @staticmethod
+    def _judge(row: AlertRow, verdict: AlertVerdict, by: str, note: str | None, at: datetime) -> None:
+        row.verdict, row.verdict_by, row.verdict_at, row.verdict_note = verdict.value, by, at, note
 
     @staticmethod
     def _close(row: AlertRow, by: str, note: str | None, at: datetime) -> None:
@@ -366,7 +418,8 @@ class AlertStore:
                 raise AlertConflict(f"Alert {alert_id} is resolved ({_iso_text(row.ended_at)}): a new normal is "
                                     "given on an open anomaly alert, while the machine behaves the new way.")
             self._close(row, by, f"new normal: {note}" if note else "new normal", at)
-            self._journal(session, NEW_NORMAL, at, by, note, alert=row)
+            self._judge(row, AlertVerdict.NEW_NORMAL, by, note, at)
+            self._journal(session, NEW_NORMAL, at, by, note, alert=row, verdict=AlertVerdict.NEW_NORMAL)
             return _to_alert(row)
 
     def add_silence(self, *, line: str | None, machine: str | None, kind: AlertKind | None, starts_at: datetime,
@@ -404,7 +457,7 @@ class AlertStore:
         with Session(self.engine) as session:
             return [Action(seq=r.seq, action=r.action, at=_utc(r.at), by=r.by, note=r.note,  # type: ignore[arg-type]
                            alert_id=r.alert_id, silence_id=r.silence_id, line=r.line, machine=r.machine,
-                           kind=r.kind) for r in session.scalars(stmt)]
+                           kind=r.kind, verdict=_verdict(r.verdict)) for r in session.scalars(stmt)]
 
     def silences(self, active_at: datetime | None = None) -> list[Silence]:
         stmt = select(SilenceRow).order_by(SilenceRow.starts_at.desc())
@@ -455,6 +508,25 @@ class AlertStore:
             stmt = stmt.where(or_(AlertRow.started_at < ts, and_(AlertRow.started_at == ts, AlertRow.id > alert_id)))
         with Session(self.engine) as session:
             return [_to_alert(r) for r in session.scalars(stmt)]
+
+    def judgements(self, *, line: str | None = None, machine: str | None = None, since: datetime | None = None,
+                   until: datetime | None = None) -> list[Judged]:
+        """Every alert started in [since, until) with what people judged it and when they first acted:
+        the columns ``linewatch.alerts.verdicts.summarise`` needs, not whole rows."""
+        stmt = select(AlertRow.line, AlertRow.machine, AlertRow.kind, AlertRow.started_at, AlertRow.verdict,
+                      AlertRow.acked_at, AlertRow.resolved_by, AlertRow.ended_at)
+        if line:
+            stmt = stmt.where(AlertRow.line == line)
+        if machine:
+            stmt = stmt.where(AlertRow.machine == machine)
+        if since:
+            stmt = stmt.where(AlertRow.started_at >= since)
+        if until:
+            stmt = stmt.where(AlertRow.started_at < until)
+        with Session(self.engine) as session:
+            return [Judged(line=r.line, machine=r.machine, kind=r.kind, started_at=_utc(r.started_at),  # type: ignore[arg-type]
+                           verdict=_verdict(r.verdict), acked_at=_utc(r.acked_at), resolved_by=r.resolved_by,
+                           ended_at=_utc(r.ended_at)) for r in session.execute(stmt)]
 
     def open_alerts(self) -> list[Alert]:
         """Alerts not yet resolved: the worker picks these up again after a restart."""

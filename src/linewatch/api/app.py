@@ -25,9 +25,10 @@ from linewatch.alerts.broadcast import BUSY_RETRY_MS, Broadcaster
 from linewatch.alerts.publish import Record, alert_action_record, silence_action_record
 from linewatch.alerts.sync import sync_people_actions
 from linewatch.api.security import BodyLimit, ReadProtection, TokenGuard
-from linewatch.alerts.store import (ACKNOWLEDGE, END_SILENCE, NEW_NORMAL, RESOLVE, SILENCE, AlertConflict,
+from linewatch.alerts.store import (ACKNOWLEDGE, END_SILENCE, NEW_NORMAL, RESOLVE, SILENCE, VERDICT, AlertConflict,
                                     AlertNotFound, AlertStore, decode_cursor, encode_cursor)
-from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, Severity
+from linewatch.alerts.verdicts import summarise
+from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity
 from linewatch.metrics import Metrics
 from linewatch.pipeline import MachineStatus, Pipeline
 
@@ -58,6 +59,16 @@ class SeverityFilter(str, Enum):
 class PersonAction(BaseModel):
     by: str = Field(min_length=1, max_length=128, description="who does it (name or badge number)")
     note: str | None = Field(None, max_length=1000)
+
+
+class Resolution(PersonAction):
+    verdict: AlertVerdict | None = Field(None, description="what the alert was, if the person can say: true_alarm, "
+                                                           "false_alarm, unclear (a new normal has its own action)")
+
+
+class Judgement(PersonAction):
+    verdict: AlertVerdict = Field(description="what the alert was: true_alarm, false_alarm, new_normal (only on a "
+                                              "resolved alert: an open one uses new-normal) or unclear")
 
 
 MAX_SILENCE = timedelta(days=7)
@@ -229,9 +240,12 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         except Exception:  # noqa: BLE001 - the action is stored; the consumer loop applies it next batch
             log.exception("could not apply people's actions to this worker's alert book yet")
 
-    def announce(event: AlertEventType, alert: Alert, kind: str, action: PersonAction, at: datetime) -> None:
+    def announce(event: AlertEventType, alert: Alert, kind: str, action: PersonAction, at: datetime,
+                 verdict: AlertVerdict | None = None) -> None:
         hub.publish([AlertEvent(event, alert)])
-        publish([alert_action_record(event, alert, kind, action.by, action.note, at)])
+        publish([alert_action_record(event, alert, kind, action.by, action.note, at, verdict)])
+        if verdict is not None:
+            metrics.alert_verdicts.labels(alert.line, alert.machine or "", alert.kind.value, verdict.value).inc()
 
     def publish(records: Sequence[Record]) -> None:
         if publish_actions is None:
@@ -251,12 +265,25 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         return alert.to_dict()
 
     @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
-    def resolve(alert_id: str, action: PersonAction) -> dict[str, Any]:
-        """Close the episode by hand; if the condition persists, the next occurrence is a new alert."""
+    def resolve(alert_id: str, action: Resolution) -> dict[str, Any]:
+        """Close the episode by hand; if the condition persists, the next occurrence is a new alert.
+        With a ``verdict``, say what it was: the machine's share of true alarms is its detector's
+        live precision (``GET /api/v1/verdicts``). A verdict of new_normal on an open anomaly alert is
+        a 409: use new-normal, which also makes the model relearn."""
         now = datetime.now(UTC)
-        alert = _act(lambda: store.resolve(alert_id, action.by, action.note, now), alert_id)
+        alert = _act(lambda: store.resolve(alert_id, action.by, action.note, now, action.verdict), alert_id)
         learn()
-        announce(AlertEventType.RESOLVED, alert, RESOLVE, action, now)
+        announce(AlertEventType.RESOLVED, alert, RESOLVE, action, now, action.verdict)
+        return alert.to_dict()
+
+    @app.post("/api/v1/alerts/{alert_id}/verdict", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
+    def judge(alert_id: str, action: Judgement) -> dict[str, Any]:
+        """Say what an alert was, open or resolved (a destructive test's result often comes back after the
+        episode ended). A later verdict replaces the earlier one; the journal keeps both."""
+        now = datetime.now(UTC)
+        alert = _act(lambda: store.judge(alert_id, action.verdict, action.by, action.note, now), alert_id)
+        learn()
+        announce(AlertEventType.UPDATED, alert, VERDICT, action, now, action.verdict)
         return alert.to_dict()
 
     @app.post("/api/v1/alerts/{alert_id}/new-normal", tags=["alerts"], dependencies=write, responses=_errors(401, 403, 404, 409, 413))
@@ -267,7 +294,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         now = datetime.now(UTC)
         alert = _act(lambda: store.new_normal(alert_id, action.by, action.note, now), alert_id)
         learn()
-        announce(AlertEventType.RESOLVED, alert, NEW_NORMAL, action, now)
+        announce(AlertEventType.RESOLVED, alert, NEW_NORMAL, action, now, AlertVerdict.NEW_NORMAL)
         return {**alert.to_dict(), "model_phase": "warming_up"}
 
     # ------------------------------------------------------------ silences
@@ -396,7 +423,20 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
             t["total_seconds"] += a.duration_seconds
         for t in totals.values():
             t["mean_seconds"] = t["total_seconds"] / t["count"]
-        return {"machine": machine_id, "alerts": [a.to_dict() for a in alerts], "totals": totals}
+        verdicts = next(iter(summarise(store.judgements(machine=machine_id, since=_aware(since, ("query", "since"))))),
+                        None)
+        return {"machine": machine_id, "alerts": [a.to_dict() for a in alerts], "totals": totals,
+                "verdicts": None if verdicts is None else verdicts.to_dict()}
+
+    @app.get("/api/v1/verdicts", tags=["alerts"], responses=_errors(401))
+    def verdicts(line: str | None = None, machine: str | None = None, since: datetime | None = None,
+                 until: datetime | None = None) -> dict[str, Any]:
+        """Per machine (and per line for its own alerts): alerts raised, the verdicts people gave, the
+        share judged true of those judged true or false (the detector's live precision) and the median
+        time to a person's first response (acknowledging, or resolving by hand)."""
+        rows = store.judgements(line=line, machine=machine, since=_aware(since, ("query", "since")),
+                                until=_aware(until, ("query", "until")))
+        return {"machines": [s.to_dict() for s in summarise(rows)]}
 
     # ------------------------------------------------------------ the wall board
 

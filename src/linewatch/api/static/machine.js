@@ -53,9 +53,26 @@
     row.dataset.status = a.status;
     row.dataset.severity = a.severity;
     const when = a.started_at.slice(11, 16) + (a.ended_at ? `–${a.ended_at.slice(11, 16)}` : " – now");
+    const verdict = el("span", "history-verdict", a.verdict ? `${VERDICT[a.verdict]} · ${a.verdict_by}` : "not judged");
+    verdict.dataset.verdict = a.verdict || "";
     row.append(el("span", "history-status", a.status.toUpperCase()), el("span", "history-when", `${when} UTC`),
-               el("span", "history-summary", a.summary));
+               el("span", "history-summary", a.summary), verdict);
     return row;
+  }
+
+  const VERDICT = { true_alarm: "True alarm", false_alarm: "False alarm", new_normal: "New normal",
+                    unclear: "Unclear" };
+
+  // what people judged this machine's alerts to be: its detector's live precision
+  function precision(v) {
+    if (!v || !v.raised) return el("p", "history-precision", "No alerts judged yet.");
+    const share = v.true_share === null ? "no true or false verdict yet"
+                                        : `${Math.round(v.true_share * 100)} % judged true`;
+    const wait = v.median_seconds_to_acknowledge === null ? ""
+               : ` · median ${Math.round(v.median_seconds_to_acknowledge / 60)} min to a first response`;
+    const p = el("p", "history-precision", `${v.judged} of ${v.raised} alerts judged · ${share}${wait}`);
+    p.dataset.trueShare = v.true_share === null ? "" : String(v.true_share);
+    return p;
   }
 
   async function load() {
@@ -83,7 +100,7 @@
                                    latest[m.sensor]));
       }
       const alerts = el("section", "history");
-      alerts.append(el("h2", "history-title", "Open and recent alerts"));
+      alerts.append(el("h2", "history-title", "Open and recent alerts"), precision(history.verdicts));
       const list = el("ol", "history-list");
       const ordered = [...history.alerts].sort((a, b) => (a.status === "resolved") - (b.status === "resolved")
                                                         || b.started_at.localeCompare(a.started_at));
