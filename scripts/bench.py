@@ -8,7 +8,8 @@ Measures, side by side in one run on this machine:
     on the same topics;
   - with --scaling, 1 then 2 `linewatch run` processes on the same topics; with --latency, reading
     produced -> alert visible in the API at a paced ingest rate; with --api, the HTTP API under wrk load
-    while a worker ingests (the --*-only forms run just that section).
+    while a worker ingests; with --versions, 1,000 machines x 20 model versions in the alert database
+    (the --*-only forms run just that section).
 Each figure is the median of --repeat runs, except where a section says "one run".
 """
 
@@ -179,6 +180,59 @@ def bench_memory() -> dict[str, float]:
             "linewatch, 1,000 machines: MB for the models": models,
             "river objects, 100 machines: resident MB (whole process)": river_total,
             "river objects, 100 machines: MB for the models (x10 for 1,000)": river_models}
+
+
+def bench_versions(config, machines: int = 1000, per_machine: int = 20) -> dict[str, float]:
+    """What recording every version of every machine's normal costs: the size of one version's state and
+    of a machine's checkpoint with its Lineage, and 1,000 machines x 20 versions in a SQLite alert
+    database (file size, save time, listing one machine's versions)."""
+    import pickle
+    from datetime import timedelta
+
+    from linewatch.alerts.store import AlertStore
+    from linewatch.detect.versions import ModelVersion, version_id
+    from linewatch.pipeline import Pipeline
+    from linewatch.metrics import Metrics
+
+    pipeline = Pipeline(config, Metrics())
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(900)]
+    out = []
+    for i in range(0, len(msgs), 500):
+        out += pipeline.process(msgs[i:i + 500]).versions
+    v = next(x for x in out if x.machine == "extruder-1")  # 5 sensors, MEWMA, past calibration
+    model = pipeline.models["extruder-1"]
+    with_lineage = len(pickle.dumps(model, protocol=5))
+    lineage = model.__dict__.pop("lineage")
+    without = len(pickle.dumps(model, protocol=5))
+    model.lineage = lineage
+    results = {"one version's state (extruder, 5 sensors): bytes": len(v.state),
+               "a machine's model in its checkpoint, with its Lineage: bytes": with_lineage,
+               "the same without the Lineage: bytes": without}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "versions.db")
+        store = AlertStore(f"sqlite:///{db}")
+        try:
+            started = time.perf_counter()
+            for n in range(1, per_machine + 1):
+                batch = [dataclasses.replace(v, id=version_id(f"machine-{m}", None, n, v.made_at + timedelta(hours=n)),
+                                             machine=f"machine-{m}", version=n,
+                                             made_at=v.made_at + timedelta(hours=n))
+                         for m in range(machines)]
+                store.save_versions(batch, keep=per_machine)
+            saving = time.perf_counter() - started
+            listing = []
+            for m in range(0, machines, machines // 20):
+                t = time.perf_counter()
+                assert len(store.model_versions(f"machine-{m}")) == per_machine
+                listing.append(time.perf_counter() - t)
+        finally:
+            store.close()
+        size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+    count = machines * per_machine
+    results.update({f"{count:,} versions ({machines:,} machines x {per_machine}): database MB": size / 2**20,
+                    "saving them, one transaction per 1,000: versions/s": count / saving,
+                    "listing one machine's 20 versions: median ms": statistics.median(listing) * 1000})
+    return results
 
 
 def bench_kafka(config, bootstrap: str, repeat: int, seconds: int) -> dict[str, float]:
@@ -564,11 +618,13 @@ def main() -> int:
     p.add_argument("--latency-seconds", type=int, default=40)
     p.add_argument("--scaling", action="store_true", help="also compare 1 and 2 worker processes on one topic set")
     p.add_argument("--scaling-only", action="store_true", help="only the 1 -> 2 worker processes run")
+    p.add_argument("--versions", action="store_true", help="also 1,000 machines x 20 model versions in the database")
+    p.add_argument("--versions-only", action="store_true", help="only the model versions run")
     args = p.parse_args()
     config = load_config()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"command: scripts/bench {' '.join(sys.argv[1:])}".rstrip())
-    only = args.api_only or args.latency_only or args.scaling_only
+    only = args.api_only or args.latency_only or args.scaling_only or args.versions_only
     sections = [] if only or args.kafka_only else [("normalisation alone (readings/s, one core)", bench_normalize(config, args.repeat)),
                 ("anomaly model per reading (readings/s, one core)", bench_models(config, args.repeat)),
                 ("memory with every model past calibration (8 sensors each), one run", bench_memory())]
@@ -584,6 +640,8 @@ def main() -> int:
         sections.append((f"reading produced -> alert visible in the API, worker ingesting {args.api_rate} readings/s "
                          f"from {bootstrap} ({args.latency_seconds} s, one run)",
                          bench_alert_latency(bootstrap, args.latency_seconds, args.api_rate)))
+    if args.versions or args.versions_only:
+        sections.append(("model versions (one run)", bench_versions(config)))
     if bootstrap and (args.api or args.api_only):
         sections.append((f"HTTP API under load (wrk -t2 -c14, 10 ms between requests per connection, "
                          f"{args.api_seconds} s, worker ingesting "

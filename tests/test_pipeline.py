@@ -434,3 +434,94 @@ def test_each_machine_keeps_its_last_hour_one_point_per_30_s(config):
                    .messages(3 * 3600)], batch=500)
     assert len(pipeline.machine_trend("extruder-1")["points"]) == 120  # the last hour only
     assert pipeline.machine_trend("press-9") is None
+
+
+# ------------------------------------------------------------------------------------------ model versions
+
+
+def _versions(pipeline: Pipeline, messages, batch: int = 100):
+    versions, events = [], []
+    for i in range(0, len(messages), batch):
+        out = pipeline.process(messages[i:i + batch])
+        versions += out.versions
+        events += out.events
+    return versions, events
+
+
+def test_a_first_calibration_is_recorded_as_version_1_and_alerts_name_it(config):
+    import pickle
+
+    faults = (Fault("spike", "extruder-1", start=1100, duration=20, sensor="die_pressure", magnitude=30.0),)
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=faults)).messages(1200)]
+    pipeline = Pipeline(config, Metrics())
+    versions, events = _versions(pipeline, msgs)
+    extruder = [v for v in versions if v.machine == "extruder-1"]
+    assert len(extruder) == 1  # one per machine: monitoring afterwards makes none
+    v = extruder[0]
+    anomaly = config.detection.anomaly
+    learned = anomaly.warmup_readings + anomaly.calibration_readings
+    assert (v.version, v.reason, v.recipe, v.line, v.kind) == (1, "first_calibration", None, "line-1", "mewma")
+    assert v.readings == learned and v.learned_from == T0  # the simulator's readings come once a second
+    assert v.made_at == T0 + timedelta(seconds=learned - 1)  # the last reading it learned from
+    assert set(v.normal_ranges) == set(pipeline.machines["extruder-1"].last_values)
+    assert v.threshold == pickle.loads(v.state).threshold > 0  # the chart's limit on its T²
+    assert v.calibration["readings"] == anomaly.calibration_readings
+    assert v.settings["model"] == "mewma" and "smoothing" in str(v.settings["mewma"])
+    model = pickle.loads(v.state)  # the model as it was when it finished learning
+    assert model.phase == "monitoring" and model.lineage.version == 1
+    fired = [e for e in events if e.alert.kind is AlertKind.ANOMALY]
+    assert fired and all(e.alert.details["model_version"] == 1 for e in fired)
+    assert pipeline.machine_detail("extruder-1")["model"]["version"] == 1
+
+
+def test_versions_are_the_same_however_the_readings_are_batched_or_interrupted(config):
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(800)]
+    whole, _ = _versions(Pipeline(config, Metrics()), msgs, batch=2000)
+    small, _ = _versions(Pipeline(config, Metrics()), msgs, batch=7)
+    # a checkpoint in the middle of the calibration, continued by another worker
+    first = Pipeline(config, Metrics())
+    before, _ = _versions(first, msgs[:1500])
+    second = Pipeline(config, Metrics())
+    second.import_state(first.export_state(everything=True))
+    after, _ = _versions(second, msgs[1500:])
+    key = lambda vs: sorted((v.id, v.machine, v.version, v.made_at, v.readings, v.learned_from) for v in vs)  # noqa: E731
+    assert key(whole) == key(small) == key(before + after) and len(whole) >= 3
+
+
+def test_a_new_normal_is_learned_as_the_next_version_with_who_said_so(config):
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(800)]
+    pipeline = Pipeline(config, Metrics())
+    _versions(pipeline, msgs)
+    assert pipeline.new_normal("extruder-1", by="process-engineer", note="recipe B")
+    later = [m.message for m in LineSimulator(T0 + timedelta(seconds=800), SimulatorSettings(faults=())).messages(800)]
+    versions, _ = _versions(pipeline, later)
+    [v] = [v for v in versions if v.machine == "extruder-1"]
+    assert (v.version, v.reason, v.made_by, v.note) == (2, "new_normal", "process-engineer", "recipe B")
+    assert v.learned_from >= T0 + timedelta(seconds=800)
+
+
+def test_a_model_restored_from_before_versions_gets_one_when_it_next_scores(config):
+    import pickle
+
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(1200)]
+    pipeline = Pipeline(config, Metrics())
+    _versions(pipeline, msgs[:4000])
+    assert pipeline.machines["extruder-1"].phase == "monitoring"
+    saved = pipeline.export_state(everything=True)
+    state = pickle.loads(saved["machine:extruder-1"])
+    del state["model"].lineage  # what a checkpoint written before versions holds
+    saved["machine:extruder-1"] = pickle.dumps(state)
+    restored = Pipeline(config, Metrics())
+    restored.import_state(saved)
+    versions, _ = _versions(restored, msgs[4000:])
+    [v] = [v for v in versions if v.machine == "extruder-1"]
+    assert (v.version, v.reason, v.learned_from) == (1, "recorded_at_upgrade", None)
+
+
+def test_a_model_made_afresh_numbers_on_from_the_stores_versions(config):
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(800)]
+    pipeline = Pipeline(config, Metrics())
+    pipeline.version_floor = {("extruder-1", None): 4}  # e.g. the plant switched the model kind
+    versions, _ = _versions(pipeline, msgs)
+    [v] = [v for v in versions if v.machine == "extruder-1"]
+    assert (v.version, v.reason) == (5, "model_changed")

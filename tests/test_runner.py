@@ -42,6 +42,9 @@ class QuietJournal:
     def announced(self, alert_ids) -> None:
         pass
 
+    def save_versions(self, versions, keep: int = 20) -> None:
+        pass
+
 
 class DatabaseGone(QuietJournal):
     """An alert store whose database went away; the operator stops the worker meanwhile."""

@@ -114,6 +114,10 @@ class AnomalySettings(_Strict):
     # shifts, slow drifts, broken correlations, spikes; the default since issue 11, see docs/evaluation.md),
     # or river's Half-Space Trees with a per-sensor deviation (detect/anomaly.py)
     model: Literal["halfspace", "mewma"] = "mewma"
+    # every time a machine's model finishes learning, what it learned is stored as a version (with its
+    # state, for a rollback); past this many per machine and recipe, the oldest versions' states are
+    # dropped (never the one in use), their records kept
+    keep_versions: int = Field(20, ge=1)
     mewma: MewmaSettings = Field(default_factory=MewmaSettings)  # its knobs when model is mewma
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ import bisect
 import itertools
 from collections import Counter, deque
 import logging
+import math
 import pickle
 import threading
 import time
@@ -30,6 +31,10 @@ from linewatch.detect.genealogy import MachineFailureRates
 from linewatch.detect.models import AnomalyModel, make_model, model_class
 from linewatch.detect.replayed import RecentResults
 from linewatch.detect.rows import Part
+from linewatch.detect.verdict import MONITORING, Verdicts
+from linewatch.detect.versions import (FIRST_CALIBRATION, MODEL_CHANGED, RECORDED_AT_UPGRADE, SENSORS_CHANGED, Lineage,
+                                      ModelVersion, version_id)
+from linewatch.detect.versions import NEW_NORMAL as VERSION_NEW_NORMAL
 from linewatch.domain import (EPOCH, ONE_MS, Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult,
                               RawMessage, Reading, ReadingBlock, Rejection, Severity)
 from linewatch.explain import anomaly_summary, failure_rate_summary, resolved_anomaly_summary
@@ -63,6 +68,7 @@ class BatchOutcome:
     in_blocks: int = 0  # readings taken in blocks (``Pipeline._block``), the rest one by one
     rejections: list[Rejection] = field(default_factory=list)
     events: list[AlertEvent] = field(default_factory=list)
+    versions: list[ModelVersion] = field(default_factory=list)  # models that finished learning in this batch
 
 
 TREND_SECONDS = 30  # one sparkline point per this many seconds of reading time
@@ -84,6 +90,8 @@ class MachineStatus:
     phase: str = "waiting"
     last_values: dict[str, float] = field(default_factory=dict)
     recipe: str | None = None  # the product/recipe of the last reading, when the machine reports one
+    model_version: int = 0  # the version of its normal the model of that recipe is on (0: none yet)
+    model_version_at: datetime | None = None  # line time that version finished learning
     # the last change of the sensors the model watches (a sensor newly mapped or no longer mapped), if any
     sensors_changed: dict[str, Any] | None = None
     last_arrival: float | None = None  # wall clock (monotonic) when this worker last read one of its readings
@@ -171,6 +179,9 @@ class Pipeline:
         self._line_partition: dict[str, tuple[str, int]] = {}
         self._changed_machines: set[str] = set()  # learned something since the last checkpoint
         self._changed_lines: set[str] = set()
+        # the store's latest version per (machine, recipe): where a model made afresh numbers on from
+        # (the service fills it at startup, ``AlertStore.latest_model_versions``)
+        self.version_floor: dict[tuple[str, str | None], int] = {}
         self.refresh_open_gauge()
 
     # ------------------------------------------------------------ batches
@@ -408,9 +419,13 @@ class Pipeline:
         """Score a machine's readings of this batch at once, then raise or clear its anomaly alert
         reading by reading, in order."""
         model = self._model(machine, recipe)
+        lineage = self._lineage(machine, recipe, model)
+        learning = model.phase != "monitoring"
         readings = _Readings(items)
         verdicts = model.score_parts(readings.parts())
         last = verdicts[len(verdicts) - 1]
+        if learning or lineage.version == 0:
+            self._learned(machine, recipe, model, lineage, readings, verdicts, learning, out)
         status = self.machines[machine]
         status.score, status.threshold, status.phase = last.score, last.threshold, last.phase
         # the first reading of each TREND_SECONDS of reading time: the same points whichever way the
@@ -420,6 +435,7 @@ class Pipeline:
             reading = readings[i]
             status.trend.append((reading.ts, float(verdicts.score[i]), verdicts[i].threshold, dict(reading.values)))
         status.recipe = recipe
+        status.model_version, status.model_version_at = lineage.version, lineage.made_at
         line = status.line
         m = self.metrics
         m.anomaly_score.labels(line, machine).set(last.score)
@@ -432,7 +448,7 @@ class Pipeline:
         for i in np.flatnonzero(raise_ | quiet | disturbed).tolist():
             reading = readings[i]
             if raise_[i]:
-                out.events.append(self._anomaly_event(reading, verdicts[i]))
+                out.events.append(self._anomaly_event(reading, verdicts[i], lineage.version))
             elif disturbed[i]:
                 self.book.disturbed(key)
             elif key in self.book.open:
@@ -458,7 +474,52 @@ class Pipeline:
             if ev:
                 self._events_pending.append(ev)
 
-    def _anomaly_event(self, reading: Reading, verdict: Verdict) -> AlertEvent:
+    def _lineage(self, machine: str, recipe: str | None, model: AnomalyModel) -> Lineage:
+        """Which version of its normal the model is on. A model made afresh (or restored from a checkpoint
+        written before versions were recorded) numbers on from the store's latest version."""
+        lineage = getattr(model, "lineage", None)
+        if lineage is None:
+            floor = self.version_floor.get((machine, recipe), 0)
+            lineage = Lineage(version=floor, reason=MODEL_CHANGED if floor else FIRST_CALIBRATION)
+            model.lineage = lineage  # type: ignore[attr-defined]  # travels in the model's checkpoint
+        return lineage
+
+    def _learned(self, machine: str, recipe: str | None, model: AnomalyModel, lineage: Lineage,
+                 readings: "_Readings", verdicts: Verdicts, learning: bool, out: BatchOutcome) -> None:
+        """Count what a learning model learned from; once it monitors, record what it learned as its next
+        version (a model that monitored before versions were recorded gets one the first time it scores)."""
+        if learning and lineage.learning_since is None:
+            lineage.learning_since = readings[0].ts
+        if model.phase != "monitoring":
+            lineage.readings_since += len(readings)
+            return
+        if learning:
+            # the readings it learned from end where its verdicts start to monitor (or with the batch, when
+            # the batch's last reading completed the calibration)
+            monitoring = np.flatnonzero(verdicts.phase == MONITORING)
+            learned = int(monitoring[0]) if len(monitoring) else len(readings)
+            made_at = readings[max(learned - 1, 0)].ts
+            learned_from, count = lineage.learning_since, lineage.readings_since + learned
+        else:
+            lineage.relearn(RECORDED_AT_UPGRADE)
+            made_at, learned_from, count = readings[0].ts, None, getattr(model, "seen", 0)
+        reason, by, note = lineage.reason, lineage.by, lineage.note
+        number = lineage.learned(made_at)
+        settings = self.config.detection.anomaly
+        knobs = getattr(model, "mewma", None)
+        out.versions.append(ModelVersion(
+            id=version_id(machine, recipe, number, made_at), machine=machine, line=self.machines[machine].line,
+            recipe=recipe, version=number, kind=settings.model,
+            settings={**settings.model_dump(mode="json", exclude={"mewma"}),
+                      **({"mewma": knobs.model_dump(mode="json")} if knobs is not None else {})},
+            reason=reason, made_by=by, note=note, made_at=made_at, readings=count, learned_from=learned_from,
+            threshold=_finite(getattr(model, "threshold", None)),
+            normal_ranges={s: [round(lo, 4), round(hi, 4)] for s, (lo, hi) in model.normal_range().items()},
+            calibration=model.calibration_summary(), state=pickle.dumps(model, protocol=5)))
+        log.info("%s%s: model version %d learned (%s) from %d readings", machine,
+                 f" ({recipe})" if recipe else "", number, reason.replace("_", " "), count)
+
+    def _anomaly_event(self, reading: Reading, verdict: Verdict, version: int) -> AlertEvent:
         catalogue = self.config.catalogue.sensors
         top = verdict.contributions
         worst = abs(top[0].z) if top else 0.0
@@ -467,6 +528,7 @@ class Pipeline:
             "score": round(verdict.score, 4),
             "recipe": reading.recipe,
             "threshold": round(verdict.threshold or 0.0, 4),
+            "model_version": version,  # the version of the machine's normal that raised it (GET .../models)
             "sensors": [{"sensor": c.sensor, "value": round(c.value, 3), "unit": catalogue[c.sensor].unit,
                          "normal_low": round(c.normal_low, 3), "normal_high": round(c.normal_high, 3),
                          "z": round(c.z, 2)} for c in top[:5]],
@@ -665,14 +727,16 @@ class Pipeline:
         for (kind, severity), n in counts.items():
             self.metrics.alerts_open.labels(kind, severity).set(n)
 
-    def new_normal(self, machine: str) -> bool:
-        """Operator feedback: relearn this machine's normal behaviour from now on (see MachineModel)."""
+    def new_normal(self, machine: str, by: str | None = None, note: str | None = None) -> bool:
+        """Operator feedback: relearn this machine's normal behaviour from now on (see MachineModel);
+        the version it learns records who said so (``by``) and why (``note``)."""
         with self.lock:
             status = self.machines.get(machine)
             recipe = status.recipe if status else None
             model = self.models.get(machine) if recipe is None else self.recipe_models.get(machine, {}).get(recipe)
             if model is None:
                 return False
+            self._lineage(machine, recipe, model).relearn(VERSION_NEW_NORMAL, by, note)
             model.start_new_normal()  # the recipe being made now; other recipes keep their normal
             self._changed_machines.add(machine)
             self.book.drop((AlertKind.ANOMALY, self.machines[machine].line, machine, None))
@@ -755,7 +819,8 @@ class Pipeline:
         if now is None:
             return
         then = set(mapped_then) if mapped_then is not None else None
-        models = [mdl for mdl in (model, *recipes.values()) if mdl is not None]
+        keyed = [(r, mdl) for r, mdl in ((None, model), *recipes.items()) if mdl is not None]
+        models = [mdl for _, mdl in keyed]
         if then is None:
             watched = next((mdl.sensors for mdl in models if mdl.sensors is not None), None)
             if watched is None:
@@ -770,7 +835,8 @@ class Pipeline:
         log.warning("%s: its profile now maps other sensors (added: %s; removed: %s); its anomaly model(s) "
                     "start again from warm-up on the sensors mapped now", machine, ", ".join(added) or "none",
                     ", ".join(removed) or "none")
-        for mdl in models:
+        for recipe, mdl in keyed:
+            self._lineage(machine, recipe, mdl).relearn(SENSORS_CHANGED)
             mdl.start_new_normal()
             mdl.sensors = None  # learned again from the next reading
             mdl.last = {k: v for k, v in mdl.last.items() if k in now_watched}
@@ -920,6 +986,8 @@ class Pipeline:
                 "model": None if status is None else {"phase": status.phase, "score": status.score,
                                                       "threshold": status.threshold, "readings": status.readings,
                                                       "recipe": status.recipe,
+                                                      "version": status.model_version or None,
+                                                      "version_made_at": _iso(status.model_version_at),
                                                       "sensors_changed": status.sensors_changed,
                                                       "recipes": sorted(self.recipe_models.get(machine.id, {})),
                                                       "normal_range": self._normal_range(machine.id, status.recipe),
@@ -1006,6 +1074,9 @@ class _Readings:
         self.items = items
         self.starts = list(itertools.accumulate((1 if isinstance(i, Reading) else len(i) for i in items), initial=0))
 
+    def __len__(self) -> int:
+        return self.starts[-1]
+
     def parts(self) -> list[Part]:
         """Runs of dicts and blocks of columns, as the models take them."""
         parts: list[Part] = []
@@ -1058,3 +1129,12 @@ def _compact(events: list[AlertEvent]) -> list[AlertEvent]:
         if ev.type is AlertEventType.UPDATED:
             last_update[ev.alert.id] = i
     return [ev for i, ev in enumerate(events) if ev.type is not AlertEventType.UPDATED or last_update[ev.alert.id] == i]
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _finite(x: float | None) -> float | None:
+    """A number JSON can carry (an unset or infinite threshold is None)."""
+    return None if x is None or not math.isfinite(x) else float(x)

@@ -339,6 +339,9 @@ class Runner:
     def _make_durable(self, outcome: BatchOutcome) -> None:
         """Store the batch's alert events, then write its rejections and events to the sinks. Events about
         an episode the store had already resolved are kept out of the sinks, the console and the board."""
+        # the versions first: an alert the batch raised names the version it was raised by
+        self._retry("store", lambda: self.store.save_versions(
+            outcome.versions, self.pipeline.config.detection.anomaly.keep_versions))
         saved = self._retry("store", lambda: self.store.save(outcome.events))
         if saved.over:
             with self.pipeline.lock:

@@ -227,3 +227,40 @@ def test_an_open_alert_checkpointed_before_verdicts_existed_restores_unjudged():
     restored.__setstate__((None, old))
     assert restored.verdict is None and restored.to_dict()["verdict"] is None and restored.id == alert.id
     assert pickle.loads(pickle.dumps(restored)) == restored
+
+
+# ------------------------------------------------------------------------------------------ model versions
+
+
+def version(n: int, recipe=None, machine="extruder-1", state=b"model"):
+    from linewatch.detect.versions import ModelVersion, version_id
+
+    made = T0 + timedelta(hours=n)
+    return ModelVersion(id=version_id(machine, recipe, n, made), machine=machine, line="line-1", recipe=recipe,
+                        version=n, kind="mewma", settings={"model": "mewma"},
+                        reason="first_calibration" if n == 1 else "new_normal", made_at=made, readings=700,
+                        learned_from=made - timedelta(seconds=699), threshold=12.5,
+                        normal_ranges={"die_pressure": [180.0 + n, 190.0 + n]}, calibration={"readings": 300},
+                        made_by=None if n == 1 else "eng-3", state=state)
+
+
+def test_versions_are_saved_once_and_the_newest_is_the_one_in_use(store):
+    store.save_versions([version(1)])
+    store.save_versions([version(1)])  # a replayed batch
+    store.save_versions([version(2), version(1, recipe="B")])
+    listed = store.model_versions("extruder-1")
+    assert [(v.version, v.status) for v in listed] == [(2, "active"), (1, "superseded")]
+    assert listed[0].made_by == "eng-3" and listed[0].normal_ranges == {"die_pressure": [182.0, 192.0]}
+    assert listed[0].state == b"" and listed[0].state_kept  # a listing does not read the states
+    assert store.model_version("extruder-1", 2, with_state=True).state == b"model"
+    assert [v.status for v in store.model_versions("extruder-1", "B")] == ["active"]  # each recipe its own
+    assert len(store.model_versions("extruder-1", every_recipe=True)) == 3
+    assert store.latest_model_versions() == {("extruder-1", None): 2, ("extruder-1", "B"): 1}
+    assert store.model_version("extruder-1", 7) is None
+
+
+def test_retention_drops_old_states_but_keeps_their_records_and_the_one_in_use(store):
+    store.save_versions([version(n) for n in range(1, 6)], keep=2)
+    listed = store.model_versions("extruder-1")
+    assert [(v.version, v.state_kept) for v in listed] == [(5, True), (4, True), (3, False), (2, False), (1, False)]
+    assert listed[-1].normal_ranges  # an old alert can still say what was normal when it was raised

@@ -55,3 +55,17 @@ def test_sender_posts_announced_events_and_retries():
     assert calls["n"] == 2 and len(received) == 1
     assert [a["labels"]["kind"] for a in received[0]["alerts"]] == ["failure_rate"]  # the update is not announced
     assert sender.sent == 1 and sender.failed == 0
+
+
+def test_the_payload_names_the_model_version_and_the_verdict():
+    from linewatch.domain import AlertVerdict
+
+    book = AlertBook()
+    ev = book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0, Severity.WARNING, "s", {"model_version": 3})
+    [alert] = alertmanager_payload([ev])["alerts"]
+    assert alert["annotations"]["model_version"] == "3" and "verdict" not in alert["annotations"]
+    book.judged(ev.alert.id, AlertVerdict.TRUE_ALARM, "op-7", T0, None)
+    again = book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0, Severity.WARNING, "s", {"model_version": 3})
+    assert alertmanager_payload([again])["alerts"][0]["annotations"]["verdict"] == "true_alarm"
+    rate = book.raise_(AlertKind.FAILURE_RATE, "line-1", None, None, T0, Severity.WARNING, "s", {})
+    assert "model_version" not in alertmanager_payload([rate])["alerts"][0]["annotations"]

@@ -229,6 +229,8 @@ def test_tile_turns_red_when_an_alert_fires(browser, plant, config):
     assert float(_css(browser, name, "font-size").removesuffix("px")) >= 40
     assert float(_css(browser, summary, "font-size").removesuffix("px")) >= 28
     assert _tile(browser, "cutter-1").get_attribute("data-status") == "ok"
+    # the tile says which version of the machine's normal is live (its first calibration here)
+    assert tile.find_element(By.CSS_SELECTOR, ".tile-version").text.startswith("Model v1 · ")
     assert browser.find_element(By.CSS_SELECTOR, 'section[data-line="line-1"]').get_attribute("data-status") == "alarm"
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -427,6 +429,7 @@ def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts
     assert history["verdicts"]["judged"] == 1 and history["verdicts"]["true_share"] == 0
     assert f"1 of {history['verdicts']['raised']} alerts judged · 0 % judged true" in precision
     assert "anomaly score" in model.lower()
+    assert f"model v{detail['model']['version']} monitoring" in model.lower()  # the version of its normal in use
     shots = Path(os.environ.get("LINEWATCH_SCREENSHOTS", "var/screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(shots / "machine-extruder-1.png"))

@@ -300,3 +300,26 @@ def test_verdicts_need_the_token(config, database_url):
             assert r.status_code == 401 and store.get(alert_id).verdict is None
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------------------ model versions
+
+
+def test_a_machines_versions_are_listed_and_compared_with_the_one_in_use(world):
+    from tests.alerts.test_store import version
+
+    client, store, _, _ = world
+    store.save_versions([version(1), version(2), version(1, recipe="B")])
+    body = client.get("/api/v1/machines/extruder-1/models").json()
+    assert body["live"] == 2 and [v["version"] for v in body["versions"]] == [2, 1]
+    assert body["versions"][0]["made_by"] == "eng-3" and body["versions"][0]["reason"] == "new_normal"
+    assert body["versions"][1]["learned_from"] == "2026-01-05T06:48:21.000Z" and "state" not in body["versions"][1]
+    assert client.get("/api/v1/machines/extruder-1/models", params={"recipe": "B"}).json()["live"] == 1
+    one = client.get("/api/v1/machines/extruder-1/models/1").json()
+    assert one["version"]["version"] == 1 and one["live"]["version"] == 2
+    assert one["normal_ranges"] == [{"sensor": "die_pressure", "this": [181.0, 191.0], "live": [182.0, 192.0]}]
+    r = client.get("/api/v1/machines/extruder-1/models/9")
+    assert r.status_code == 404 and "no model version 9" in r.json()["detail"]
+    assert client.get("/api/v1/machines/press-9/models").status_code == 404
+    assert client.get("/api/v1/machines/cutter-1/models").json() == {"machine": "cutter-1", "recipe": None,
+                                                                    "live": None, "versions": []}

@@ -37,12 +37,28 @@ def audit_after_faults(database_url: str, expected: dict[str, tuple], machines, 
 
     import sqlalchemy as sa
 
+    from linewatch.alerts.store import AlertStore
+
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:
         alerts = {row.id: (row.kind, row.machine, row.started_at)
                   for row in conn.execute(sa.text("SELECT id, kind, machine, started_at FROM alerts"))}
         states = {row.key: row.state for row in conn.execute(sa.text("SELECT key, state FROM detector_state"))}
     engine.dispose()
+    # each machine's first calibration recorded once, whoever learned it and however often it was
+    # interrupted, and every anomaly alert names a version its machine has
+    store = AlertStore(database_url)
+    try:
+        for machine in machines:
+            versions = store.model_versions(machine)
+            assert [(v.version, v.reason, v.status) for v in versions] == [(1, "first_calibration", "active")], (
+                machine, versions)
+            assert versions[0].readings == 700 and versions[0].state_kept, versions[0]
+        for alert in store.query(kind=["anomaly"], limit=10_000):
+            known = {v.version for v in store.model_versions(alert.machine)}
+            assert alert.details.get("model_version") in known, (alert.id, alert.details.get("model_version"), known)
+    finally:
+        store.close()
     extra = sorted(map(str, (alerts[i] for i in set(alerts) - set(expected))))
     missing = sorted(map(str, (expected[i] for i in set(expected) - set(alerts))))
     assert not extra and not missing, f"extra: {extra}\nmissing: {missing}"

@@ -22,11 +22,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, String, and_, create_engine, event, or_, select, update
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, Integer, LargeBinary, String, and_, create_engine,
+                        event, func, or_, select, update)
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
 
 from linewatch.alerts.verdicts import Judged
+from linewatch.detect.versions import ACTIVE, SUPERSEDED, ModelVersion
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity,
                               Silence)
 
@@ -79,6 +81,32 @@ class SilenceRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelVersionRow(Base):
+    """One version of a machine's normal (migration 0007; ``linewatch.detect.versions``)."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    machine: Mapped[str] = mapped_column(String(128))
+    line: Mapped[str] = mapped_column(String(128))
+    recipe: Mapped[str] = mapped_column(String(128))  # "" when the readings name none
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(32))
+    made_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(String(1000))
+    made_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    learned_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    readings: Mapped[int] = mapped_column(BigInteger)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    normal_ranges: Mapped[dict[str, Any]] = mapped_column(JSON)
+    calibration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CounterRow(Base):
@@ -161,6 +189,14 @@ def _to_alert(r: AlertRow) -> Alert:
                  ended_at=_utc(r.ended_at), acked_by=r.acked_by, acked_at=_utc(r.acked_at), ack_note=r.ack_note,
                  resolved_by=r.resolved_by, silence_id=r.silence_id, verdict=_verdict(r.verdict),
                  verdict_by=r.verdict_by, verdict_at=_utc(r.verdict_at), verdict_note=r.verdict_note)
+
+
+def _to_version(r: ModelVersionRow, kept: bool, with_state: bool) -> ModelVersion:
+    return ModelVersion(id=r.id, machine=r.machine, line=r.line, recipe=r.recipe or None, version=r.version,
+                        kind=r.kind, settings=r.settings, reason=r.reason, made_by=r.made_by, note=r.note,
+                        made_at=_utc(r.made_at), readings=r.readings, learned_from=_utc(r.learned_from),  # type: ignore[arg-type]
+                        threshold=r.threshold, normal_ranges=r.normal_ranges, calibration=r.calibration,
+                        state=(r.state or b"") if with_state else b"", status=r.status, state_kept=bool(kept))
 
 
 def _verdict(value: str | None) -> AlertVerdict | None:
@@ -527,6 +563,67 @@ class AlertStore:
             return [Judged(line=r.line, machine=r.machine, kind=r.kind, started_at=_utc(r.started_at),  # type: ignore[arg-type]
                            verdict=_verdict(r.verdict), acked_at=_utc(r.acked_at), resolved_by=r.resolved_by,
                            ended_at=_utc(r.ended_at)) for r in session.execute(stmt)]
+
+    # ------------------------------------------------------------ model versions
+
+    def save_versions(self, versions: Sequence[ModelVersion], keep: int = 20) -> None:
+        """Record the versions the worker's models learned, in one transaction; each becomes the one in
+        use for its machine and recipe, and the one before it is superseded. Idempotent: a replayed
+        batch makes the same versions with the same ids, and saving one again changes nothing.
+
+        Retention: past the ``keep`` newest versions of a machine and recipe, a version's state is
+        dropped (never the one in use). Its record stays, so an old alert still says what was normal
+        when it was raised."""
+        if not versions:
+            return
+        now = datetime.now(UTC)
+        with Session(self.engine) as session, session.begin():
+            for v in versions:
+                if session.get(ModelVersionRow, v.id) is not None:
+                    continue
+                recipe = v.recipe or ""
+                session.execute(update(ModelVersionRow).where(
+                    ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe,
+                    ModelVersionRow.status == ACTIVE).values(status=SUPERSEDED))
+                session.add(ModelVersionRow(
+                    id=v.id, machine=v.machine, line=v.line, recipe=recipe, version=v.version, kind=v.kind,
+                    settings=v.settings, reason=v.reason, made_by=v.made_by, note=v.note, made_at=v.made_at,
+                    learned_from=v.learned_from, readings=v.readings, threshold=v.threshold,
+                    normal_ranges=v.normal_ranges, calibration=v.calibration, state=v.state or None,
+                    status=ACTIVE, recorded_at=now))
+                session.flush()
+                kept = select(ModelVersionRow.id).where(
+                    ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe,
+                    ModelVersionRow.state.is_not(None)).order_by(ModelVersionRow.version.desc(),
+                                                                 ModelVersionRow.made_at.desc()).offset(keep)
+                old = [i for i in session.scalars(kept)]
+                if old:
+                    session.execute(update(ModelVersionRow).where(ModelVersionRow.id.in_(old),
+                                                                  ModelVersionRow.status != ACTIVE).values(state=None))
+
+    def model_versions(self, machine: str, recipe: str | None = None, *, every_recipe: bool = False,
+                       with_state: bool = False) -> list[ModelVersion]:
+        """A machine's versions, newest first: of one recipe (None: readings naming none), or of all."""
+        stmt = select(ModelVersionRow, ModelVersionRow.state.is_not(None)).where(ModelVersionRow.machine == machine)
+        if not with_state:  # a listing reads the records, not the models' states
+            stmt = stmt.options(defer(ModelVersionRow.state))
+        if not every_recipe:
+            stmt = stmt.where(ModelVersionRow.recipe == (recipe or ""))
+        stmt = stmt.order_by(ModelVersionRow.version.desc(), ModelVersionRow.made_at.desc())
+        with Session(self.engine) as session:
+            return [_to_version(r, kept, with_state) for r, kept in session.execute(stmt)]
+
+    def model_version(self, machine: str, version: int, recipe: str | None = None,
+                      with_state: bool = False) -> ModelVersion | None:
+        found = [v for v in self.model_versions(machine, recipe, with_state=with_state) if v.version == version]
+        return found[0] if found else None
+
+    def latest_model_versions(self) -> dict[tuple[str, str | None], int]:
+        """The newest version number per (machine, recipe): a model made afresh numbers on from it."""
+        stmt = select(ModelVersionRow.machine, ModelVersionRow.recipe, func.max(ModelVersionRow.version)).group_by(
+            ModelVersionRow.machine, ModelVersionRow.recipe)
+        with Session(self.engine) as session:
+            return {(m, r or None): int(n) for m, r, n in session.execute(stmt)}
 
     def open_alerts(self) -> list[Alert]:
         """Alerts not yet resolved: the worker picks these up again after a restart."""

@@ -19,7 +19,7 @@ import threading
 from typing import Protocol
 
 from linewatch.alerts.lifecycle import AlertBook
-from linewatch.alerts.store import NEW_NORMAL, AlertStore
+from linewatch.alerts.store import NEW_NORMAL, Action, AlertStore
 
 
 class Worker(Protocol):
@@ -28,7 +28,7 @@ class Worker(Protocol):
     lock: threading.Lock
     book: AlertBook
 
-    def new_normal(self, machine: str) -> bool: ...
+    def new_normal(self, machine: str, by: str | None = None, note: str | None = None) -> bool: ...
 
     def refresh_open_gauge(self) -> None: ...
 
@@ -43,7 +43,7 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
     """
     book = worker.book
     applied = 0
-    renew: list[str] = []
+    renew: dict[str, Action] = {}  # machine -> the new normal it was given
     while True:
         if book.actions_seen is None:  # the first call starts where the journal stood when the store opened
             book.actions_seen = store.actions_at_open
@@ -58,12 +58,13 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
                 machine = book.apply(action)
                 applied += 1
                 if machine and machine not in renew:
-                    renew.append(machine)
+                    renew[machine] = action
             worker.refresh_open_gauge()
         if len(actions) < page:
             break
-    for machine in renew:
-        worker.new_normal(machine)  # takes the lock itself; a no-op where this worker has no model
+    for machine, action in renew.items():
+        # takes the lock itself; a no-op where this worker has no model
+        worker.new_normal(machine, action.by, action.note)
     if applied:
         store.version += 1  # another worker's action changed alerts: cached API answers are out of date
     return applied
@@ -82,7 +83,7 @@ def renew_since_checkpoint(worker: Worker, store: AlertStore, journal: dict[str,
     if not journal:
         return 0
     until = worker.book.actions_seen if worker.book.actions_seen is not None else store.actions_at_open
-    start, renew = min(journal.values()), []
+    start, renew = min(journal.values()), {}
     while start < until:
         actions = store.actions_since(start, limit=page)
         for action in actions:
@@ -90,10 +91,10 @@ def renew_since_checkpoint(worker: Worker, store: AlertStore, journal: dict[str,
                 break
             if (action.action == NEW_NORMAL and action.machine in journal
                     and action.seq > journal[action.machine] and action.machine not in renew):
-                renew.append(action.machine)
+                renew[action.machine] = action
         if len(actions) < page:
             break
         start = actions[-1].seq
-    for machine in renew:
-        worker.new_normal(machine)
+    for machine, action in renew.items():
+        worker.new_normal(machine, action.by, action.note)
     return len(renew)

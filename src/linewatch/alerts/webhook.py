@@ -44,10 +44,15 @@ def _alert(a: Alert, external_url: str) -> dict[str, Any]:
     if a.sensor:
         labels["sensor"] = a.sensor
     resolved = a.status is AlertStatus.RESOLVED
+    annotations = {"summary": a.summary, "description": json.dumps(a.details, default=str)[:2000]}
+    if a.details.get("model_version") is not None:  # the version of the machine's normal that raised it
+        annotations["model_version"] = str(a.details["model_version"])
+    if a.verdict is not None:
+        annotations["verdict"] = a.verdict.value
     return {
         "status": "resolved" if resolved else "firing",
         "labels": labels,
-        "annotations": {"summary": a.summary, "description": json.dumps(a.details, default=str)[:2000]},
+        "annotations": annotations,
         "startsAt": a.started_at.isoformat().replace("+00:00", "Z"),
         "endsAt": (a.ended_at or a.last_seen_at).isoformat().replace("+00:00", "Z") if resolved
         else "0001-01-01T00:00:00Z",

@@ -350,6 +350,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                                                 a.last_seen_at), default=None)
             out.append({"machine": m.machine, "line": m.line, "kind": m.kind, "manufacturer": m.manufacturer,
                         "status": machine_state(m, open_alerts), "model_phase": m.phase, "recipe": m.recipe,
+                        "model_version": m.model_version or None, "model_version_made_at": _iso(m.model_version_at),
                         "readings": m.readings,
                         "last_reading_at": _iso(m.last_reading_at),
                         "anomaly_score": None if m.score is None else round(m.score, 4),
@@ -427,6 +428,48 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                         None)
         return {"machine": machine_id, "alerts": [a.to_dict() for a in alerts], "totals": totals,
                 "verdicts": None if verdicts is None else verdicts.to_dict()}
+
+    # ------------------------------------------------------------ versions of a machine's normal
+
+    def _recipe(machine_id: str, recipe: str | None) -> str | None:
+        if machine_id not in pipeline.normalizer.machines:
+            raise HTTPException(status_code=404, detail=f"No machine has id {machine_id!r}.")
+        if recipe is not None:
+            return recipe or None
+        status = pipeline.machines.get(machine_id)
+        return None if status is None else status.recipe
+
+    @app.get("/api/v1/machines/{machine_id}/models", tags=["machines"], responses=_errors(401, 404))
+    def machine_models(machine_id: str, recipe: str | None = Query(
+            default=None, max_length=128, description="the recipe's versions (default: the recipe being made now; "
+                                                      "empty: readings that name none)")) -> dict[str, Any]:
+        """Every version of the machine's normal, newest first: why and when each was learned, from which
+        readings, its threshold, each sensor's normal band and how its thresholds were calibrated.
+        ``live`` is the version in use; an anomaly alert names the one that raised it
+        (``details.model_version``)."""
+        chosen = _recipe(machine_id, recipe)
+        versions = store.model_versions(machine_id, chosen)
+        live = next((v.version for v in versions if v.status == "active"), None)
+        return {"machine": machine_id, "recipe": chosen, "live": live, "versions": [v.to_dict() for v in versions]}
+
+    @app.get("/api/v1/machines/{machine_id}/models/{version}", tags=["machines"], responses=_errors(401, 404))
+    def machine_model(machine_id: str, version: int, recipe: str | None = Query(default=None, max_length=128)
+                      ) -> dict[str, Any]:
+        """One version beside the one in use: each sensor's normal band then and now."""
+        chosen = _recipe(machine_id, recipe)
+        versions = store.model_versions(machine_id, chosen)
+        found = next((v for v in versions if v.version == version), None)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"{machine_id} has no model version {version}"
+                                                        f"{f' for recipe {chosen!r}' if chosen else ''}; "
+                                                        f"GET /api/v1/machines/{machine_id}/models lists them.")
+        live = next((v for v in versions if v.status == "active"), None)
+        theirs = live.normal_ranges if live else {}
+        sensors = sorted(set(found.normal_ranges) | set(theirs))
+        return {"machine": machine_id, "recipe": chosen, "version": found.to_dict(),
+                "live": None if live is None else live.to_dict(),
+                "normal_ranges": [{"sensor": s, "this": found.normal_ranges.get(s), "live": theirs.get(s)}
+                                  for s in sensors]}
 
     @app.get("/api/v1/verdicts", tags=["alerts"], responses=_errors(401))
     def verdicts(line: str | None = None, machine: str | None = None, since: datetime | None = None,

@@ -71,6 +71,11 @@
 
     const foot = el("div", "tile-foot");
     foot.append(el("span", "", `Last reading ${isoTime(m.last_reading_at)}`));
+    if (m.model_version) {   // which version of its normal is live, and since when (GET .../models)
+      const v = el("span", "tile-version", `Model v${m.model_version} · ${isoTime(m.model_version_made_at).slice(0, 5)}`);
+      v.title = `model version ${m.model_version}, learned until ${m.model_version_made_at}`;
+      foot.append(v);
+    }
     if (ack) foot.append(el("span", "tile-ack", `Acknowledged · ${ack.acked_by}`));
     tile.append(foot);
     return tile;

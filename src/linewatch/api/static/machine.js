@@ -90,7 +90,8 @@
       head.append(el("h1", "machine-name", detail.machine),
                   el("span", "machine-kind", `${detail.kind} · ${detail.profile.manufacturer}`),
                   el("span", "machine-model", model.phase === "monitoring" && model.threshold
-                    ? `Model monitoring · anomaly score ${model.score.toFixed(2)} / ${model.threshold.toFixed(2)}`
+                    ? `Model${model.version ? ` v${model.version}` : ""} monitoring · anomaly score `
+                      + `${model.score.toFixed(2)} / ${model.threshold.toFixed(2)}`
                     : `Model ${(model.phase || "waiting").replaceAll("_", " ")} · ${model.readings || 0} readings`));
       head.dataset.phase = model.phase || "waiting";
 

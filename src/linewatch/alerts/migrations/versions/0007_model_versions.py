@@ -1,0 +1,50 @@
+"""model versions: what each machine's model learned, every time it finished learning
+
+A version records machine, recipe, model kind and settings, why it was learned and at whose word,
+the readings it learned from, its threshold, each sensor's normal band, how its thresholds were
+calibrated and the model's state then. Anomaly alerts name the version that raised it
+(``details.model_version``). ``recipe`` is "" for a machine whose readings name none, so it can be
+compared with ``=`` on every database.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "model_versions",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("machine", sa.String(128), nullable=False),
+        sa.Column("line", sa.String(128), nullable=False),
+        sa.Column("recipe", sa.String(128), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("settings", sa.JSON(), nullable=False),
+        sa.Column("reason", sa.String(32), nullable=False),
+        sa.Column("made_by", sa.String(128)),
+        sa.Column("note", sa.String(1000)),
+        sa.Column("made_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("learned_from", sa.DateTime(timezone=True)),
+        sa.Column("readings", sa.BigInteger(), nullable=False),
+        sa.Column("threshold", sa.Float()),
+        sa.Column("normal_ranges", sa.JSON(), nullable=False),
+        sa.Column("calibration", sa.JSON()),
+        sa.Column("state", sa.LargeBinary()),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_model_versions_machine", "model_versions", ["machine", "recipe", "version"])
+
+
+def downgrade() -> None:
+    op.drop_table("model_versions")
