@@ -190,7 +190,7 @@ def bench_versions(config, machines: int = 1000, per_machine: int = 20) -> dict[
     from datetime import timedelta
 
     from linewatch.alerts.store import AlertStore
-    from linewatch.detect.versions import ModelVersion, version_id
+    from linewatch.detect.versions import version_id
     from linewatch.pipeline import Pipeline
     from linewatch.metrics import Metrics
 
