@@ -140,6 +140,10 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--json", action="store_true")
     sy.set_defaults(func=cmd_evaluate_synthetic)
 
+    from linewatch import cli_models
+
+    cli_models.add_parser(sub, _settings, _config)
+
     c = sub.add_parser("check-config", help="validate plant, catalogue and manufacturer profiles")
     c.add_argument("--config-dir", type=Path)
     c.set_defaults(func=cmd_check_config)

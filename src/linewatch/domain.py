@@ -162,14 +162,17 @@ class Alert:
     def __setstate__(self, state: Any) -> None:
         """Unpickle (checkpoints hold open alerts): fields added since the checkpoint was written take
         their defaults instead of being left unset."""
-        slots = state[1] if isinstance(state, tuple) else state
-        for f in fields(self):
-            if f.default is not MISSING:
-                setattr(self, f.name, f.default)
-            elif f.default_factory is not MISSING:
-                setattr(self, f.name, f.default_factory())
-        for name, value in (slots or {}).items():
+        slots = (state[1] if isinstance(state, tuple) else state) or {}
+        for name, value in slots.items():
             setattr(self, name, value)
+        if len(slots) < len(_ALERT_FIELDS):  # written before some fields existed
+            for f in _ALERT_FIELDS:
+                if f.name in slots:
+                    continue
+                if f.default is not MISSING:
+                    setattr(self, f.name, f.default)
+                elif f.default_factory is not MISSING:
+                    setattr(self, f.name, f.default_factory())
 
     @property
     def duration_seconds(self) -> float:
@@ -202,6 +205,9 @@ class Alert:
             "verdict_note": self.verdict_note,
             "duration_seconds": round(self.duration_seconds, 3),
         }
+
+
+_ALERT_FIELDS = fields(Alert)
 
 
 class AlertEventType(str, enum.Enum):

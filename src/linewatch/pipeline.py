@@ -480,7 +480,7 @@ class Pipeline:
         lineage = getattr(model, "lineage", None)
         if lineage is None:
             floor = self.version_floor.get((machine, recipe), 0)
-            lineage = Lineage(version=floor, reason=MODEL_CHANGED if floor else FIRST_CALIBRATION)
+            lineage = Lineage(version=floor, highest=floor, reason=MODEL_CHANGED if floor else FIRST_CALIBRATION)
             model.lineage = lineage  # type: ignore[attr-defined]  # travels in the model's checkpoint
         return lineage
 
@@ -744,6 +744,34 @@ class Pipeline:
             self.refresh_open_gauge()
             return True
 
+    def activate(self, version: ModelVersion, highest: int) -> bool:
+        """A person put ``version`` back in use (a rollback): the machine's model for that recipe becomes
+        the one stored with it, and monitors at once. A no-op (False) where another worker owns the
+        machine. ``highest``: the machine and recipe's highest version number, where the next version
+        learned numbers on from."""
+        with self.lock:
+            machine, recipe = version.machine, version.recipe
+            if (self.owned is not None and machine not in self.owned) or machine not in self.machines:
+                return False
+            model = pickle.loads(version.state)  # written by linewatch into its own database
+            if not isinstance(model, self._model_type):
+                log.warning("%s: version %d is a %s model, the plant runs %s: not activated", machine,
+                            version.version, type(model).__name__, self._model_type.__name__)
+                return False
+            lineage = self._lineage(machine, recipe, model)
+            lineage.version, lineage.highest, lineage.made_at = version.version, max(highest, lineage.highest), version.made_at
+            if recipe is None:
+                self.models[machine] = model
+            else:
+                self.recipe_models.setdefault(machine, {})[recipe] = model
+            status = self.machines[machine]
+            if status.recipe == recipe:
+                status.phase, status.model_version, status.model_version_at = model.phase, version.version, version.made_at
+            self._changed_machines.add(machine)
+            log.info("%s%s: model version %d put back in use", machine, f" ({recipe})" if recipe else "",
+                     version.version)
+            return True
+
     # ------------------------------------------------------------ checkpoints
 
     def export_state(self, everything: bool = False) -> dict[str, bytes]:
@@ -802,11 +830,11 @@ class Pipeline:
             return ({f"machine:{m}" for m, where in self._machine_partition.items() if where in partitions}
                     | {f"line:{line}" for line, where in self._line_partition.items() if where in partitions})
 
+    def watched_sensors(self, machine: str) -> set[str] | None:
+        return watched_sensors(self.config, machine)
+
     def _mapped(self, machine: str) -> tuple[str, ...] | None:
-        """The sensors the machine's profile maps (what its model should watch), sorted."""
-        m = self.config.machines.get(machine)
-        profile = None if m is None else self.config.profiles.get(m.manufacturer)
-        return None if profile is None else tuple(sorted(s.sensor for s in profile.sensors))
+        return mapped_sensors(self.config, machine)
 
     def _check_sensors(self, machine: str, mapped_then: Sequence[str] | None, model: Any,
                        recipes: dict[str, Any]) -> None:
@@ -1138,3 +1166,21 @@ def _iso(ts: datetime | None) -> str | None:
 def _finite(x: float | None) -> float | None:
     """A number JSON can carry (an unset or infinite threshold is None)."""
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def mapped_sensors(config: PlantConfig, machine: str) -> tuple[str, ...] | None:
+    """The sensors the machine's profile maps (what its model should watch), sorted."""
+    m = config.machines.get(machine)
+    profile = None if m is None else config.profiles.get(m.manufacturer)
+    return None if profile is None else tuple(sorted(s.sensor for s in profile.sensors))
+
+
+def watched_sensors(config: PlantConfig, machine: str) -> set[str] | None:
+    """The sensors a model of this machine learned now would watch: those its profile maps, less any
+    the plant's MEWMA settings exclude (None: the machine has no profile)."""
+    mapped = mapped_sensors(config, machine)
+    if mapped is None:
+        return None
+    anomaly = config.detection.anomaly
+    excluded = set(anomaly.mewma.exclude_sensors) if anomaly.model == "mewma" else set()
+    return set(mapped) - excluded

@@ -370,7 +370,7 @@ class Runner:
         replacing its keys, an offset commit, DLQ/alert records the
         Kafka sink sends once however often it is retried), so retrying is safe.
         """
-        failures, since, delay = 0, 0.0, FIRST_RETRY_SECONDS
+        failures, since, delay, at = 0, 0.0, FIRST_RETRY_SECONDS, ""
         while True:
             try:
                 result = attempt()
@@ -384,8 +384,11 @@ class Runner:
                 if failures == 1:
                     since = time.monotonic()
                     at = datetime.now(timezone.utc).strftime("%H:%M:%SZ")
-                    self._set_not_ready(f"{WRITES[what]} since {at} ({error}); consumption paused, "
-                                        "offsets not committed, retrying")
+                # /readyz says since when, and why the latest attempt failed: the first failure of an
+                # outage is often a dropped connection, the lasting cause (a read-only database) comes next
+                self._set_not_ready(f"{WRITES[what]} since {at} ({error}); consumption paused, "
+                                    "offsets not committed, retrying")
+                if failures == 1:
                     log.error("%s (%s); pausing consumption, holding the current batch (%d message(s)), "
                               "committing nothing; retrying in %.1f s", WRITES[what], error, self._holding, delay)
                 else:

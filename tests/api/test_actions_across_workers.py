@@ -149,3 +149,33 @@ def test_a_failed_publish_does_not_undo_or_fail_the_action(config, database_url,
     assert pipeline.book.find(ev.alert.id) is None
     assert "could not publish" in caplog.text
     store.close()
+
+
+def test_a_rollback_through_one_worker_swaps_the_owners_model_and_survives_its_crash(pair, config):
+    from linewatch.alerts.sync import renew_since_checkpoint
+    from tests.api.test_lifecycle import _learn
+
+    owner, other = pair
+    owner.pipeline.owned, other.pipeline.owned = set(config.machines), set()  # partitions: all the owner's
+    _learn(owner.pipeline, owner.store, 0, 800)
+    owner.pipeline.new_normal("extruder-1", by="eng-3")
+    _learn(owner.pipeline, owner.store, 800, 800)
+    owner.next_batch()
+    checkpoint = owner.pipeline.export_state(everything=True)  # the owner's last checkpoint: version 2 in use
+    r = other.client.post("/api/v1/machines/extruder-1/models/1/activate", json={"by": "lead", "why": "rollback"})
+    assert r.status_code == 200, r.text
+    assert "extruder-1" not in other.pipeline.models  # not its machine: nothing to swap
+    assert owner.pipeline.models["extruder-1"].lineage.version == 2
+    owner.next_batch()
+    assert owner.pipeline.models["extruder-1"].lineage.version == 1  # the owner follows the journal
+    # the owner is killed before its next checkpoint; its successor restores version 2 from the checkpoint,
+    # then applies what the journal holds since: version 1 again
+    successor = Pipeline(config, Metrics(), AlertBook())
+    restored = successor.import_state(checkpoint)
+    assert successor.models["extruder-1"].lineage.version == 2
+    store = AlertStore(owner.store.url)  # the successor's own, opened after the rollback
+    try:
+        assert renew_since_checkpoint(successor, store, restored.journal) == 1
+    finally:
+        store.close()
+    assert successor.models["extruder-1"].lineage.version == 1

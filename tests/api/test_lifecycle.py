@@ -323,3 +323,76 @@ def test_a_machines_versions_are_listed_and_compared_with_the_one_in_use(world):
     assert client.get("/api/v1/machines/press-9/models").status_code == 404
     assert client.get("/api/v1/machines/cutter-1/models").json() == {"machine": "cutter-1", "recipe": None,
                                                                     "live": None, "versions": []}
+
+
+def _learn(pipeline, store, start_seconds: int, seconds: int, faults=()) -> list:
+    """The simulated line through the pipeline, its versions saved as the runner saves them."""
+    from linewatch.sources.simulator import LineSimulator, SimulatorSettings
+
+    msgs = [m.message for m in LineSimulator(T0 + timedelta(seconds=start_seconds),
+                                             SimulatorSettings(faults=faults)).messages(seconds)]
+    events = []
+    for i in range(0, len(msgs), 500):
+        out = pipeline.process(msgs[i:i + 500])
+        store.save_versions(out.versions)
+        store.save(out.events)
+        events += out.events
+    return events
+
+
+def test_an_earlier_version_is_put_back_in_use_and_the_next_one_numbers_on(world):
+    client, store, pipeline, _ = world
+    _learn(pipeline, store, 0, 800)  # version 1 of each machine
+    pipeline.new_normal("extruder-1", by="eng-3", note="recipe trial")
+    _learn(pipeline, store, 800, 800)  # version 2 of the extruder
+    assert client.get("/api/v1/machines/extruder-1/models").json()["live"] == 2
+    seq = store.last_action_seq()
+    r = client.post("/api/v1/machines/extruder-1/models/1/activate",
+                    json={"by": "shift-lead", "why": "the trial normal flags every die change"})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 1 and r.json()["status"] == "active" and r.json()["activated_by"] == "shift-lead"
+    [action] = store.actions_since(seq)
+    assert (action.action, action.machine, action.model_version, action.note) == (
+        "activate", "extruder-1", 1, "the trial normal flags every die change")
+    # the worker swapped its model at once (the API applied the journal), and it monitors
+    model = pipeline.models["extruder-1"]
+    assert model.lineage.version == 1 and model.phase == "monitoring"
+    assert pipeline.machine_detail("extruder-1")["model"]["version"] == 1
+    listed = client.get("/api/v1/machines/extruder-1/models").json()
+    assert listed["live"] == 1 and [v["status"] for v in listed["versions"]] == ["superseded", "active"]
+    # an alert raised now names version 1; the next version learned is 3, not a second 2
+    from linewatch.sources.simulator import Fault
+
+    spike = (Fault("spike", "extruder-1", start=60, duration=20, sensor="die_pressure", magnitude=30.0),)
+    fired = [e for e in _learn(pipeline, store, 1600, 120, spike) if e.alert.kind is AlertKind.ANOMALY]
+    assert fired and {e.alert.details["model_version"] for e in fired} == {1}
+    pipeline.new_normal("extruder-1", by="eng-3")
+    _learn(pipeline, store, 1720, 800)
+    assert [v.version for v in store.model_versions("extruder-1")] == [3, 2, 1]
+
+
+def test_versions_that_do_not_fit_the_machine_are_refused_and_change_nothing(world):
+    import dataclasses
+
+    from tests.alerts.test_store import version
+
+    client, store, pipeline, _ = world
+    _learn(pipeline, store, 0, 800)
+    live = store.model_versions("extruder-1")[0]
+    halfspace = dataclasses.replace(version(2), kind="halfspace", normal_ranges=live.normal_ranges)
+    other_sensors = dataclasses.replace(version(3), normal_ranges={"die_pressure": [1.0, 2.0], "ghost": [0.0, 1.0]})
+    store.save_versions([halfspace, other_sensors])
+    store.save_versions([dataclasses.replace(live, id="fresh", version=4)])  # the live one again, newest
+    seq = store.last_action_seq()
+    url = "/api/v1/machines/extruder-1/models/{}/activate"
+    body = {"by": "shift-lead", "why": "rollback"}
+    r = client.post(url.format(2), json=body)
+    assert r.status_code == 409 and "halfspace" in r.json()["detail"] and "mewma" in r.json()["detail"]
+    r = client.post(url.format(3), json=body)
+    assert r.status_code == 409 and "ghost" in r.json()["detail"] and "barrel_temperature" in r.json()["detail"]
+    assert client.post(url.format(9), json=body).status_code == 404
+    assert client.post(url.format(1), json={"by": "x"}).status_code == 422  # why is required
+    assert client.post("/api/v1/machines/press-9/models/1/activate", json=body).status_code == 404
+    assert store.last_action_seq() == seq and client.get("/api/v1/machines/extruder-1/models").json()["live"] == 4
+    anonymous = TestClient(client.app)  # no token
+    assert anonymous.post(url.format(1), json=body).status_code == 401

@@ -132,10 +132,14 @@ class ActionRow(Base):
     by: Mapped[str | None] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(String(1000))
     verdict: Mapped[str | None] = mapped_column(String(16))  # the verdict the action gave (migration 0006)
+    # the model version a person activated, and its recipe ("" for none) (migration 0007)
+    recipe: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[int | None] = mapped_column(Integer)
 
 
 ACKNOWLEDGE, RESOLVE, NEW_NORMAL, SILENCE, END_SILENCE = "acknowledge", "resolve", "new_normal", "silence", "end_silence"
 VERDICT = "verdict"  # a verdict given on its own, after the alert was resolved or while it is open
+ACTIVATE = "activate"  # a person put an earlier version of a machine's normal back in use (a rollback)
 _ACTIONS_COUNTER = "alert_actions"
 
 
@@ -156,6 +160,8 @@ class Action:
     machine: str | None = None
     kind: str | None = None
     verdict: AlertVerdict | None = None
+    recipe: str | None = None  # for ``activate``: the recipe (None: readings naming none) and the version
+    model_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.action, "by": self.by, "note": self.note,
@@ -169,6 +175,10 @@ class AlertNotFound(LookupError):
 
 class AlertConflict(ValueError):
     """The action does not fit the alert's state (e.g. acknowledging a resolved alert)."""
+
+
+class VersionConflict(ValueError):
+    """A model version cannot be put in use for the machine (another model kind, other sensors)."""
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -493,7 +503,8 @@ class AlertStore:
         with Session(self.engine) as session:
             return [Action(seq=r.seq, action=r.action, at=_utc(r.at), by=r.by, note=r.note,  # type: ignore[arg-type]
                            alert_id=r.alert_id, silence_id=r.silence_id, line=r.line, machine=r.machine,
-                           kind=r.kind, verdict=_verdict(r.verdict)) for r in session.scalars(stmt)]
+                           kind=r.kind, verdict=_verdict(r.verdict), recipe=r.recipe or None,
+                           model_version=r.model_version) for r in session.scalars(stmt)]
 
     def silences(self, active_at: datetime | None = None) -> list[Silence]:
         stmt = select(SilenceRow).order_by(SilenceRow.starts_at.desc())
@@ -601,6 +612,44 @@ class AlertStore:
                     session.execute(update(ModelVersionRow).where(ModelVersionRow.id.in_(old),
                                                                   ModelVersionRow.status != ACTIVE).values(state=None))
 
+    def activate_version(self, machine: str, recipe: str | None, version: int, *, by: str, note: str | None,
+                         at: datetime, kind: str, sensors: Iterable[str] | None = None) -> ModelVersion:
+        """Put an earlier version of a machine's normal back in use (a rollback), and journal it so the
+        worker that owns the machine swaps its model. Refused with VersionConflict, changing nothing,
+        for a version learned by another kind of model than the plant runs (``kind``), for one whose
+        sensors differ from those the machine's profile maps now (``sensors``), and for one whose state
+        retention has dropped; AlertNotFound when the machine and recipe have no such version."""
+        rkey = recipe or ""
+        with Session(self.engine) as session, session.begin():
+            rows = list(session.scalars(select(ModelVersionRow).where(
+                ModelVersionRow.machine == machine, ModelVersionRow.recipe == rkey,
+                ModelVersionRow.version == version).order_by(ModelVersionRow.made_at.desc())))
+            if not rows:
+                raise AlertNotFound(f"{machine} v{version}")
+            row = rows[0]
+            what = f"{machine} version {version}" + (f" (recipe {recipe})" if recipe else "")
+            if row.kind != kind:
+                raise VersionConflict(f"{what} was learned by a {row.kind} model; the plant runs {kind} models "
+                                      "(detection.anomaly.model), which cannot take its state.")
+            if sensors is not None and set(row.normal_ranges) != set(sensors):
+                then, now = set(row.normal_ranges), set(sensors)
+                raise VersionConflict(f"{what} watched other sensors than {machine}'s profile maps now "
+                                      f"(only then: {', '.join(sorted(then - now)) or 'none'}; "
+                                      f"only now: {', '.join(sorted(now - then)) or 'none'}).")
+            if row.state is None:
+                raise VersionConflict(f"{what} is kept only as a record: retention dropped its state "
+                                      "(detection.anomaly.keep_versions), so it cannot be put back in use.")
+            session.execute(update(ModelVersionRow).where(
+                ModelVersionRow.machine == machine, ModelVersionRow.recipe == rkey,
+                ModelVersionRow.status == ACTIVE).values(status=SUPERSEDED))
+            row.status = ACTIVE
+            session.flush()
+            seq = self._journal(session, ACTIVATE, at, by, note)
+            action = session.get(ActionRow, seq)
+            assert action is not None
+            action.machine, action.line, action.recipe, action.model_version = machine, row.line, rkey, version
+            return _to_version(row, True, False)
+
     def model_versions(self, machine: str, recipe: str | None = None, *, every_recipe: bool = False,
                        with_state: bool = False) -> list[ModelVersion]:
         """A machine's versions, newest first: of one recipe (None: readings naming none), or of all."""
@@ -617,6 +666,13 @@ class AlertStore:
                       with_state: bool = False) -> ModelVersion | None:
         found = [v for v in self.model_versions(machine, recipe, with_state=with_state) if v.version == version]
         return found[0] if found else None
+
+    def highest_version(self, machine: str, recipe: str | None) -> int:
+        """The highest version number the machine and recipe have had (0: none)."""
+        stmt = select(func.max(ModelVersionRow.version)).where(ModelVersionRow.machine == machine,
+                                                               ModelVersionRow.recipe == (recipe or ""))
+        with Session(self.engine) as session:
+            return int(session.scalar(stmt) or 0)
 
     def latest_model_versions(self) -> dict[tuple[str, str | None], int]:
         """The newest version number per (machine, recipe): a model made afresh numbers on from it."""

@@ -15,11 +15,15 @@ it at once, through the same path.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Protocol
 
 from linewatch.alerts.lifecycle import AlertBook
-from linewatch.alerts.store import NEW_NORMAL, Action, AlertStore
+from linewatch.alerts.store import ACTIVATE, NEW_NORMAL, Action, AlertStore
+from linewatch.detect.versions import ModelVersion
+
+log = logging.getLogger(__name__)
 
 
 class Worker(Protocol):
@@ -29,6 +33,8 @@ class Worker(Protocol):
     book: AlertBook
 
     def new_normal(self, machine: str, by: str | None = None, note: str | None = None) -> bool: ...
+
+    def activate(self, version: ModelVersion, highest: int) -> bool: ...
 
     def refresh_open_gauge(self) -> None: ...
 
@@ -43,7 +49,7 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
     """
     book = worker.book
     applied = 0
-    renew: dict[str, Action] = {}  # machine -> the new normal it was given
+    renew: list[Action] = []  # new normals and activations of a model version, in journal order
     while True:
         if book.actions_seen is None:  # the first call starts where the journal stood when the store opened
             book.actions_seen = store.actions_at_open
@@ -57,14 +63,12 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
                     continue  # another thread applied it
                 machine = book.apply(action)
                 applied += 1
-                if machine and machine not in renew:
-                    renew[machine] = action
+                if machine or action.action == ACTIVATE:
+                    renew.append(action)
             worker.refresh_open_gauge()
         if len(actions) < page:
             break
-    for machine, action in renew.items():
-        # takes the lock itself; a no-op where this worker has no model
-        worker.new_normal(machine, action.by, action.note)
+    _renew(worker, store, renew)
     if applied:
         store.version += 1  # another worker's action changed alerts: cached API answers are out of date
     return applied
@@ -83,18 +87,34 @@ def renew_since_checkpoint(worker: Worker, store: AlertStore, journal: dict[str,
     if not journal:
         return 0
     until = worker.book.actions_seen if worker.book.actions_seen is not None else store.actions_at_open
-    start, renew = min(journal.values()), {}
+    start, renew = min(journal.values()), []
     while start < until:
         actions = store.actions_since(start, limit=page)
         for action in actions:
             if action.seq > until:
                 break
-            if (action.action == NEW_NORMAL and action.machine in journal
-                    and action.seq > journal[action.machine] and action.machine not in renew):
-                renew[action.machine] = action
+            if (action.action in (NEW_NORMAL, ACTIVATE) and action.machine in journal
+                    and action.seq > journal[action.machine]):
+                renew.append(action)
         if len(actions) < page:
             break
         start = actions[-1].seq
-    for machine, action in renew.items():
-        worker.new_normal(machine, action.by, action.note)
+    _renew(worker, store, renew)
     return len(renew)
+
+
+def _renew(worker: Worker, store: AlertStore, actions: list[Action]) -> None:
+    """Apply new normals and activations, in journal order; each takes the pipeline's lock itself and
+    is a no-op where this worker does not own the machine."""
+    for action in actions:
+        if action.machine is None:
+            continue
+        if action.action == NEW_NORMAL:
+            worker.new_normal(action.machine, action.by, action.note)
+        elif action.action == ACTIVATE and action.model_version is not None:
+            version = store.model_version(action.machine, action.model_version, action.recipe, with_state=True)
+            if version is None or not version.state:
+                log.warning("%s: version %s to activate is gone from the store (retention?); the model in use "
+                            "stays", action.machine, action.model_version)
+                continue
+            worker.activate(version, store.highest_version(action.machine, action.recipe))

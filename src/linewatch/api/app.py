@@ -26,7 +26,7 @@ from linewatch.alerts.publish import Record, alert_action_record, silence_action
 from linewatch.alerts.sync import sync_people_actions
 from linewatch.api.security import BodyLimit, ReadProtection, TokenGuard
 from linewatch.alerts.store import (ACKNOWLEDGE, END_SILENCE, NEW_NORMAL, RESOLVE, SILENCE, VERDICT, AlertConflict,
-                                    AlertNotFound, AlertStore, decode_cursor, encode_cursor)
+                                    AlertNotFound, AlertStore, VersionConflict, decode_cursor, encode_cursor)
 from linewatch.alerts.verdicts import summarise
 from linewatch.domain import Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity
 from linewatch.metrics import Metrics
@@ -69,6 +69,11 @@ class Resolution(PersonAction):
 class Judgement(PersonAction):
     verdict: AlertVerdict = Field(description="what the alert was: true_alarm, false_alarm, new_normal (only on a "
                                               "resolved alert: an open one uses new-normal) or unclear")
+
+
+class Activation(BaseModel):
+    by: str = Field(min_length=1, max_length=128, description="who puts the version back in use")
+    why: str = Field(min_length=1, max_length=1000, description="why (journalled with the action)")
 
 
 MAX_SILENCE = timedelta(days=7)
@@ -470,6 +475,28 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
                 "live": None if live is None else live.to_dict(),
                 "normal_ranges": [{"sensor": s, "this": found.normal_ranges.get(s), "live": theirs.get(s)}
                                   for s in sensors]}
+
+    @app.post("/api/v1/machines/{machine_id}/models/{version}/activate", tags=["machines"], dependencies=write,
+              responses=_errors(401, 403, 404, 409, 413))
+    def activate_model(machine_id: str, version: int, action: Activation,
+                       recipe: str | None = Query(default=None, max_length=128)) -> dict[str, Any]:
+        """Put an earlier version of the machine's normal back in use (a rollback): the worker that owns
+        the machine swaps its model for the one stored with the version, which monitors at once. 409,
+        changing nothing, for a version learned by another model kind, one that watched other sensors
+        than the machine's profile maps now, or one whose state retention dropped."""
+        chosen = _recipe(machine_id, recipe)
+        now = datetime.now(UTC)
+        try:
+            activated = store.activate_version(machine_id, chosen, version, by=action.by, note=action.why, at=now,
+                                               kind=pipeline.config.detection.anomaly.model,
+                                               sensors=pipeline.watched_sensors(machine_id))
+        except AlertNotFound:
+            raise HTTPException(status_code=404, detail=f"{machine_id} has no model version {version}"
+                                                        f"{f' for recipe {chosen!r}' if chosen else ''}.") from None
+        except VersionConflict as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        learn()
+        return {**activated.to_dict(), "activated_by": action.by, "why": action.why}
 
     @app.get("/api/v1/verdicts", tags=["alerts"], responses=_errors(401))
     def verdicts(line: str | None = None, machine: str | None = None, since: datetime | None = None,

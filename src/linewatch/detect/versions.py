@@ -37,6 +37,9 @@ class Lineage:
 
     version: int = 0
     made_at: datetime | None = None  # line time the version in use finished learning
+    # the highest version number the machine and recipe have had: after a rollback to an earlier
+    # version, the next one learned numbers on from here, not from the one in use
+    highest: int = 0
     reason: str = FIRST_CALIBRATION
     by: str | None = None  # the person whose action started the relearning
     note: str | None = None
@@ -50,7 +53,7 @@ class Lineage:
 
     def learned(self, made_at: datetime) -> int:
         """The model has finished learning: it is on its next version now; returns that number."""
-        self.version += 1
+        self.version = self.highest = max(self.version, self.highest) + 1
         self.made_at = made_at
         self.by, self.note = None, None
         self.learning_since, self.readings_since = None, 0

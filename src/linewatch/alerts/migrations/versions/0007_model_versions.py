@@ -6,6 +6,10 @@ calibrated and the model's state then. Anomaly alerts name the version that rais
 (``details.model_version``). ``recipe`` is "" for a machine whose readings name none, so it can be
 compared with ``=`` on every database.
 
+A person activating an older version (a rollback) is journalled like any other action, with the
+machine, recipe and version (``alert_actions.recipe``, ``alert_actions.model_version``), so the worker
+that owns the machine swaps its model whichever worker's API took the request.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-04
@@ -44,7 +48,13 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_model_versions_machine", "model_versions", ["machine", "recipe", "version"])
+    with op.batch_alter_table("alert_actions") as batch:
+        batch.add_column(sa.Column("recipe", sa.String(128), nullable=True))
+        batch.add_column(sa.Column("model_version", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alert_actions") as batch:
+        batch.drop_column("model_version")
+        batch.drop_column("recipe")
     op.drop_table("model_versions")
