@@ -24,7 +24,7 @@ def database(config, tmp_path, monkeypatch):
     for start in (0, 800):
         if start:
             pipeline.new_normal("extruder-1", by="eng-3", note="recipe trial")
-        msgs = [m.message for m in LineSimulator(T0 + timedelta(seconds=start), SimulatorSettings(faults=())).messages(800)]
+        msgs = [m.message for m in LineSimulator(T0 + timedelta(seconds=start), SimulatorSettings(faults=())).messages(1100 if start else 800)]  # 300 in shadow
         for i in range(0, len(msgs), 500):
             store.save_versions(pipeline.process(msgs[i:i + 500]).versions)
     yield store

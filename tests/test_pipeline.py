@@ -493,7 +493,8 @@ def test_a_new_normal_is_learned_as_the_next_version_with_who_said_so(config):
     pipeline = Pipeline(config, Metrics())
     _versions(pipeline, msgs)
     assert pipeline.new_normal("extruder-1", by="process-engineer", note="recipe B")
-    later = [m.message for m in LineSimulator(T0 + timedelta(seconds=800), SimulatorSettings(faults=())).messages(800)]
+    # 700 readings to learn, then 300 in shadow before the quality gate puts it in use
+    later = [m.message for m in LineSimulator(T0 + timedelta(seconds=800), SimulatorSettings(faults=())).messages(1100)]
     versions, _ = _versions(pipeline, later)
     [v] = [v for v in versions if v.machine == "extruder-1"]
     assert (v.version, v.reason, v.made_by, v.note) == (2, "new_normal", "process-engineer", "recipe B")
@@ -525,3 +526,94 @@ def test_a_model_made_afresh_numbers_on_from_the_stores_versions(config):
     versions, _ = _versions(pipeline, msgs)
     [v] = [v for v in versions if v.machine == "extruder-1"]
     assert (v.version, v.reason) == (5, "model_changed")
+
+
+# ------------------------------------------------------------------------------------------ the quality gate
+
+
+def _relearned(config, faults_after=(), batch: int = 100, checkpoint_at: int | None = None):
+    """Version 1 of every machine, a new normal on the extruder, then its relearning and shadow run on
+    the next 1,100 s of line (with ``faults_after`` in them); optionally a checkpoint handed to another
+    pipeline after ``checkpoint_at`` of those messages."""
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(800)]
+    pipeline = Pipeline(config, Metrics())
+    first, _ = _versions(pipeline, msgs)
+    assert pipeline.new_normal("extruder-1", by="eng-3", note="recipe B")
+    later = [m.message for m in LineSimulator(T0 + timedelta(seconds=800),
+                                              SimulatorSettings(faults=faults_after)).messages(1100)]
+    if checkpoint_at is None:
+        versions, events = _versions(pipeline, later, batch)
+        return pipeline, versions, events
+    v1, e1 = _versions(pipeline, later[:checkpoint_at], batch)
+    successor = Pipeline(config, Metrics())
+    successor.import_state(pipeline.export_state(everything=True))
+    v2, e2 = _versions(successor, later[checkpoint_at:], batch)
+    return successor, v1 + v2, e1 + e2
+
+
+def test_a_relearned_normal_runs_in_shadow_and_goes_live_when_it_passes_the_gate(config):
+    pipeline, versions, events = _relearned(config)
+    [v] = [v for v in versions if v.machine == "extruder-1"]
+    gate = config.detection.anomaly.shadow_readings
+    assert (v.version, v.status, v.reason, v.made_by) == (2, "active", "new_normal", "eng-3")
+    assert v.gate["decision"] == "promoted" and v.gate["readings"] == gate and v.gate["share"] <= 0.02
+    assert v.state  # a live version keeps its state, for a rollback
+    assert pipeline.models["extruder-1"].lineage.version == 2 and pipeline.machines["extruder-1"].phase == "monitoring"
+    assert not [e for e in events if e.alert.kind is AlertKind.MODEL]
+
+
+def test_a_relearned_normal_that_alarms_in_shadow_is_rejected_and_the_old_one_stays(config):
+    from linewatch.sources.simulator import Fault
+
+    # the die pressure steps up 40 bar after the relearning: the new normal was not the machine's normal
+    step = (Fault("spike", "extruder-1", start=800, duration=300, sensor="die_pressure", magnitude=40.0),)
+    pipeline, versions, events = _relearned(config, step)
+    [v] = [v for v in versions if v.machine == "extruder-1"]
+    assert (v.version, v.status, v.state, v.gate["decision"]) == (2, "rejected", b"", "rejected")
+    assert v.gate["share"] > 0.02
+    # version 1 is back in use, and it alarms on the step the candidate would have hidden
+    model = pipeline.models["extruder-1"]
+    assert model.lineage.version == 1 and model.lineage.highest == 2 and model.phase == "monitoring"
+    [rejection] = [e for e in events if e.alert.kind is AlertKind.MODEL]
+    assert "version 2" in rejection.alert.summary and "version 1 stays in use" in rejection.alert.summary
+    assert rejection.alert.details["gate"]["decision"] == "rejected"
+    fired = [e for e in events if e.alert.kind is AlertKind.ANOMALY]
+    assert fired and {e.alert.details["model_version"] for e in fired} == {1}
+    assert min(e.alert.started_at for e in fired) >= v.made_at  # nothing raised while the candidate was tried
+    # the next new normal numbers on from the rejected one
+    assert pipeline.new_normal("extruder-1", by="eng-3")
+    again = [m.message for m in LineSimulator(T0 + timedelta(seconds=1900), SimulatorSettings(faults=())).messages(1100)]
+    following, later_events = _versions(pipeline, again)
+    assert [(x.version, x.status) for x in following if x.machine == "extruder-1"] == [(3, "active")]
+    # the rejection's alert is answered once a relearned normal passes
+    assert (AlertKind.MODEL, "line-1", "extruder-1", None) not in pipeline.book.open
+    assert [e.type.value for e in later_events if e.alert.kind is AlertKind.MODEL] == ["resolved"]
+
+
+def test_the_gate_decides_the_same_however_batched_or_handed_over_mid_shadow(config):
+    from linewatch.sources.simulator import Fault
+
+    step = (Fault("spike", "extruder-1", start=800, duration=300, sensor="die_pressure", magnitude=40.0),)
+
+    def outcome(**kw):
+        pipeline, versions, events = _relearned(config, step, **kw)
+        return ([(v.id, v.version, v.status, v.made_at, v.gate) for v in versions if v.machine == "extruder-1"],
+                # (updates of an open alert are folded per batch: the episodes are what must agree)
+                [(e.type, e.alert.id, e.alert.kind, e.alert.started_at) for e in events
+                 if e.alert.machine == "extruder-1" and e.type.value in ("fired", "resolved")],
+                pipeline.machines["extruder-1"].score)
+
+    whole = outcome(batch=2000)
+    assert outcome(batch=7) == whole
+    # the extruder is about 3,500 messages into the 1,100 s (4 machines, QC): its shadow starts after 700
+    # readings, so a checkpoint after 3,200 messages falls inside it
+    assert outcome(checkpoint_at=3200) == whole
+
+
+def test_a_normal_band_outside_the_catalogues_plausible_range_fails_the_gate():
+    from linewatch.detect.versions import implausible_bands
+
+    plausible = {"die_pressure": (0.0, 400.0), "motor_load": (0.0, 130.0)}
+    assert implausible_bands({"die_pressure": [180.0, 190.0], "motor_load": [50.0, 60.0]}, plausible) == []
+    assert implausible_bands({"die_pressure": [380.0, 410.0], "other": [1e9, 2e9]}, plausible) == [
+        "die_pressure 380–410 (plausible 0–400)"]

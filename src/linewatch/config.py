@@ -118,6 +118,12 @@ class AnomalySettings(_Strict):
     # state, for a rollback); past this many per machine and recipe, the oldest versions' states are
     # dropped (never the one in use), their records kept
     keep_versions: int = Field(20, ge=1)
+    # the quality gate: a normal relearned while another was in use (a person's "new normal") first
+    # scores this many readings in shadow, raising nothing, and goes live only if it would have raised an
+    # alert on at most shadow_max_alarm_share of them and every sensor's normal band is plausible for the
+    # catalogue; otherwise the model in use before stays (0: no gate, live at once)
+    shadow_readings: int = Field(300, ge=0)
+    shadow_max_alarm_share: float = Field(0.02, ge=0.0, le=1.0)
     mewma: MewmaSettings = Field(default_factory=MewmaSettings)  # its knobs when model is mewma
 
     @model_validator(mode="after")

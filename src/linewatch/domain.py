@@ -111,6 +111,7 @@ class AlertKind(str, enum.Enum):
     FAILURE_RATE = "failure_rate"
     DATA_QUALITY = "data_quality"
     STALE_STREAM = "stale_stream"
+    MODEL = "model"  # about a machine's model itself: a relearned normal the quality gate kept out of use
 
 
 class Severity(str, enum.Enum):

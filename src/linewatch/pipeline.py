@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, Union
 
@@ -32,8 +32,8 @@ from linewatch.detect.models import AnomalyModel, make_model, model_class
 from linewatch.detect.replayed import RecentResults
 from linewatch.detect.rows import Part
 from linewatch.detect.verdict import MONITORING, Verdicts
-from linewatch.detect.versions import (FIRST_CALIBRATION, MODEL_CHANGED, RECORDED_AT_UPGRADE, SENSORS_CHANGED, Lineage,
-                                      ModelVersion, version_id)
+from linewatch.detect.versions import (ACTIVE, FIRST_CALIBRATION, MODEL_CHANGED, RECORDED_AT_UPGRADE, REJECTED,
+                                      SENSORS_CHANGED, Lineage, ModelVersion, implausible_bands, version_id)
 from linewatch.detect.versions import NEW_NORMAL as VERSION_NEW_NORMAL
 from linewatch.domain import (EPOCH, ONE_MS, Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult,
                               RawMessage, Reading, ReadingBlock, Rejection, Severity)
@@ -417,21 +417,34 @@ class Pipeline:
 
     def _score(self, machine: str, recipe: str | None, items: list[Reading | ReadingBlock], out: BatchOutcome) -> None:
         """Score a machine's readings of this batch at once, then raise or clear its anomaly alert
-        reading by reading, in order."""
+        reading by reading, in order. Where the quality gate rejects a relearned normal part-way
+        through the batch, the model it puts back in use scores the rest of the batch."""
+        readings: _Readings | None = _Readings(items)
+        while readings is not None:
+            readings = self._score_run(machine, recipe, readings, out)
+
+    def _score_run(self, machine: str, recipe: str | None, readings: "_Readings",
+                   out: BatchOutcome) -> "_Readings | None":
+        """Score ``readings`` with the model in use; the readings still to score if the quality gate put
+        another model in use part-way through them."""
         model = self._model(machine, recipe)
         lineage = self._lineage(machine, recipe, model)
         learning = model.phase != "monitoring"
-        readings = _Readings(items)
         verdicts = model.score_parts(readings.parts())
-        last = verdicts[len(verdicts) - 1]
-        if learning or lineage.version == 0:
-            self._learned(machine, recipe, model, lineage, readings, verdicts, learning, out)
+        quiet_until, rest = 0, None  # readings before quiet_until raise nothing: a candidate in shadow
+        if learning or lineage.version == 0 or lineage.in_shadow:
+            quiet_until, rest = self._learned(machine, recipe, model, lineage, readings, verdicts, learning, out)
+        end = len(readings) if rest is None else rest
+        last = verdicts[end - 1]
         status = self.machines[machine]
-        status.score, status.threshold, status.phase = last.score, last.threshold, last.phase
+        status.score, status.threshold = last.score, last.threshold
+        status.phase = "shadow" if lineage.in_shadow else last.phase
         # the first reading of each TREND_SECONDS of reading time: the same points whichever way the
         # readings were read (in blocks or one by one)
         after = status.trend[-1][0] if status.trend else None
         for i in readings.first_of_each(TREND_SECONDS * 1000, after):
+            if i >= end:
+                break
             reading = readings[i]
             status.trend.append((reading.ts, float(verdicts.score[i]), verdicts[i].threshold, dict(reading.values)))
         status.recipe = recipe
@@ -442,9 +455,13 @@ class Pipeline:
         if last.threshold is not None:
             m.anomaly_threshold.labels(line, machine).set(last.threshold)
         raise_, quiet, disturbed = verdicts.alerting()
+        if quiet_until or rest is not None:
+            live = np.zeros(len(readings), dtype=bool)
+            live[quiet_until:end] = True
+            raise_, quiet, disturbed = raise_ & live, quiet & live, disturbed & live
         key = (AlertKind.ANOMALY, line, machine, None)
         if not raise_.any() and key not in self.book.open:
-            return
+            return None if rest is None else readings.since(rest)
         for i in np.flatnonzero(raise_ | quiet | disturbed).tolist():
             reading = readings[i]
             if raise_[i]:
@@ -459,6 +476,7 @@ class Pipeline:
                     peak = (details.get("peak") or {}).get("sensors") or details.get("sensors") or []
                     ev.alert.summary = resolved_anomaly_summary(machine, peak, self.config.catalogue.sensors)
                     out.events.append(ev)
+        return None if rest is None else readings.since(rest)
 
     def _seen(self, reading: Reading, machine: Machine) -> None:
         status = self._status(machine)
@@ -485,39 +503,123 @@ class Pipeline:
         return lineage
 
     def _learned(self, machine: str, recipe: str | None, model: AnomalyModel, lineage: Lineage,
-                 readings: "_Readings", verdicts: Verdicts, learning: bool, out: BatchOutcome) -> None:
+                 readings: "_Readings", verdicts: Verdicts, learning: bool,
+                 out: BatchOutcome) -> tuple[int, int | None]:
         """Count what a learning model learned from; once it monitors, record what it learned as its next
-        version (a model that monitored before versions were recorded gets one the first time it scores)."""
+        version (a model that monitored before versions were recorded gets one the first time it scores).
+
+        A normal relearned while another was in use (a person's "new normal") first runs in shadow on
+        the next ``shadow_readings`` readings, raising nothing, and goes live only if the quality gate
+        passes it (``_decide``). Returns (readings before this index raise nothing, the index from which
+        the model put back in use must score the rest, or None)."""
+        n = len(readings)
         if learning and lineage.learning_since is None:
             lineage.learning_since = readings[0].ts
-        if model.phase != "monitoring":
-            lineage.readings_since += len(readings)
-            return
         if learning:
+            if model.phase != "monitoring":
+                lineage.readings_since += n
+                return 0, None
             # the readings it learned from end where its verdicts start to monitor (or with the batch, when
             # the batch's last reading completed the calibration)
             monitoring = np.flatnonzero(verdicts.phase == MONITORING)
-            learned = int(monitoring[0]) if len(monitoring) else len(readings)
-            made_at = readings[max(learned - 1, 0)].ts
-            learned_from, count = lineage.learning_since, lineage.readings_since + learned
+            learned = int(monitoring[0]) if len(monitoring) else n
+            learned_what = {"made_at": readings[max(learned - 1, 0)].ts, "learned_from": lineage.learning_since,
+                            "readings": lineage.readings_since + learned, "reason": lineage.reason,
+                            "made_by": lineage.by, "note": lineage.note}
+            shadow = self.config.detection.anomaly.shadow_readings
+            if lineage.previous is None or shadow == 0:  # a first normal, or no gate: live at once
+                self._record(machine, recipe, model, lineage, learned_what, out)
+                return 0, None
+            lineage.candidate, lineage.shadow_left = learned_what, shadow
+            lineage.shadow_readings = lineage.shadow_alarms = 0
+            start = learned
+        elif lineage.in_shadow:
+            start = 0
         else:
             lineage.relearn(RECORDED_AT_UPGRADE)
-            made_at, learned_from, count = readings[0].ts, None, getattr(model, "seen", 0)
-        reason, by, note = lineage.reason, lineage.by, lineage.note
-        number = lineage.learned(made_at)
+            self._record(machine, recipe, model, lineage, {
+                "made_at": readings[0].ts, "learned_from": None, "readings": getattr(model, "seen", 0),
+                "reason": RECORDED_AT_UPGRADE, "made_by": None, "note": None}, out)
+            return 0, None
+        # the candidate's trial: the readings [start, end) it scores in shadow, raising nothing
+        end = min(n, start + lineage.shadow_left)
+        raise_, _, _ = verdicts.alerting()
+        lineage.shadow_alarms += int(raise_[start:end].sum())
+        lineage.shadow_readings += end - start
+        lineage.shadow_left -= end - start
+        if lineage.in_shadow:
+            return n, None
+        promoted = self._decide(machine, recipe, model, lineage, readings[end - 1].ts, out)
+        return end, None if promoted or end == n else end
+
+    def _decide(self, machine: str, recipe: str | None, model: AnomalyModel, lineage: Lineage, at: datetime,
+                out: BatchOutcome) -> bool:
+        """The quality gate, once the candidate has run its trial: live if it would have raised an alert on
+        at most ``shadow_max_alarm_share`` of the trial's readings and every sensor's normal band is
+        plausible for the catalogue; otherwise it is kept as a rejected version, the model that was in
+        use before it goes back in use, and an alert says why. Whether it passed."""
+        settings = self.config.detection.anomaly
+        share = lineage.shadow_alarms / max(lineage.shadow_readings, 1)
+        bands = {s: [round(lo, 4), round(hi, 4)] for s, (lo, hi) in model.normal_range().items()}
+        implausible = implausible_bands(bands, {s: (spec.range[0], spec.range[1])
+                                                for s, spec in self.config.catalogue.sensors.items()})
+        passed = share <= settings.shadow_max_alarm_share and not implausible
+        gate = {"readings": lineage.shadow_readings, "alarms": lineage.shadow_alarms, "share": round(share, 4),
+                "bound": settings.shadow_max_alarm_share, "implausible": implausible,
+                "decision": "promoted" if passed else "rejected"}
+        learned_what, previous = lineage.candidate or {}, lineage.previous
+        line = self.machines[machine].line
+        key = (AlertKind.MODEL, line, machine, None)
+        if passed:
+            self._record(machine, recipe, model, lineage, learned_what, out, gate=gate)
+            if key in self.book.open:  # an earlier candidate's rejection is answered now
+                ev = self.book.resolve(key, at)
+                if ev:
+                    out.events.append(ev)
+            return True
+        alarms, tried = lineage.shadow_alarms, lineage.shadow_readings
+        number = self._record(machine, recipe, model, lineage, learned_what, out, gate=gate, status=REJECTED)
+        assert previous is not None
+        restored = pickle.loads(previous)  # the model in use before, as it was when the relearning began
+        back = self._lineage(machine, recipe, restored)
+        back.highest = max(back.highest, number)
+        if recipe is None:
+            self.models[machine] = restored
+        else:
+            self.recipe_models.setdefault(machine, {})[recipe] = restored
+        why = ([f"it would have raised an alert on {alarms} of the {tried} "
+                f"readings after it learned ({share:.1%}; at most {settings.shadow_max_alarm_share:.0%} allowed)"]
+               if share > settings.shadow_max_alarm_share else []) + (
+               [f"its normal band leaves the plausible range: {'; '.join(implausible)}"] if implausible else [])
+        summary = (f"{machine}: the relearned normal (version {number}) was not put in use: {' and '.join(why)}; "
+                   f"version {back.version} stays in use")
+        out.events.append(self.book.raise_(AlertKind.MODEL, line, machine, None, at, Severity.WARNING, summary,
+                                           {"rejected_version": number, "model_version": back.version,
+                                            "recipe": recipe, "gate": gate}))
+        log.warning(summary)
+        return False
+
+    def _record(self, machine: str, recipe: str | None, model: AnomalyModel, lineage: Lineage,
+                learned_what: dict[str, Any], out: BatchOutcome, gate: dict[str, Any] | None = None,
+                status: str = ACTIVE) -> int:
+        """Record what the model learned as its next version; its number."""
+        number = lineage.learned(learned_what["made_at"])
         settings = self.config.detection.anomaly
         knobs = getattr(model, "mewma", None)
         out.versions.append(ModelVersion(
-            id=version_id(machine, recipe, number, made_at), machine=machine, line=self.machines[machine].line,
-            recipe=recipe, version=number, kind=settings.model,
+            id=version_id(machine, recipe, number, learned_what["made_at"]), machine=machine,
+            line=self.machines[machine].line, recipe=recipe, version=number, kind=settings.model,
             settings={**settings.model_dump(mode="json", exclude={"mewma"}),
                       **({"mewma": knobs.model_dump(mode="json")} if knobs is not None else {})},
-            reason=reason, made_by=by, note=note, made_at=made_at, readings=count, learned_from=learned_from,
             threshold=_finite(getattr(model, "threshold", None)),
             normal_ranges={s: [round(lo, 4), round(hi, 4)] for s, (lo, hi) in model.normal_range().items()},
-            calibration=model.calibration_summary(), state=pickle.dumps(model, protocol=5)))
-        log.info("%s%s: model version %d learned (%s) from %d readings", machine,
-                 f" ({recipe})" if recipe else "", number, reason.replace("_", " "), count)
+            calibration=model.calibration_summary(), gate=gate, status=status,
+            # a rejected candidate is kept as a record: the model it would have replaced stays in use
+            state=pickle.dumps(model, protocol=5) if status == ACTIVE else b"", **learned_what))
+        log.info("%s%s: model version %d learned (%s) from %d readings%s", machine, f" ({recipe})" if recipe else "",
+                 number, learned_what["reason"].replace("_", " "), learned_what["readings"],
+                 "" if gate is None else f", {gate['decision']} by the quality gate")
+        return number
 
     def _anomaly_event(self, reading: Reading, verdict: Verdict, version: int) -> AlertEvent:
         catalogue = self.config.catalogue.sensors
@@ -736,7 +838,14 @@ class Pipeline:
             model = self.models.get(machine) if recipe is None else self.recipe_models.get(machine, {}).get(recipe)
             if model is None:
                 return False
-            self._lineage(machine, recipe, model).relearn(VERSION_NEW_NORMAL, by, note)
+            lineage = self._lineage(machine, recipe, model)
+            if lineage.previous is None and model.phase == "monitoring":
+                # the model in use, kept for the quality gate: put back if the relearned normal fails it
+                model.lineage = replace(lineage, previous=None, candidate=None)  # type: ignore[attr-defined]
+                kept = pickle.dumps(model, protocol=5)
+                model.lineage = lineage  # type: ignore[attr-defined]
+                lineage.previous = kept
+            lineage.relearn(VERSION_NEW_NORMAL, by, note)
             model.start_new_normal()  # the recipe being made now; other recipes keep their normal
             self._changed_machines.add(machine)
             self.book.drop((AlertKind.ANOMALY, self.machines[machine].line, machine, None))
@@ -864,7 +973,9 @@ class Pipeline:
                     "start again from warm-up on the sensors mapped now", machine, ", ".join(added) or "none",
                     ", ".join(removed) or "none")
         for recipe, mdl in keyed:
-            self._lineage(machine, recipe, mdl).relearn(SENSORS_CHANGED)
+            changed = self._lineage(machine, recipe, mdl)
+            changed.relearn(SENSORS_CHANGED)
+            changed.previous = None  # a model of the sensors mapped before cannot be put back
             mdl.start_new_normal()
             mdl.sensors = None  # learned again from the next reading
             mdl.last = {k: v for k, v in mdl.last.items() if k in now_watched}
@@ -1104,6 +1215,22 @@ class _Readings:
 
     def __len__(self) -> int:
         return self.starts[-1]
+
+    def since(self, start: int) -> "_Readings":
+        """The readings from index ``start`` on (a block cut where they begin)."""
+        out: list[Reading | ReadingBlock] = []
+        for item, first in zip(self.items, self.starts):
+            size = 1 if isinstance(item, Reading) else len(item)
+            if first + size <= start:
+                continue
+            if isinstance(item, Reading) or first >= start:
+                out.append(item)
+                continue
+            cut = start - first
+            out.append(replace(item, offsets=item.offsets[cut:], ts_ms=item.ts_ms[cut:], values=item.values[cut:],
+                               unit_ids=None if item.unit_ids is None else item.unit_ids[cut:],
+                               batch_ids=None if item.batch_ids is None else item.batch_ids[cut:]))
+        return _Readings(out)
 
     def parts(self) -> list[Part]:
         """Runs of dicts and blocks of columns, as the models take them."""

@@ -159,7 +159,7 @@ def test_a_rollback_through_one_worker_swaps_the_owners_model_and_survives_its_c
     owner.pipeline.owned, other.pipeline.owned = set(config.machines), set()  # partitions: all the owner's
     _learn(owner.pipeline, owner.store, 0, 800)
     owner.pipeline.new_normal("extruder-1", by="eng-3")
-    _learn(owner.pipeline, owner.store, 800, 800)
+    _learn(owner.pipeline, owner.store, 800, 1100)  # relearned, then 300 readings in shadow
     owner.next_batch()
     checkpoint = owner.pipeline.export_state(everything=True)  # the owner's last checkpoint: version 2 in use
     r = other.client.post("/api/v1/machines/extruder-1/models/1/activate", json={"by": "lead", "why": "rollback"})

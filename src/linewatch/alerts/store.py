@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
 
 from linewatch.alerts.verdicts import Judged
-from linewatch.detect.versions import ACTIVE, SUPERSEDED, ModelVersion
+from linewatch.detect.versions import ACTIVE, REJECTED, SUPERSEDED, ModelVersion
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity,
                               Silence)
 
@@ -104,6 +104,7 @@ class ModelVersionRow(Base):
     threshold: Mapped[float | None] = mapped_column(Float)
     normal_ranges: Mapped[dict[str, Any]] = mapped_column(JSON)
     calibration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the quality gate's decision, if it ran
     state: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -205,7 +206,7 @@ def _to_version(r: ModelVersionRow, kept: bool, with_state: bool) -> ModelVersio
     return ModelVersion(id=r.id, machine=r.machine, line=r.line, recipe=r.recipe or None, version=r.version,
                         kind=r.kind, settings=r.settings, reason=r.reason, made_by=r.made_by, note=r.note,
                         made_at=_utc(r.made_at), readings=r.readings, learned_from=_utc(r.learned_from),  # type: ignore[arg-type]
-                        threshold=r.threshold, normal_ranges=r.normal_ranges, calibration=r.calibration,
+                        threshold=r.threshold, normal_ranges=r.normal_ranges, calibration=r.calibration, gate=r.gate,
                         state=(r.state or b"") if with_state else b"", status=r.status, state_kept=bool(kept))
 
 
@@ -593,15 +594,16 @@ class AlertStore:
                 if session.get(ModelVersionRow, v.id) is not None:
                     continue
                 recipe = v.recipe or ""
-                session.execute(update(ModelVersionRow).where(
-                    ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe,
-                    ModelVersionRow.status == ACTIVE).values(status=SUPERSEDED))
+                if v.status == ACTIVE:  # a rejected candidate leaves the version in use alone
+                    session.execute(update(ModelVersionRow).where(
+                        ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe,
+                        ModelVersionRow.status == ACTIVE).values(status=SUPERSEDED))
                 session.add(ModelVersionRow(
                     id=v.id, machine=v.machine, line=v.line, recipe=recipe, version=v.version, kind=v.kind,
                     settings=v.settings, reason=v.reason, made_by=v.made_by, note=v.note, made_at=v.made_at,
                     learned_from=v.learned_from, readings=v.readings, threshold=v.threshold,
-                    normal_ranges=v.normal_ranges, calibration=v.calibration, state=v.state or None,
-                    status=ACTIVE, recorded_at=now))
+                    normal_ranges=v.normal_ranges, calibration=v.calibration, gate=v.gate, state=v.state or None,
+                    status=v.status, recorded_at=now))
                 session.flush()
                 kept = select(ModelVersionRow.id).where(
                     ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe,
@@ -636,6 +638,9 @@ class AlertStore:
                 raise VersionConflict(f"{what} watched other sensors than {machine}'s profile maps now "
                                       f"(only then: {', '.join(sorted(then - now)) or 'none'}; "
                                       f"only now: {', '.join(sorted(now - then)) or 'none'}).")
+            if row.status == REJECTED:
+                raise VersionConflict(f"{what} was rejected by the quality gate ({(row.gate or {}).get('share')} of "
+                                      "its shadow readings would have raised an alert) and is kept only as a record.")
             if row.state is None:
                 raise VersionConflict(f"{what} is kept only as a record: retention dropped its state "
                                       "(detection.anomaly.keep_versions), so it cannot be put back in use.")

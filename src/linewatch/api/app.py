@@ -49,6 +49,7 @@ class KindFilter(str, Enum):
     failure_rate = AlertKind.FAILURE_RATE.value
     data_quality = AlertKind.DATA_QUALITY.value
     stale_stream = AlertKind.STALE_STREAM.value
+    model = AlertKind.MODEL.value
 
 
 class SeverityFilter(str, Enum):

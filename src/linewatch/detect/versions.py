@@ -26,7 +26,9 @@ RECORDED_AT_UPGRADE = "recorded_at_upgrade"  # calibrated before linewatch recor
 MODEL_CHANGED = "model_changed"  # the plant switched the model kind: a new model learned afresh
 REASONS = (FIRST_CALIBRATION, NEW_NORMAL, SENSORS_CHANGED, RECORDED_AT_UPGRADE, MODEL_CHANGED)
 
-ACTIVE, SUPERSEDED = "active", "superseded"  # a version's status: the one in use, or one a later version replaced
+# a version's status: the one in use, one a later version replaced, or a relearned normal the quality
+# gate kept out of use (the model before it stayed)
+ACTIVE, SUPERSEDED, REJECTED = "active", "superseded", "rejected"
 
 _NAMESPACE = uuid.UUID("0f5a3c9e-2d7b-4f6e-9a51-6c2e8d4b7a13")
 
@@ -45,11 +47,21 @@ class Lineage:
     note: str | None = None
     learning_since: datetime | None = None  # line time of the first reading the next version learns from
     readings_since: int = 0  # readings scored since then
+    # the quality gate (a relearned normal runs in shadow before it goes live): the model that was in use
+    # when the relearning started (pickled, with its own lineage), to put back if the candidate fails
+    previous: bytes | None = field(default=None, repr=False)
+    shadow_left: int = 0  # readings the candidate still scores in shadow (0: not in shadow)
+    shadow_readings: int = 0  # readings it scored in shadow so far
+    shadow_alarms: int = 0  # of which it would have raised an alert on
+    # what the candidate learned, recorded as a version once the gate has decided
+    candidate: dict[str, Any] | None = None
 
     def relearn(self, reason: str, by: str | None = None, note: str | None = None) -> None:
         """The model starts learning again (its next version), for ``reason``."""
         self.reason, self.by, self.note = reason, by, note
         self.learning_since, self.readings_since = None, 0
+        self.shadow_left = self.shadow_readings = self.shadow_alarms = 0
+        self.candidate = None
 
     def learned(self, made_at: datetime) -> int:
         """The model has finished learning: it is on its next version now; returns that number."""
@@ -57,7 +69,26 @@ class Lineage:
         self.made_at = made_at
         self.by, self.note = None, None
         self.learning_since, self.readings_since = None, 0
+        self.previous, self.candidate = None, None
+        self.shadow_left = self.shadow_readings = self.shadow_alarms = 0
         return self.version
+
+    @property
+    def in_shadow(self) -> bool:
+        return self.shadow_left > 0
+
+
+def implausible_bands(normal_ranges: dict[str, list[float]], plausible: dict[str, tuple[float, float]]) -> list[str]:
+    """Sensors whose learned normal band leaves the range the catalogue calls physically plausible: a
+    normal learned from a broken sensor or a machine standing still, not one to put in use."""
+    out = []
+    for sensor, (lo, hi) in sorted(normal_ranges.items()):
+        if sensor not in plausible:
+            continue
+        low, high = plausible[sensor]
+        if not (low <= lo <= hi <= high):
+            out.append(f"{sensor} {lo:g}–{hi:g} (plausible {low:g}–{high:g})")
+    return out
 
 
 def version_id(machine: str, recipe: str | None, version: int, made_at: datetime) -> str:
@@ -87,7 +118,10 @@ class ModelVersion:
     note: str | None = None
     state: bytes = field(default=b"", repr=False)  # the model as it was then (pickled: only linewatch writes it)
     status: str = ACTIVE
-    state_kept: bool = True  # False once retention has dropped its state (the record stays)
+    state_kept: bool = True
+    # the quality gate's decision on a relearned normal (its shadow run): readings, alarms, share, bound,
+    # implausible bands, promoted or rejected; None for a version that went live at once
+    gate: dict[str, Any] | None = None  # False once retention has dropped its state (the record stays)
 
     def to_dict(self) -> dict[str, Any]:
         """The version's JSON form (without its state)."""
@@ -96,7 +130,8 @@ class ModelVersion:
                 "made_by": self.made_by, "note": self.note, "made_at": _iso(self.made_at),
                 "learned_from": _iso(self.learned_from), "learned_until": _iso(self.made_at),
                 "readings": self.readings, "threshold": self.threshold, "normal_ranges": self.normal_ranges,
-                "calibration": self.calibration, "status": self.status, "state_kept": self.state_kept}
+                "calibration": self.calibration, "gate": self.gate, "status": self.status,
+                "state_kept": self.state_kept}
 
 
 def _iso(ts: datetime | None) -> str | None:

@@ -19,7 +19,7 @@
 
   const STATE_LABEL = { ok: "OK", warning: "Warning", alarm: "Alarm", stale: "No data", waiting: "Waiting" };
   const KIND_LABEL = { anomaly: "Anomaly", failure_rate: "Failure rate", data_quality: "Data quality",
-                       stale_stream: "No data" };
+                       stale_stream: "No data", model: "Model" };
   const QUIET_TEXT = { ok: "No open alerts", waiting: "No reading yet", stale: "No recent data" };
 
   const $ = (id) => document.getElementById(id);

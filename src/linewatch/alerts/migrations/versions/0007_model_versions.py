@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("threshold", sa.Float()),
         sa.Column("normal_ranges", sa.JSON(), nullable=False),
         sa.Column("calibration", sa.JSON()),
+        sa.Column("gate", sa.JSON()),
         sa.Column("state", sa.LargeBinary()),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
