@@ -42,7 +42,10 @@ class QuietJournal:
     def announced(self, alert_ids) -> None:
         pass
 
-    def save_versions(self, versions, keep: int = 20) -> None:
+    def latest_model_versions(self) -> dict:
+        return {}
+
+    def save_versions(self, versions, keep: int = 20, since=None) -> None:
         pass
 
 

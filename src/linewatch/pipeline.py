@@ -69,6 +69,7 @@ class BatchOutcome:
     rejections: list[Rejection] = field(default_factory=list)
     events: list[AlertEvent] = field(default_factory=list)
     versions: list[ModelVersion] = field(default_factory=list)  # models that finished learning in this batch
+    started_at: datetime | None = None  # wall clock (UTC) when the batch began: see AlertStore.save_versions
 
 
 TREND_SECONDS = 30  # one sparkline point per this many seconds of reading time
@@ -189,7 +190,7 @@ class Pipeline:
     def process(self, messages: Sequence[RawMessage], pending: frozenset[str] = frozenset()) -> BatchOutcome:
         """``pending``: machines whose partitions still hold unread messages (never judged stale)."""
         started = time.perf_counter()
-        out = BatchOutcome(messages=len(messages))
+        out = BatchOutcome(messages=len(messages), started_at=datetime.now(timezone.utc))
         self._batch_wall = self.wall_clock()
         with self.lock:
             position = self._position
@@ -421,7 +422,15 @@ class Pipeline:
         through the batch, the model it puts back in use scores the rest of the batch."""
         readings: _Readings | None = _Readings(items)
         while readings is not None:
-            readings = self._score_run(machine, recipe, readings, out)
+            # a run ends where the model finishes learning or its shadow run ends, so what is recorded
+            # there (its bands, threshold, state; the gate's decision) is the same however batched
+            model = self._model(machine, recipe)
+            cap = _until_boundary(model, self._lineage(machine, recipe, model))
+            rest = None
+            if cap is not None and cap < len(readings):
+                readings, rest = readings.until(cap), readings.since(cap)
+            later = self._score_run(machine, recipe, readings, out)
+            readings = later if later is not None else rest
 
     def _score_run(self, machine: str, recipe: str | None, readings: "_Readings",
                    out: BatchOutcome) -> "_Readings | None":
@@ -448,13 +457,14 @@ class Pipeline:
             reading = readings[i]
             status.trend.append((reading.ts, float(verdicts.score[i]), verdicts[i].threshold, dict(reading.values)))
         status.recipe = recipe
-        status.model_version, status.model_version_at = lineage.version, lineage.made_at
         line = status.line
         m = self.metrics
         m.anomaly_score.labels(line, machine).set(last.score)
         if last.threshold is not None:
             m.anomaly_threshold.labels(line, machine).set(last.threshold)
         raise_, quiet, disturbed = verdicts.alerting()
+        lineage = self._lineage(machine, recipe, self._model(machine, recipe))  # the gate may have put another back
+        status.model_version, status.model_version_at = lineage.version, lineage.made_at
         if quiet_until or rest is not None:
             live = np.zeros(len(readings), dtype=bool)
             live[quiet_until:end] = True
@@ -588,11 +598,11 @@ class Pipeline:
         else:
             self.recipe_models.setdefault(machine, {})[recipe] = restored
         why = ([f"it would have raised an alert on {alarms} of the {tried} "
-                f"readings after it learned ({share:.1%}; at most {settings.shadow_max_alarm_share:.0%} allowed)"]
+                f"readings after it learned ({share:.1%}; at most {settings.shadow_max_alarm_share:.1%} allowed)"]
                if share > settings.shadow_max_alarm_share else []) + (
                [f"its normal band leaves the plausible range: {'; '.join(implausible)}"] if implausible else [])
-        summary = (f"{machine}: the relearned normal (version {number}) was not put in use: {' and '.join(why)}; "
-                   f"version {back.version} stays in use")
+        stays = f"version {back.version} stays in use" if back.version else "the model in use before stays in use"
+        summary = f"{machine}: the relearned normal (version {number}) was not put in use: {' and '.join(why)}; {stays}"
         out.events.append(self.book.raise_(AlertKind.MODEL, line, machine, None, at, Severity.WARNING, summary,
                                            {"rejected_version": number, "model_version": back.version,
                                             "recipe": recipe, "gate": gate}))
@@ -604,14 +614,26 @@ class Pipeline:
                 status: str = ACTIVE) -> int:
         """Record what the model learned as its next version; its number."""
         number = lineage.learned(learned_what["made_at"])
+        floor = self.version_floor.get((machine, recipe), 0)
+        self.version_floor[(machine, recipe)] = max(floor, lineage.highest)  # a model made afresh numbers on
         settings = self.config.detection.anomaly
+        own = getattr(model, "settings", None)  # what the model was learned with (an old one's may differ)
+        if isinstance(own, type(settings)):
+            try:
+                recorded = own.model_dump(mode="json", exclude={"mewma"})
+            except AttributeError:  # settings pickled before a field existed
+                recorded = settings.model_dump(mode="json", exclude={"mewma"})
+        else:
+            recorded = settings.model_dump(mode="json", exclude={"mewma"})
         knobs = getattr(model, "mewma", None)
         out.versions.append(ModelVersion(
             id=version_id(machine, recipe, number, learned_what["made_at"]), machine=machine,
             line=self.machines[machine].line, recipe=recipe, version=number, kind=settings.model,
-            settings={**settings.model_dump(mode="json", exclude={"mewma"}),
+            settings={**recorded, "model": settings.model,
                       **({"mewma": knobs.model_dump(mode="json")} if knobs is not None else {})},
-            threshold=_finite(getattr(model, "threshold", None)),
+            # the MEWMA's limit on its EWMA T², Half-Space Trees' on its tree score
+            threshold=_finite(getattr(model, "threshold", None) if hasattr(model, "threshold")
+                              else getattr(model, "tree_threshold", None)),
             normal_ranges={s: [round(lo, 4), round(hi, 4)] for s, (lo, hi) in model.normal_range().items()},
             calibration=model.calibration_summary(), gate=gate, status=status,
             # a rejected candidate is kept as a record: the model it would have replaced stays in use
@@ -860,15 +882,26 @@ class Pipeline:
         learned numbers on from."""
         with self.lock:
             machine, recipe = version.machine, version.recipe
-            if (self.owned is not None and machine not in self.owned) or machine not in self.machines:
+            # like a new normal: the worker that holds the machine's models acts (a worker taking the
+            # machine over has just loaded them when it applies the journal since their checkpoint)
+            if machine not in self.machines or (machine not in self.models and machine not in self.recipe_models):
                 return False
             model = pickle.loads(version.state)  # written by linewatch into its own database
             if not isinstance(model, self._model_type):
                 log.warning("%s: version %d is a %s model, the plant runs %s: not activated", machine,
                             version.version, type(model).__name__, self._model_type.__name__)
                 return False
+            watched = self.watched_sensors(machine)
+            if watched is not None and model.sensors is not None and set(model.sensors) != watched:
+                log.warning("%s: version %d watched %s, the profile maps %s now: not activated", machine,
+                            version.version, sorted(model.sensors), sorted(watched))
+                return False
+            current = self._current_model(machine, recipe) if recipe is None else (
+                self.recipe_models.get(machine, {}).get(recipe))
+            was = getattr(current, "lineage", None)
             lineage = self._lineage(machine, recipe, model)
-            lineage.version, lineage.highest, lineage.made_at = version.version, max(highest, lineage.highest), version.made_at
+            lineage.version, lineage.made_at = version.version, version.made_at
+            lineage.highest = max(highest, lineage.highest, was.highest if was is not None else 0)
             if recipe is None:
                 self.models[machine] = model
             else:
@@ -1038,7 +1071,13 @@ class Pipeline:
                         if value is not None:
                             target[name] = value
                     if st["model"] is not None and name in self.machines:
-                        self.machines[name].phase = st["model"].phase
+                        restored_lineage = getattr(st["model"], "lineage", None)
+                        status = self.machines[name]
+                        status.phase = "shadow" if restored_lineage is not None and restored_lineage.in_shadow \
+                            else st["model"].phase
+                        if restored_lineage is not None:
+                            status.model_version = restored_lineage.version
+                            status.model_version_at = restored_lineage.made_at
                     status = self.machines.get(name)
                     if status is not None and st["last_ts"] is not None and (
                             status.last_reading_at is None or status.last_reading_at < st["last_ts"]):
@@ -1216,6 +1255,22 @@ class _Readings:
     def __len__(self) -> int:
         return self.starts[-1]
 
+    def until(self, stop: int) -> "_Readings":
+        """The readings before index ``stop`` (a block cut where they end)."""
+        out: list[Reading | ReadingBlock] = []
+        for item, first in zip(self.items, self.starts):
+            if first >= stop:
+                break
+            size = 1 if isinstance(item, Reading) else len(item)
+            if isinstance(item, Reading) or first + size <= stop:
+                out.append(item)
+                continue
+            cut = stop - first
+            out.append(replace(item, offsets=item.offsets[:cut], ts_ms=item.ts_ms[:cut], values=item.values[:cut],
+                               unit_ids=None if item.unit_ids is None else item.unit_ids[:cut],
+                               batch_ids=None if item.batch_ids is None else item.batch_ids[:cut]))
+        return _Readings(out)
+
     def since(self, start: int) -> "_Readings":
         """The readings from index ``start`` on (a block cut where they begin)."""
         out: list[Reading | ReadingBlock] = []
@@ -1311,3 +1366,14 @@ def watched_sensors(config: PlantConfig, machine: str) -> set[str] | None:
     anomaly = config.detection.anomaly
     excluded = set(anomaly.mewma.exclude_sensors) if anomaly.model == "mewma" else set()
     return set(mapped) - excluded
+
+
+def _until_boundary(model: AnomalyModel, lineage: Lineage) -> int | None:
+    """Readings the model scores before its next boundary: the end of its learning or of its shadow run
+    (None: none ahead). Both model kinds learn for warmup_readings + calibration_readings readings."""
+    if lineage.in_shadow:
+        return lineage.shadow_left
+    seen, settings = getattr(model, "seen", None), getattr(model, "settings", None)
+    if model.phase == "monitoring" or seen is None or settings is None:
+        return None
+    return max(1, settings.warmup_readings + settings.calibration_readings - seen)

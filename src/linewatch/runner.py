@@ -228,6 +228,11 @@ class Runner:
         assert self.state is not None
         wanted, state, store = sorted(keys), self.state, self.store
         stored = None if store is None else (lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
+        if store is not None:  # a model made afresh for a machine taken over numbers on from the store's versions
+            floor = self._retry("load", store.latest_model_versions)
+            with self.pipeline.lock:
+                for key, n in floor.items():
+                    self.pipeline.version_floor[key] = max(n, self.pipeline.version_floor.get(key, 0))
         restored = self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
         if store is not None:  # a "new normal" given after those checkpoints is not lost
             self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, restored.journal))
@@ -341,7 +346,7 @@ class Runner:
         an episode the store had already resolved are kept out of the sinks, the console and the board."""
         # the versions first: an alert the batch raised names the version it was raised by
         self._retry("store", lambda: self.store.save_versions(
-            outcome.versions, self.pipeline.config.detection.anomaly.keep_versions))
+            outcome.versions, self.pipeline.config.detection.anomaly.keep_versions, since=outcome.started_at))
         saved = self._retry("store", lambda: self.store.save(outcome.events))
         if saved.over:
             with self.pipeline.lock:

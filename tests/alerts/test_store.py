@@ -264,3 +264,32 @@ def test_retention_drops_old_states_but_keeps_their_records_and_the_one_in_use(s
     listed = store.model_versions("extruder-1")
     assert [(v.version, v.state_kept) for v in listed] == [(5, True), (4, True), (3, False), (2, False), (1, False)]
     assert listed[-1].normal_ranges  # an old alert can still say what was normal when it was raised
+
+
+def test_a_rollback_during_a_batch_stands_against_the_version_that_batch_learned(store):
+    store.save_versions([version(1), version(2)])
+    batch_began = T0 + timedelta(days=1)
+    store.activate_version("extruder-1", None, 1, by="lead", note="rollback", at=batch_began + timedelta(seconds=1),
+                           kind="mewma")
+    store.save_versions([version(3)], since=batch_began)  # learned in a batch that began before the rollback
+    assert [(v.version, v.status) for v in store.model_versions("extruder-1")] == [
+        (3, "superseded"), (2, "superseded"), (1, "active")]
+    store.save_versions([version(4)], since=batch_began + timedelta(minutes=1))  # a later batch's: it goes live
+    assert [v.version for v in store.model_versions("extruder-1") if v.status == "active"] == [4]
+
+
+def test_only_one_version_is_ever_in_use_per_machine_and_recipe(store):
+    import dataclasses
+
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm import Session
+
+    from linewatch.alerts.store import ModelVersionRow
+
+    store.save_versions([version(1)])
+    row = store.model_versions("extruder-1")[0]
+    with pytest.raises(IntegrityError), Session(store.engine) as session, session.begin():
+        session.add(ModelVersionRow(id="second", machine="extruder-1", line="line-1", recipe="", version=2,
+                                    kind="mewma", settings={}, reason="new_normal", made_at=T0, readings=1,
+                                    normal_ranges={}, status="active", recorded_at=T0))
+    assert dataclasses.replace(row).status == "active" and len(store.model_versions("extruder-1")) == 1

@@ -171,6 +171,7 @@ def test_a_rollback_through_one_worker_swaps_the_owners_model_and_survives_its_c
     # the owner is killed before its next checkpoint; its successor restores version 2 from the checkpoint,
     # then applies what the journal holds since: version 1 again
     successor = Pipeline(config, Metrics(), AlertBook())
+    successor.owned = set()  # as a Kafka worker taking a machine over: it owns the machine only after loading it
     restored = successor.import_state(checkpoint)
     assert successor.models["extruder-1"].lineage.version == 2
     store = AlertStore(owner.store.url)  # the successor's own, opened after the rollback
@@ -179,3 +180,29 @@ def test_a_rollback_through_one_worker_swaps_the_owners_model_and_survives_its_c
     finally:
         store.close()
     assert successor.models["extruder-1"].lineage.version == 1
+
+
+def test_an_activation_the_database_cannot_serve_yet_is_applied_at_the_next_sync(pair, config):
+    from tests.api.test_lifecycle import _learn
+
+    owner, other = pair
+    _learn(owner.pipeline, owner.store, 0, 800)
+    owner.pipeline.new_normal("extruder-1", by="eng-3")
+    _learn(owner.pipeline, owner.store, 800, 1100)
+    owner.next_batch()
+    assert other.client.post("/api/v1/machines/extruder-1/models/1/activate",
+                             json={"by": "lead", "why": "rollback"}).status_code == 200
+    real = owner.store.model_version
+
+    def gone(*args, **kwargs):
+        raise ConnectionError("the database does not answer")
+
+    owner.store.model_version = gone  # the owner's read of the version's state fails once
+    seen = owner.pipeline.book.actions_seen
+    with pytest.raises(ConnectionError):
+        owner.next_batch()
+    assert owner.pipeline.book.actions_seen == seen  # nothing applied: the journal stays where it was
+    assert owner.pipeline.models["extruder-1"].lineage.version == 2
+    owner.store.model_version = real
+    owner.next_batch()
+    assert owner.pipeline.models["extruder-1"].lineage.version == 1

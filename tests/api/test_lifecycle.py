@@ -396,3 +396,16 @@ def test_versions_that_do_not_fit_the_machine_are_refused_and_change_nothing(wor
     assert store.last_action_seq() == seq and client.get("/api/v1/machines/extruder-1/models").json()["live"] == 4
     anonymous = TestClient(client.app)  # no token
     assert anonymous.post(url.format(1), json=body).status_code == 401
+
+
+def test_a_rollback_on_a_machine_with_several_recipes_must_name_the_recipe(world):
+    from tests.alerts.test_store import version
+
+    client, store, _, _ = world
+    store.save_versions([version(1), version(2), version(1, recipe="B")])
+    body = {"by": "lead", "why": "rollback"}
+    r = client.post("/api/v1/machines/extruder-1/models/1/activate", json=body)
+    assert r.status_code == 422 and "several recipes" in r.json()["message"] and "B" in r.json()["message"]
+    r = client.post("/api/v1/machines/extruder-1/models/1/activate", params={"recipe": ""}, json=body)
+    assert r.status_code == 409 and "other sensors" in r.json()["detail"]  # (the stand-in versions' sensors)
+    assert [v.status for v in store.model_versions("extruder-1")] == ["active", "superseded"]

@@ -25,6 +25,7 @@ from alembic.config import Config
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, Integer, LargeBinary, String, and_, create_engine,
                         event, func, or_, select, update)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
 
 from linewatch.alerts.verdicts import Judged
@@ -108,6 +109,7 @@ class ModelVersionRow(Base):
     state: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CounterRow(Base):
@@ -208,6 +210,29 @@ def _to_version(r: ModelVersionRow, kept: bool, with_state: bool) -> ModelVersio
                         made_at=_utc(r.made_at), readings=r.readings, learned_from=_utc(r.learned_from),  # type: ignore[arg-type]
                         threshold=r.threshold, normal_ranges=r.normal_ranges, calibration=r.calibration, gate=r.gate,
                         state=(r.state or b"") if with_state else b"", status=r.status, state_kept=bool(kept))
+
+
+def _filtered(stmt: Any, machine: str | None, line: str | None, since: datetime | None,
+              until: datetime | None) -> Any:
+    """Alerts of one machine and line, started in [since, until) (each filter only when given)."""
+    if machine:
+        stmt = stmt.where(AlertRow.machine == machine)
+    if line:
+        stmt = stmt.where(AlertRow.line == line)
+    if since:
+        stmt = stmt.where(AlertRow.started_at >= since)
+    if until:
+        stmt = stmt.where(AlertRow.started_at < until)
+    return stmt
+
+
+def _gate_text(gate: dict[str, Any] | None) -> str:
+    if not gate:
+        return "no figures recorded"
+    parts = [f"it would have raised an alert on {gate.get('alarms')} of {gate.get('readings')} readings in shadow"]
+    if gate.get("implausible"):
+        parts.append(f"implausible bands: {'; '.join(gate['implausible'])}")
+    return "; ".join(parts)
 
 
 def _verdict(value: str | None) -> AlertVerdict | None:
@@ -543,14 +568,7 @@ class AlertStore:
             stmt = stmt.where(AlertRow.kind.in_(kind))
         if severity:
             stmt = stmt.where(AlertRow.severity.in_(severity))
-        if machine:
-            stmt = stmt.where(AlertRow.machine == machine)
-        if line:
-            stmt = stmt.where(AlertRow.line == line)
-        if since:
-            stmt = stmt.where(AlertRow.started_at >= since)
-        if until:
-            stmt = stmt.where(AlertRow.started_at < until)
+        stmt = _filtered(stmt, machine, line, since, until)
         if after:
             ts, alert_id = after
             stmt = stmt.where(or_(AlertRow.started_at < ts, and_(AlertRow.started_at == ts, AlertRow.id > alert_id)))
@@ -561,16 +579,9 @@ class AlertStore:
                    until: datetime | None = None) -> list[Judged]:
         """Every alert started in [since, until) with what people judged it and when they first acted:
         the columns ``linewatch.alerts.verdicts.summarise`` needs, not whole rows."""
-        stmt = select(AlertRow.line, AlertRow.machine, AlertRow.kind, AlertRow.started_at, AlertRow.verdict,
-                      AlertRow.acked_at, AlertRow.resolved_by, AlertRow.ended_at)
-        if line:
-            stmt = stmt.where(AlertRow.line == line)
-        if machine:
-            stmt = stmt.where(AlertRow.machine == machine)
-        if since:
-            stmt = stmt.where(AlertRow.started_at >= since)
-        if until:
-            stmt = stmt.where(AlertRow.started_at < until)
+        stmt = _filtered(select(AlertRow.line, AlertRow.machine, AlertRow.kind, AlertRow.started_at,
+                                AlertRow.verdict, AlertRow.acked_at, AlertRow.resolved_by, AlertRow.ended_at),
+                         machine, line, since, until)
         with Session(self.engine) as session:
             return [Judged(line=r.line, machine=r.machine, kind=r.kind, started_at=_utc(r.started_at),  # type: ignore[arg-type]
                            verdict=_verdict(r.verdict), acked_at=_utc(r.acked_at), resolved_by=r.resolved_by,
@@ -578,10 +589,14 @@ class AlertStore:
 
     # ------------------------------------------------------------ model versions
 
-    def save_versions(self, versions: Sequence[ModelVersion], keep: int = 20) -> None:
+    def save_versions(self, versions: Sequence[ModelVersion], keep: int = 20, since: datetime | None = None) -> None:
         """Record the versions the worker's models learned, in one transaction; each becomes the one in
         use for its machine and recipe, and the one before it is superseded. Idempotent: a replayed
         batch makes the same versions with the same ids, and saving one again changes nothing.
+
+        ``since``: when the worker began the batch that learned them. A version a person activated after
+        that is the one the worker's model is now (the activation reached it after the batch), so the
+        batch's version is recorded as superseded rather than replacing the person's choice.
 
         Retention: past the ``keep`` newest versions of a machine and recipe, a version's state is
         dropped (never the one in use). Its record stays, so an old alert still says what was normal
@@ -594,16 +609,21 @@ class AlertStore:
                 if session.get(ModelVersionRow, v.id) is not None:
                     continue
                 recipe = v.recipe or ""
-                if v.status == ACTIVE:  # a rejected candidate leaves the version in use alone
-                    session.execute(update(ModelVersionRow).where(
-                        ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe,
-                        ModelVersionRow.status == ACTIVE).values(status=SUPERSEDED))
+                status = v.status
+                mine = (ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe)
+                if status == ACTIVE and since is not None and session.scalar(select(func.count()).where(
+                        *mine, ModelVersionRow.activated_at >= since)):
+                    status = SUPERSEDED  # a person's rollback came after this batch began: theirs stands
+                if status == ACTIVE:  # a rejected candidate leaves the version in use alone
+                    session.execute(update(ModelVersionRow).where(*mine, ModelVersionRow.status == ACTIVE)
+                                    .values(status=SUPERSEDED))
+                    session.flush()
                 session.add(ModelVersionRow(
                     id=v.id, machine=v.machine, line=v.line, recipe=recipe, version=v.version, kind=v.kind,
                     settings=v.settings, reason=v.reason, made_by=v.made_by, note=v.note, made_at=v.made_at,
                     learned_from=v.learned_from, readings=v.readings, threshold=v.threshold,
                     normal_ranges=v.normal_ranges, calibration=v.calibration, gate=v.gate, state=v.state or None,
-                    status=v.status, recorded_at=now))
+                    status=status, recorded_at=now))
                 session.flush()
                 kept = select(ModelVersionRow.id).where(
                     ModelVersionRow.machine == v.machine, ModelVersionRow.recipe == recipe,
@@ -639,16 +659,21 @@ class AlertStore:
                                       f"(only then: {', '.join(sorted(then - now)) or 'none'}; "
                                       f"only now: {', '.join(sorted(now - then)) or 'none'}).")
             if row.status == REJECTED:
-                raise VersionConflict(f"{what} was rejected by the quality gate ({(row.gate or {}).get('share')} of "
-                                      "its shadow readings would have raised an alert) and is kept only as a record.")
+                raise VersionConflict(f"{what} was rejected by the quality gate when it was learned "
+                                      f"({_gate_text(row.gate)}) and is kept only as a record.")
             if row.state is None:
                 raise VersionConflict(f"{what} is kept only as a record: retention dropped its state "
                                       "(detection.anomaly.keep_versions), so it cannot be put back in use.")
             session.execute(update(ModelVersionRow).where(
                 ModelVersionRow.machine == machine, ModelVersionRow.recipe == rkey,
                 ModelVersionRow.status == ACTIVE).values(status=SUPERSEDED))
-            row.status = ACTIVE
             session.flush()
+            row.status, row.activated_at = ACTIVE, at
+            try:
+                session.flush()
+            except IntegrityError:  # a worker recorded a version of the machine at the same moment
+                raise VersionConflict(f"{machine}'s versions changed while {what} was being activated; "
+                                      "try again") from None
             seq = self._journal(session, ACTIVATE, at, by, note)
             action = session.get(ActionRow, seq)
             assert action is not None

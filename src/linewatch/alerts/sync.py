@@ -50,6 +50,7 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
     book = worker.book
     applied = 0
     renew: list[Action] = []  # new normals and activations of a model version, in journal order
+    versions: dict[int, tuple[ModelVersion | None, int]] = {}
     while True:
         if book.actions_seen is None:  # the first call starts where the journal stood when the store opened
             book.actions_seen = store.actions_at_open
@@ -57,6 +58,9 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
         actions = store.actions_since(start, limit=page)
         if not actions:
             break
+        # what an activation needs from the database is read before anything is applied: a read that
+        # fails leaves the journal where it was, and the next call applies the activation
+        versions.update(_versions_to_activate(store, actions))
         with worker.lock:
             for action in actions:
                 if action.seq <= book.actions_seen:
@@ -68,7 +72,7 @@ def sync_people_actions(worker: Worker, store: AlertStore, page: int = 1000) -> 
             worker.refresh_open_gauge()
         if len(actions) < page:
             break
-    _renew(worker, store, renew)
+    _renew(worker, renew, versions)
     if applied:
         store.version += 1  # another worker's action changed alerts: cached API answers are out of date
     return applied
@@ -99,22 +103,29 @@ def renew_since_checkpoint(worker: Worker, store: AlertStore, journal: dict[str,
         if len(actions) < page:
             break
         start = actions[-1].seq
-    _renew(worker, store, renew)
+    _renew(worker, renew, _versions_to_activate(store, renew))
     return len(renew)
 
 
-def _renew(worker: Worker, store: AlertStore, actions: list[Action]) -> None:
+def _versions_to_activate(store: AlertStore, actions: list[Action]) -> dict[int, tuple[ModelVersion | None, int]]:
+    """Per activation (by journal seq): the version with its state, and the machine's highest number."""
+    return {a.seq: (store.model_version(a.machine, a.model_version, a.recipe, with_state=True),
+                    store.highest_version(a.machine, a.recipe))
+            for a in actions if a.action == ACTIVATE and a.machine is not None and a.model_version is not None}
+
+
+def _renew(worker: Worker, actions: list[Action], versions: dict[int, tuple[ModelVersion | None, int]]) -> None:
     """Apply new normals and activations, in journal order; each takes the pipeline's lock itself and
-    is a no-op where this worker does not own the machine."""
+    is a no-op where this worker does not hold the machine's models."""
     for action in actions:
         if action.machine is None:
             continue
         if action.action == NEW_NORMAL:
             worker.new_normal(action.machine, action.by, action.note)
-        elif action.action == ACTIVATE and action.model_version is not None:
-            version = store.model_version(action.machine, action.model_version, action.recipe, with_state=True)
+        elif action.action == ACTIVATE and action.seq in versions:
+            version, highest = versions[action.seq]
             if version is None or not version.state:
                 log.warning("%s: version %s to activate is gone from the store (retention?); the model in use "
                             "stays", action.machine, action.model_version)
                 continue
-            worker.activate(version, store.highest_version(action.machine, action.recipe))
+            worker.activate(version, highest)

@@ -486,6 +486,12 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         changing nothing, for a version learned by another model kind, one that watched other sensors
         than the machine's profile maps now, or one whose state retention dropped."""
         chosen = _recipe(machine_id, recipe)
+        if recipe is None:  # "the recipe being made now" moves; a rollback names what it rolls back
+            recipes = {v.recipe for v in store.model_versions(machine_id, every_recipe=True)}
+            if len(recipes) > 1:
+                raise invalid(("query", "recipe"), f"{machine_id} has versions for several recipes "
+                                                   f"({', '.join(sorted(r or '(none)' for r in recipes))}): name "
+                                                   "the one to roll back (recipe=, empty for readings naming none)")
         now = datetime.now(UTC)
         try:
             activated = store.activate_version(machine_id, chosen, version, by=action.by, note=action.why, at=now,

@@ -79,14 +79,15 @@ class Lineage:
 
 
 def implausible_bands(normal_ranges: dict[str, list[float]], plausible: dict[str, tuple[float, float]]) -> list[str]:
-    """Sensors whose learned normal band leaves the range the catalogue calls physically plausible: a
-    normal learned from a broken sensor or a machine standing still, not one to put in use."""
+    """Sensors whose learned normal the catalogue's physically plausible range contradicts: its centre
+    outside the range, or a band wider than the whole range (a normal learned from noise). A band that
+    merely reaches past a limit (a motor idling at 3 ± 2 %) is plausible."""
     out = []
     for sensor, (lo, hi) in sorted(normal_ranges.items()):
         if sensor not in plausible:
             continue
         low, high = plausible[sensor]
-        if not (low <= lo <= hi <= high):
+        if not low <= (lo + hi) / 2 <= high or hi - lo > high - low:
             out.append(f"{sensor} {lo:g}–{hi:g} (plausible {low:g}–{high:g})")
     return out
 

@@ -98,7 +98,8 @@
   function drawScore(m) {
     const score = el("div", "score");
     if (m.model_phase !== "monitoring" || m.anomaly_score === null || !m.anomaly_threshold) {
-      const phase = { warming_up: "warming up", calibrating: "calibrating" }[m.model_phase];
+      const phase = { warming_up: "warming up", calibrating: "calibrating",
+                      shadow: "on trial (a relearned normal in shadow)" }[m.model_phase];
       score.append(el("span", "score-label", phase ? `Model ${phase} · ${m.readings} readings` : "Model waiting for data"));
       return score;
     }

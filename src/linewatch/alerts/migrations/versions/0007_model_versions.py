@@ -47,8 +47,14 @@ def upgrade() -> None:
         sa.Column("state", sa.LargeBinary()),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("activated_at", sa.DateTime(timezone=True)),  # when a person last put it back in use
     )
     op.create_index("ix_model_versions_machine", "model_versions", ["machine", "recipe", "version"])
+    # one version in use per machine and recipe, whoever writes at the same moment (a worker recording
+    # what its model learned, a person rolling back): the second writer fails and retries
+    active = sa.text("status = 'active'")
+    op.create_index("ux_model_versions_active", "model_versions", ["machine", "recipe"], unique=True,
+                    sqlite_where=active, postgresql_where=active)
     with op.batch_alter_table("alert_actions") as batch:
         batch.add_column(sa.Column("recipe", sa.String(128), nullable=True))
         batch.add_column(sa.Column("model_version", sa.Integer(), nullable=True))
