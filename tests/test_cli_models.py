@@ -61,3 +61,42 @@ def test_refusals_are_clear_and_change_nothing(database, capsys):
     with pytest.raises(SystemExit):  # --why is required
         main(["models", "activate", "extruder-1", "1", "--by", "lead"])
     assert not [a for a in database.actions_since(0) if a.action == "activate"]
+
+
+def test_export_then_import_makes_the_next_version_and_puts_it_in_use(database, capsys, tmp_path, config):
+    out = tmp_path / "extruder-v1.json"
+    assert main(["models", "export", "extruder-1", "1", "--out", str(out)]) == 0
+    assert "written to" in capsys.readouterr().out and out.stat().st_size > 1000
+    seq = database.last_action_seq()
+    assert main(["models", "import", "extruder-1", str(out), "--by", "eng-3", "--why", "proven on line 2"]) == 0
+    assert "version 3 imported from extruder-1 version 1" in capsys.readouterr().out
+    v3 = database.model_version("extruder-1", 3, with_state=True)
+    assert (v3.status, v3.reason, v3.made_by) == ("active", "imported", "eng-3") and "proven on line 2" in v3.note
+    assert v3.normal_ranges == database.model_version("extruder-1", 1).normal_ranges
+    [action] = database.actions_since(seq)
+    assert (action.action, action.machine, action.model_version) == ("activate", "extruder-1", 3)
+    # the worker that owns the machine swaps to it when it reads the journal
+    from linewatch.alerts.sync import sync_people_actions
+
+    pipeline = Pipeline(config, Metrics(), AlertBook())
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(800)]
+    pipeline.process(msgs)
+    pipeline.book.actions_seen = seq
+    sync_people_actions(pipeline, database)
+    assert pipeline.models["extruder-1"].lineage.version == 3 and pipeline.models["extruder-1"].machine == "extruder-1"
+
+
+def test_an_import_that_does_not_fit_or_is_not_an_export_changes_nothing(database, capsys, tmp_path):
+    out = tmp_path / "extruder-v1.json"
+    assert main(["models", "export", "extruder-1", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    seq = database.last_action_seq()
+    assert main(["models", "import", "cutter-1", str(out), "--by", "eng-3", "--why", "x"]) == 1
+    assert "other sensors" in capsys.readouterr().err  # an extruder's normal on a cutter
+    bad = tmp_path / "edited.json"
+    bad.write_text(out.read_text().replace('"version": 1', '"version": 7', 1))
+    assert main(["models", "import", "extruder-1", str(bad), "--by", "eng-3", "--why", "x"]) == 1
+    assert "checksum does not match" in capsys.readouterr().err
+    assert main(["models", "import", "extruder-1", str(tmp_path / "missing.json"), "--by", "a", "--why", "b"]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert database.last_action_seq() == seq and len(database.model_versions("extruder-1")) == 2

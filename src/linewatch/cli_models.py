@@ -4,7 +4,8 @@
 use (a rollback) with who and why, journalled like an action through the API, so the worker that
 owns the machine swaps its model at its next batch. The same checks as the API refuse a version of
 another model kind, one that watched other sensors than the profile maps now, or one whose state
-retention dropped.
+retention dropped. ``export`` writes one version as a file (``linewatch.detect.export``); ``import``
+makes such a file, from this plant or another, the machine's next version and puts it in use.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ def add_parser(sub: Any, settings: Callable[[argparse.Namespace], Any], config: 
     ac.add_argument("version", type=int)
     ac.add_argument("--by", required=True, help="who does it")
     ac.add_argument("--why", required=True, help="why (journalled with the action)")
-    for parser, run in ((ls, _list), (sh, _show), (ac, _activate)):
+    ex = ms.add_parser("export", parents=[common], help="one version, with its state, as a file")
+    ex.add_argument("version", type=int)
+    ex.add_argument("--out", type=Path, required=True, help="the file to write")
+    im = ms.add_parser("import", parents=[common], help="a version from an export file becomes this machine's next "
+                                                        "version and is put in use")
+    im.add_argument("file", type=Path)
+    im.add_argument("--by", required=True, help="who does it")
+    im.add_argument("--why", required=True, help="why (journalled with the action)")
+    for parser, run in ((ls, _list), (sh, _show), (ac, _activate), (ex, _export), (im, _import)):
         parser.set_defaults(func=lambda args, run=run: _with_store(args, run, settings, config))
 
 
@@ -112,6 +121,64 @@ def _activate(args: argparse.Namespace, store: Any, plant: Any) -> int:
         return 1
     print(f"{args.machine} version {v.version} is in use again; the worker that owns {args.machine} "
           "swaps its model at its next batch")
+    return 0
+
+
+def _export(args: argparse.Namespace, store: Any, plant: Any) -> int:
+    from linewatch.detect.export import ExportError, export_version
+
+    version = store.model_version(args.machine, args.version, args.recipe, with_state=True)
+    if version is None:
+        print(f"linewatch models: {args.machine} has no version {args.version}", file=sys.stderr)
+        return 1
+    try:
+        data = export_version(version)
+    except ExportError as exc:
+        print(f"linewatch models: not exported: {exc}", file=sys.stderr)
+        return 1
+    args.out.write_bytes(data)
+    print(f"{args.machine} version {version.version} written to {args.out} ({len(data):,} bytes)")
+    return 0
+
+
+def _import(args: argparse.Namespace, store: Any, plant: Any) -> int:
+    import pickle
+
+    from linewatch.alerts.store import VersionConflict
+    from linewatch.detect.export import ExportError, read_export
+    from linewatch.detect.versions import IMPORTED, ModelVersion
+    from linewatch.pipeline import watched_sensors
+
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"linewatch models: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        record, model = read_export(data, str(args.file))
+    except ExportError as exc:
+        print(f"linewatch models: not imported: {exc}", file=sys.stderr)
+        return 1
+    model.machine = args.machine  # the machine it is imported to
+    source = f"{record.get('machine')} version {record.get('version')}"
+    note = f"{args.why} (imported from {source}, {args.file.name})"
+    when = lambda key: None if not record.get(key) else datetime.fromisoformat(record[key].replace("Z", "+00:00"))  # noqa: E731
+    version = ModelVersion(
+        id="", machine=args.machine, line=plant.machines[args.machine].line, recipe=args.recipe,
+        version=0, kind=str(record.get("kind")), settings=record.get("settings") or {}, reason=IMPORTED,
+        made_at=when("made_at") or datetime.now(timezone.utc), readings=int(record.get("readings") or 0),
+        learned_from=when("learned_from"), threshold=record.get("threshold"),
+        normal_ranges=record.get("normal_ranges") or {}, calibration=record.get("calibration"),
+        gate=record.get("gate"), state=pickle.dumps(model, protocol=5))
+    try:
+        stored = store.import_version(version, by=args.by, note=note,
+                                      at=datetime.now(timezone.utc), kind=plant.detection.anomaly.model,
+                                      sensors=watched_sensors(plant, args.machine))
+    except VersionConflict as exc:
+        print(f"linewatch models: not imported: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.machine} version {stored.version} imported from {source} and put in use; the worker that owns "
+          f"{args.machine} swaps its model at its next batch")
     return 0
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
 
 from linewatch.alerts.verdicts import Judged
-from linewatch.detect.versions import ACTIVE, REJECTED, SUPERSEDED, ModelVersion
+from linewatch.detect.versions import ACTIVE, REJECTED, SUPERSEDED, ModelVersion, version_id
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity,
                               Silence)
 
@@ -210,6 +210,20 @@ def _to_version(r: ModelVersionRow, kept: bool, with_state: bool) -> ModelVersio
                         made_at=_utc(r.made_at), readings=r.readings, learned_from=_utc(r.learned_from),  # type: ignore[arg-type]
                         threshold=r.threshold, normal_ranges=r.normal_ranges, calibration=r.calibration, gate=r.gate,
                         state=(r.state or b"") if with_state else b"", status=r.status, state_kept=bool(kept))
+
+
+def _check_fits(what: str, machine: str, version_kind: str, normal_ranges: dict[str, Any], kind: str,
+                sensors: Iterable[str] | None) -> None:
+    """VersionConflict unless a version of ``version_kind`` watching ``normal_ranges``' sensors can run on
+    ``machine`` as the plant is configured now."""
+    if version_kind != kind:
+        raise VersionConflict(f"{what} was learned by a {version_kind} model; the plant runs {kind} models "
+                              "(detection.anomaly.model), which cannot take its state.")
+    if sensors is not None and set(normal_ranges) != set(sensors):
+        then, now = set(normal_ranges), set(sensors)
+        raise VersionConflict(f"{what} watched other sensors than {machine}'s profile maps now "
+                              f"(only then: {', '.join(sorted(then - now)) or 'none'}; "
+                              f"only now: {', '.join(sorted(now - then)) or 'none'}).")
 
 
 def _filtered(stmt: Any, machine: str | None, line: str | None, since: datetime | None,
@@ -650,14 +664,7 @@ class AlertStore:
                 raise AlertNotFound(f"{machine} v{version}")
             row = rows[0]
             what = f"{machine} version {version}" + (f" (recipe {recipe})" if recipe else "")
-            if row.kind != kind:
-                raise VersionConflict(f"{what} was learned by a {row.kind} model; the plant runs {kind} models "
-                                      "(detection.anomaly.model), which cannot take its state.")
-            if sensors is not None and set(row.normal_ranges) != set(sensors):
-                then, now = set(row.normal_ranges), set(sensors)
-                raise VersionConflict(f"{what} watched other sensors than {machine}'s profile maps now "
-                                      f"(only then: {', '.join(sorted(then - now)) or 'none'}; "
-                                      f"only now: {', '.join(sorted(now - then)) or 'none'}).")
+            _check_fits(what, machine, row.kind, row.normal_ranges, kind, sensors)
             if row.status == REJECTED:
                 raise VersionConflict(f"{what} was rejected by the quality gate when it was learned "
                                       f"({_gate_text(row.gate)}) and is kept only as a record.")
@@ -678,6 +685,41 @@ class AlertStore:
             action = session.get(ActionRow, seq)
             assert action is not None
             action.machine, action.line, action.recipe, action.model_version = machine, row.line, rkey, version
+            return _to_version(row, True, False)
+
+    def import_version(self, version: ModelVersion, *, by: str, note: str | None, at: datetime, kind: str,
+                       sensors: Iterable[str] | None = None) -> ModelVersion:
+        """Record ``version`` (from an export file, its ``machine``, ``recipe`` and state already those of
+        the machine it is imported to) as that machine's next version and put it in use, journalled as
+        an activation so the worker that owns the machine swaps its model. Refused with VersionConflict,
+        changing nothing, for another model kind or other sensors than the machine's profile maps now.
+        Its ``version`` number is replaced by the machine's next."""
+        rkey = version.recipe or ""
+        what = f"the imported version for {version.machine}"
+        _check_fits(what, version.machine, version.kind, version.normal_ranges, kind, sensors)
+        with Session(self.engine) as session, session.begin():
+            number = int(session.scalar(select(func.max(ModelVersionRow.version)).where(
+                ModelVersionRow.machine == version.machine, ModelVersionRow.recipe == rkey)) or 0) + 1
+            session.execute(update(ModelVersionRow).where(
+                ModelVersionRow.machine == version.machine, ModelVersionRow.recipe == rkey,
+                ModelVersionRow.status == ACTIVE).values(status=SUPERSEDED))
+            session.flush()
+            vid = version_id(version.machine, version.recipe, number, version.made_at)
+            row = ModelVersionRow(
+                id=vid, machine=version.machine, line=version.line, recipe=rkey, version=number, kind=version.kind,
+                settings=version.settings, reason=version.reason, made_by=by, note=note, made_at=version.made_at,
+                learned_from=version.learned_from, readings=version.readings, threshold=version.threshold,
+                normal_ranges=version.normal_ranges, calibration=version.calibration, gate=version.gate,
+                state=version.state, status=ACTIVE, recorded_at=at, activated_at=at)
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError:
+                raise VersionConflict(f"{version.machine}'s versions changed during the import; try again") from None
+            seq = self._journal(session, ACTIVATE, at, by, note)
+            action = session.get(ActionRow, seq)
+            assert action is not None
+            action.machine, action.line, action.recipe, action.model_version = version.machine, version.line, rkey, number
             return _to_version(row, True, False)
 
     def model_versions(self, machine: str, recipe: str | None = None, *, every_recipe: bool = False,

@@ -24,7 +24,8 @@ NEW_NORMAL = "new_normal"  # a person said the machine's behaviour now is its no
 SENSORS_CHANGED = "sensors_changed"  # the machine's profile maps other sensors: learned again
 RECORDED_AT_UPGRADE = "recorded_at_upgrade"  # calibrated before linewatch recorded versions
 MODEL_CHANGED = "model_changed"  # the plant switched the model kind: a new model learned afresh
-REASONS = (FIRST_CALIBRATION, NEW_NORMAL, SENSORS_CHANGED, RECORDED_AT_UPGRADE, MODEL_CHANGED)
+IMPORTED = "imported"  # taken from an export file of another machine (or plant) of the same type
+REASONS = (FIRST_CALIBRATION, NEW_NORMAL, SENSORS_CHANGED, RECORDED_AT_UPGRADE, MODEL_CHANGED, IMPORTED)
 
 # a version's status: the one in use, one a later version replaced, or a relearned normal the quality
 # gate kept out of use (the model before it stayed)
