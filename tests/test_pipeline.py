@@ -472,6 +472,8 @@ def test_a_first_calibration_is_recorded_as_version_1_and_alerts_name_it(config)
     fired = [e for e in events if e.alert.kind is AlertKind.ANOMALY]
     assert fired and all(e.alert.details["model_version"] == 1 for e in fired)
     assert pipeline.machine_detail("extruder-1")["model"]["version"] == 1
+    assert pipeline.metrics.registry.get_sample_value("linewatch_model_version",
+                                                      {"line": "line-1", "machine": "extruder-1"}) == 1
 
 
 def test_versions_are_the_same_however_the_readings_are_batched_or_interrupted(config):

@@ -75,6 +75,9 @@ class Metrics:
                                       "Verdicts people gave on alerts (true_alarm, false_alarm, new_normal, unclear), "
                                       "counted by the API that took them; machine is empty for a line's own alerts.",
                                       ["line", "machine", "kind", "verdict"], registry=r)
+        self.model_version = Gauge("linewatch_model_version",
+                                   "The version of the machine's normal its model is on (GET /api/v1/machines/{id}/models; "
+                                   "0: none learned yet).", ["line", "machine"], registry=r)
         self.alerts_open = Gauge("linewatch_alerts_open", "Alerts currently open (firing or acknowledged).",
                                  ["kind", "severity"], registry=r)
         self.batch_seconds = Histogram("linewatch_batch_processing_seconds",
@@ -121,6 +124,7 @@ class Metrics:
         for line, machine in machines:
             self.readings.labels(line, machine)
             self.readings_in_blocks.labels(line, machine)
+            self.model_version.labels(line, machine)
             for check in DATA_QUALITY_CHECKS:
                 self.data_quality.labels(line, machine, check)
         for what in ("store", "sinks", "checkpoint"):

@@ -464,6 +464,8 @@ class Pipeline:
             m.anomaly_threshold.labels(line, machine).set(last.threshold)
         raise_, quiet, disturbed = verdicts.alerting()
         lineage = self._lineage(machine, recipe, self._model(machine, recipe))  # the gate may have put another back
+        if status.model_version != lineage.version:
+            self.metrics.model_version.labels(status.line, machine).set(lineage.version)
         status.model_version, status.model_version_at = lineage.version, lineage.made_at
         if quiet_until or rest is not None:
             live = np.zeros(len(readings), dtype=bool)
@@ -909,6 +911,7 @@ class Pipeline:
             status = self.machines[machine]
             if status.recipe == recipe:
                 status.phase, status.model_version, status.model_version_at = model.phase, version.version, version.made_at
+                self.metrics.model_version.labels(status.line, machine).set(version.version)
             self._changed_machines.add(machine)
             log.info("%s%s: model version %d put back in use", machine, f" ({recipe})" if recipe else "",
                      version.version)
@@ -1078,6 +1081,7 @@ class Pipeline:
                         if restored_lineage is not None:
                             status.model_version = restored_lineage.version
                             status.model_version_at = restored_lineage.made_at
+                            self.metrics.model_version.labels(status.line, name).set(restored_lineage.version)
                     status = self.machines.get(name)
                     if status is not None and st["last_ts"] is not None and (
                             status.last_reading_at is None or status.last_reading_at < st["last_ts"]):

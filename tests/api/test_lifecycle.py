@@ -409,3 +409,21 @@ def test_a_rollback_on_a_machine_with_several_recipes_must_name_the_recipe(world
     r = client.post("/api/v1/machines/extruder-1/models/1/activate", params={"recipe": ""}, json=body)
     assert r.status_code == 409 and "other sensors" in r.json()["detail"]  # (the stand-in versions' sensors)
     assert [v.status for v in store.model_versions("extruder-1")] == ["active", "superseded"]
+
+
+def test_each_model_versions_alerts_and_verdicts_are_summed_up(world):
+    from tests.alerts.test_store import version
+
+    client, store, pipeline, _ = world
+    store.save_versions([version(1), version(2)])
+    for minutes, v, verdict in ((0, 1, "false_alarm"), (10, 1, "false_alarm"), (20, 2, "true_alarm"), (30, 2, None)):
+        ev = pipeline.book.raise_(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + timedelta(minutes=minutes),
+                                  Severity.WARNING, "s", {"model_version": v, "recipe": None})
+        store.save([ev])
+        body = {"by": "op-7", **({"verdict": verdict} if verdict else {})}
+        assert client.post(f"/api/v1/alerts/{ev.alert.id}/resolve", json=body).status_code == 200
+    per = client.get("/api/v1/verdicts", params={"machine": "extruder-1", "per_version": "true"}).json()["versions"]
+    assert [(s["model_version"], s["raised"], s["true_share"]) for s in per] == [(1, 2, 0.0), (2, 2, 1.0)]
+    listed = client.get("/api/v1/machines/extruder-1/models").json()["versions"]
+    assert [(v["version"], v["alerts"]["raised"], v["alerts"]["true_share"]) for v in listed] == [(2, 2, 1.0),
+                                                                                                   (1, 2, 0.0)]

@@ -212,6 +212,11 @@ def _to_version(r: ModelVersionRow, kept: bool, with_state: bool) -> ModelVersio
                         state=(r.state or b"") if with_state else b"", status=r.status, state_kept=bool(kept))
 
 
+def _version_of(details: dict[str, Any] | None) -> int | None:
+    version = (details or {}).get("model_version")
+    return version if isinstance(version, int) else None
+
+
 def _check_fits(what: str, machine: str, version_kind: str, normal_ranges: dict[str, Any], kind: str,
                 sensors: Iterable[str] | None) -> None:
     """VersionConflict unless a version of ``version_kind`` watching ``normal_ranges``' sensors can run on
@@ -594,12 +599,14 @@ class AlertStore:
         """Every alert started in [since, until) with what people judged it and when they first acted:
         the columns ``linewatch.alerts.verdicts.summarise`` needs, not whole rows."""
         stmt = _filtered(select(AlertRow.line, AlertRow.machine, AlertRow.kind, AlertRow.started_at,
-                                AlertRow.verdict, AlertRow.acked_at, AlertRow.resolved_by, AlertRow.ended_at),
-                         machine, line, since, until)
+                                AlertRow.verdict, AlertRow.acked_at, AlertRow.resolved_by, AlertRow.ended_at,
+                                AlertRow.details), machine, line, since, until)
         with Session(self.engine) as session:
             return [Judged(line=r.line, machine=r.machine, kind=r.kind, started_at=_utc(r.started_at),  # type: ignore[arg-type]
                            verdict=_verdict(r.verdict), acked_at=_utc(r.acked_at), resolved_by=r.resolved_by,
-                           ended_at=_utc(r.ended_at)) for r in session.execute(stmt)]
+                           ended_at=_utc(r.ended_at), model_version=_version_of(r.details),
+                           recipe=(r.details or {}).get("recipe"))
+                    for r in session.execute(stmt)]
 
     # ------------------------------------------------------------ model versions
 

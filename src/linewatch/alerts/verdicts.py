@@ -30,6 +30,8 @@ class Judged:
     acked_at: datetime | None = None
     resolved_by: str | None = None
     ended_at: datetime | None = None
+    model_version: int | None = None  # the version of the machine's normal that raised it (anomaly alerts)
+    recipe: str | None = None  # the recipe being made when it was raised (anomaly alerts)
 
     @property
     def first_response(self) -> datetime | None:
@@ -49,6 +51,7 @@ class VerdictSummary:
     verdicts: dict[str, int] = field(default_factory=dict)
     median_seconds_to_acknowledge: float | None = None
     kinds: dict[str, int] = field(default_factory=dict)
+    model_version: int | None = None  # when summed up per version: which one
 
     @property
     def judged(self) -> int:
@@ -69,16 +72,21 @@ class VerdictSummary:
                 "verdicts": {v.value: self.verdicts.get(v.value, 0) for v in AlertVerdict},
                 "true_share": None if share is None else round(share, 4),
                 "median_seconds_to_acknowledge": None if median is None else round(median, 1),
-                "kinds": dict(sorted(self.kinds.items()))}
+                "kinds": dict(sorted(self.kinds.items())),
+                **({} if self.model_version is None else {"model_version": self.model_version})}
 
 
-def summarise(alerts: Iterable[Judged]) -> list[VerdictSummary]:
-    """Per (line, machine), in that order: alerts raised, verdicts, median time to first response."""
-    groups: dict[tuple[str, str], list[Judged]] = {}
+def summarise(alerts: Iterable[Judged], per_version: bool = False) -> list[VerdictSummary]:
+    """Per (line, machine), in that order: alerts raised, verdicts, median time to first response.
+    ``per_version``: per version of the machine's normal too, over the alerts that name one (anomaly
+    alerts): the live precision of each model a machine has had."""
+    groups: dict[tuple[str, str, int], list[Judged]] = {}
     for a in alerts:
-        groups.setdefault((a.line, a.machine or ""), []).append(a)
+        if per_version and a.model_version is None:
+            continue
+        groups.setdefault((a.line, a.machine or "", a.model_version if per_version else -1), []).append(a)
     out = []
-    for (line, machine), mine in sorted(groups.items()):
+    for (line, machine, version), mine in sorted(groups.items()):
         verdicts: dict[str, int] = {}
         kinds: dict[str, int] = {}
         waits = []
@@ -90,5 +98,5 @@ def summarise(alerts: Iterable[Judged]) -> list[VerdictSummary]:
                 waits.append(max(0.0, (first - a.started_at).total_seconds()))
         out.append(VerdictSummary(line=line, machine=machine or None, raised=len(mine), verdicts=verdicts,
                                   median_seconds_to_acknowledge=statistics.median(waits) if waits else None,
-                                  kinds=kinds))
+                                  kinds=kinds, model_version=version if per_version else None))
     return out

@@ -456,7 +456,12 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         chosen = _recipe(machine_id, recipe)
         versions = store.model_versions(machine_id, chosen)
         live = next((v.version for v in versions if v.status == "active"), None)
-        return {"machine": machine_id, "recipe": chosen, "live": live, "versions": [v.to_dict() for v in versions]}
+        # what people judged each version's alerts to be: its live precision
+        judged = {s.model_version: s.to_dict() for s in summarise(
+            [j for j in store.judgements(machine=machine_id)
+             if j.kind == AlertKind.ANOMALY.value and j.recipe == chosen], per_version=True)}
+        return {"machine": machine_id, "recipe": chosen, "live": live,
+                "versions": [{**v.to_dict(), "alerts": judged.get(v.version)} for v in versions]}
 
     @app.get("/api/v1/machines/{machine_id}/models/{version}", tags=["machines"], responses=_errors(401, 404))
     def machine_model(machine_id: str, version: int, recipe: str | None = Query(default=None, max_length=128)
@@ -507,13 +512,19 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
 
     @app.get("/api/v1/verdicts", tags=["alerts"], responses=_errors(401))
     def verdicts(line: str | None = None, machine: str | None = None, since: datetime | None = None,
-                 until: datetime | None = None) -> dict[str, Any]:
+                 until: datetime | None = None, per_version: bool = Query(
+                     default=False, description="also per version of each machine's normal (anomaly alerts)")
+                 ) -> dict[str, Any]:
         """Per machine (and per line for its own alerts): alerts raised, the verdicts people gave, the
         share judged true of those judged true or false (the detector's live precision) and the median
-        time to a person's first response (acknowledging, or resolving by hand)."""
+        time to a person's first response (acknowledging, or resolving by hand). ``per_version``: the
+        same for each model version that raised alerts (``versions``)."""
         rows = store.judgements(line=line, machine=machine, since=_aware(since, ("query", "since")),
                                 until=_aware(until, ("query", "until")))
-        return {"machines": [s.to_dict() for s in summarise(rows)]}
+        body: dict[str, Any] = {"machines": [s.to_dict() for s in summarise(rows)]}
+        if per_version:
+            body["versions"] = [s.to_dict() for s in summarise(rows, per_version=True)]
+        return body
 
     # ------------------------------------------------------------ the wall board
 
