@@ -116,3 +116,78 @@ def test_a_shadow_run_survives_a_crash_or_a_hand_over_and_decides_as_without(
                 assert (a.machine, a.details["model_version"]) in versions, a
     finally:
         store.close()
+
+
+def _with_recipe(simulated, recipe_of) -> list:
+    """The line's messages, the extruder's naming the recipe it runs (``recipe_of(line seconds)``) and
+    running 25 bar higher on PA66."""
+    import json
+
+    from linewatch.domain import RawMessage
+
+    out = []
+    for sm in simulated:
+        m = sm.message
+        if m.key == b"extruder-1":
+            recipe = recipe_of((sm.ts - T0).total_seconds())
+            payload = json.loads(m.value)
+            payload["recipe"] = recipe
+            if recipe == "PA66":
+                payload["diePressurePsi"] += 25 * 14.5038
+            m = RawMessage(topic=m.topic, key=m.key, value=json.dumps(payload).encode())
+        out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_recipe_change_then_a_new_normal_and_a_rollback_through_the_api(kafka_settings, config, database_url,
+                                                                         tmp_path, processes):
+    """PA6 until 1,500 s, then PA66 (its own model and versions); a spike on PA66 at 2,400 s gets a new
+    normal through the API, the relearned PA66 normal passes the gate, and a person rolls PA66 back
+    to its first version: the worker swaps its model, and the next alert names that version."""
+    import httpx
+
+    settings = kafka_settings
+    create_topics(settings, config)
+    faults = (Fault("spike", "extruder-1", start=2400, duration=25, sensor="die_pressure", magnitude=30.0),
+              Fault("spike", "extruder-1", start=3900, duration=25, sensor="die_pressure", magnitude=30.0))
+    simulated = list(LineSimulator(T0, SimulatorSettings(faults=faults), settings.raw_topic_prefix,
+                                   settings.qc_topic).messages(4200))
+    messages = _with_recipe(simulated, lambda s: "PA6" if s < 1500 else "PA66")
+    at_spike, after_relearning = _upto(simulated, 2460), _upto(simulated, 3600)
+    token = "line-1-shift-token"
+    env = {**worker_env(settings, database_url, checkpoint_seconds=0.25), "LINEWATCH_API_TOKEN": token}
+    done = lambda: committed_lag(settings) == 0  # noqa: E731
+    store = AlertStore(database_url)
+    try:
+        worker = WorkerProcess("worker", env, tmp_path, processes)
+        auth = {"Authorization": f"Bearer {token}"}
+        api = lambda path, **kw: httpx.post(f"http://127.0.0.1:{worker.port}{path}", headers=auth,  # noqa: E731
+                                             timeout=10, **kw)
+        produce(settings, messages[:at_spike])
+        wait_for(done, "PA6, then PA66 up to its spike", [worker])
+        assert sorted((v.recipe, v.version) for v in store.model_versions("extruder-1", every_recipe=True)) == [
+            ("PA6", 1), ("PA66", 1)]  # each recipe its own normal
+        [alert] = [a for a in store.open_alerts() if a.kind is AlertKind.ANOMALY and a.machine == "extruder-1"]
+        assert alert.details["recipe"] == "PA66" and alert.details["model_version"] == 1
+        assert api(f"/api/v1/alerts/{alert.id}/new-normal", json={"by": "eng-3", "note": "new die"}).status_code == 200
+        produce(settings, messages[at_spike:after_relearning])
+        wait_for(done, "PA66 relearned and through its shadow run", [worker])
+        pa66 = {v.version: v for v in store.model_versions("extruder-1", "PA66")}
+        assert pa66[2].status == "active" and pa66[2].gate["decision"] == "promoted" and pa66[2].made_by == "eng-3"
+        assert [v.status for v in store.model_versions("extruder-1", "PA6")] == ["active"]  # untouched
+        r = api("/api/v1/machines/extruder-1/models/1/activate", params={"recipe": "PA66"},
+                json={"by": "shift-lead", "why": "the new die was swapped back"})
+        assert r.status_code == 200, r.text
+        wait_for(lambda: worker.get("/api/v1/machines/extruder-1").json()["model"]["version"] == 1,
+                 "the worker to put PA66's version 1 back in use", [worker])
+        produce(settings, messages[after_relearning:])
+        wait_for(done, "the rest of the line, with a second spike", [worker])
+        worker.stop()
+        late = [a for a in store.query(machine="extruder-1", kind=["anomaly"], limit=100)
+                if a.started_at >= T0 + timedelta(seconds=3900)]
+        assert late and all(a.details["model_version"] == 1 and a.details["recipe"] == "PA66" for a in late)
+        assert [(v.version, v.status) for v in store.model_versions("extruder-1", "PA66")] == [
+            (2, "superseded"), (1, "active")]
+    finally:
+        store.close()
