@@ -871,11 +871,21 @@ class Pipeline:
                 lineage.previous = kept
             lineage.relearn(VERSION_NEW_NORMAL, by, note)
             model.start_new_normal()  # the recipe being made now; other recipes keep their normal
+            self._answer_model_alert(machine)
             self._changed_machines.add(machine)
             self.book.drop((AlertKind.ANOMALY, self.machines[machine].line, machine, None))
             self.machines[machine].phase = model.phase
             self.refresh_open_gauge()
             return True
+
+    def _answer_model_alert(self, machine: str) -> None:
+        """A person acted on the machine's model (a new normal, a rollback): the quality gate's open
+        alert about a rejected candidate is answered; it resolves with the next batch's events."""
+        status = self.machines[machine]
+        ev = self.book.resolve((AlertKind.MODEL, status.line, machine, None),
+                               status.last_reading_at or datetime.now(timezone.utc))
+        if ev is not None:
+            self._events_pending.append(ev)
 
     def activate(self, version: ModelVersion, highest: int) -> bool:
         """A person put ``version`` back in use (a rollback): the machine's model for that recipe becomes
@@ -913,6 +923,7 @@ class Pipeline:
                 status.phase, status.model_version, status.model_version_at = model.phase, version.version, version.made_at
                 self.metrics.model_version.labels(status.line, machine).set(version.version)
             self._changed_machines.add(machine)
+            self._answer_model_alert(machine)
             log.info("%s%s: model version %d put back in use", machine, f" ({recipe})" if recipe else "",
                      version.version)
             return True

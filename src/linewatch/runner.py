@@ -344,9 +344,13 @@ class Runner:
     def _make_durable(self, outcome: BatchOutcome) -> None:
         """Store the batch's alert events, then write its rejections and events to the sinks. Events about
         an episode the store had already resolved are kept out of the sinks, the console and the board."""
-        # the versions first: an alert the batch raised names the version it was raised by
+        # the versions first: an alert the batch raised names the version it was raised by. Only of the
+        # machines this worker owns: a worker whose partitions moved while it was paused may still score
+        # the batch it held with models made afresh; what they learn is not the machine's normal
+        owned = self.pipeline.owned
+        versions = [v for v in outcome.versions if owned is None or v.machine in owned]
         self._retry("store", lambda: self.store.save_versions(
-            outcome.versions, self.pipeline.config.detection.anomaly.keep_versions, since=outcome.started_at))
+            versions, self.pipeline.config.detection.anomaly.keep_versions, since=outcome.started_at))
         saved = self._retry("store", lambda: self.store.save(outcome.events))
         if saved.over:
             with self.pipeline.lock:
