@@ -390,6 +390,15 @@ def test_a_machine_page_shows_each_sensor_against_its_normal_band_and_the_alerts
     browser.get(plant.url)
     href = _wait(browser, 10, lambda d: d.find_element(By.CSS_SELECTOR, TILE.format("extruder-1") + " .tile-name a")
                  .get_attribute("href"), "no link to the machine page")
+    # the tile already says what people made of its alerts: one judged false, the open one not yet
+    judged = TILE.format("extruder-1") + " .tile-judged"
+    _wait(browser, 10, lambda d: d.find_elements(By.CSS_SELECTOR, judged), "the tile does not show the verdicts")
+    text, share, title = _settled(lambda: [browser.find_element(By.CSS_SELECTOR, judged).text]
+                                  + [browser.find_element(By.CSS_SELECTOR, judged).get_attribute(a)
+                                     for a in ("data-true-share", "title")])
+    assert (text, share) == ("Judged true 0 of 1", "0")
+    assert "2 alerts raised, 1 judged (0 true, 1 false" in title
+    assert not browser.find_elements(By.CSS_SELECTOR, TILE.format("cutter-1") + " .tile-judged")
     browser.get(href)  # the tile's own link (the board redraws, so not a click)
     _wait(browser, 10, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "true",
           "the machine page did not load")

@@ -12,6 +12,7 @@
   const ACKED_URL = "/api/v1/alerts?status=acknowledged&limit=1000";
   const STREAM_URL = "/api/v1/alerts/stream";
   const TRENDS_URL = "/api/v1/trends";
+  const VERDICTS_URL = "/api/v1/verdicts";
   const REFRESH_MS = 15000;
   const RESTART_STREAM_MS = 5000;   // when the browser gives up on the stream (e.g. a proxy said 502)
   const SCORE_SCALE = 1.5;          // the score bar runs to 1.5 × the anomaly threshold
@@ -77,8 +78,23 @@
       foot.append(v);
     }
     if (ack) foot.append(el("span", "tile-ack", `Acknowledged · ${ack.acked_by}`));
+    const judged = drawJudged(m.verdicts);
+    if (judged) foot.append(judged);
     tile.append(foot);
     return tile;
+  }
+
+  // what people said of this machine's alerts: its detector's live precision (GET /api/v1/verdicts),
+  // the same figure as on the machine's page
+  function drawJudged(v) {
+    if (!v || v.raised === 0) return null;
+    const t = v.verdicts.true_alarm, f = v.verdicts.false_alarm;
+    const text = t + f > 0 ? `Judged true ${t} of ${t + f}` : `${v.raised} alert${v.raised === 1 ? "" : "s"}, none judged`;
+    const span = el("span", "tile-judged", text);
+    span.dataset.trueShare = v.true_share === null ? "" : String(v.true_share);
+    span.title = `${v.raised} alerts raised, ${v.judged} judged `
+                 + `(${t} true, ${f} false, ${v.verdicts.new_normal} new normal, ${v.verdicts.unclear} unclear)`;
+    return span;
   }
 
   // the latest value of each sensor, in plant units: "air temperature   84.8 °C" on a dryer
@@ -307,15 +323,20 @@
         getJSON(ACKED_URL).catch(() => ({ alerts: [] })),   // nice to have; the tiles matter more
       ]);
       await loadUnits(lines.lines.flatMap((line) => line.machines.map((m) => m.machine)));
-      const [charts, trends] = await Promise.all([
+      const [charts, trends, verdicts] = await Promise.all([
         Promise.all(lines.lines.map((line) =>
           getJSON(`${LINES_URL}/${encodeURIComponent(line.line)}/p-chart`).catch(() => null))),
         getJSON(TRENDS_URL).catch(() => ({ machines: [] })),
+        getJSON(VERDICTS_URL).catch(() => ({ machines: [] })),
       ]);
       const trendOf = new Map(trends.machines.map((t) => [t.machine, t]));
+      const verdictsOf = new Map(verdicts.machines.filter((v) => v.machine).map((v) => [v.machine, v]));
       lines.lines.forEach((line, i) => {
         line.chart = charts[i];
-        for (const m of line.machines) m.trend = trendOf.get(m.machine);
+        for (const m of line.machines) {
+          m.trend = trendOf.get(m.machine);
+          m.verdicts = verdictsOf.get(m.machine);
+        }
       });
       draw(lines.lines, new Map(acked.alerts.map((a) => [a.id, a])));
       lastUpdate = new Date();
