@@ -3,6 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from linewatch.detect.versions import Recorded
 from linewatch.domain import AlertKind, RawMessage
 from linewatch.metrics import Metrics
 from linewatch.pipeline import Pipeline
@@ -532,6 +533,25 @@ def test_a_model_made_afresh_numbers_on_from_the_stores_versions(config):
     versions, _ = _versions(pipeline, msgs)
     [v] = [v for v in versions if v.machine == "extruder-1"]
     assert (v.version, v.reason) == (5, "model_changed")
+
+
+def test_a_model_made_afresh_that_learns_the_newest_version_again_from_the_same_readings_is_that_version(config):
+    # the worker that learned version 1 lost its state before a checkpoint (a rebalance, a kill -9) and
+    # its partitions are read again: the same first calibration, not a second version "model changed"
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(800)]
+    first, _ = _versions(Pipeline(config, Metrics()), msgs)
+    again = Pipeline(config, Metrics())
+    again.versions_on_record({(v.machine, v.recipe): Recorded(v.version, v.made_at, v.reason) for v in first})
+    replayed, _ = _versions(again, msgs)
+    assert sorted((v.machine, v.id, v.version, v.reason) for v in replayed) == sorted(
+        (v.machine, v.id, v.version, v.reason) for v in first)
+    assert {v.version for v in first} == {1}
+    # learned from other readings (a plant that switched the model kind), it numbers on
+    later = [m.message for m in LineSimulator(T0 + timedelta(hours=1), SimulatorSettings(faults=())).messages(800)]
+    other = Pipeline(config, Metrics())
+    other.versions_on_record({(v.machine, v.recipe): Recorded(v.version, v.made_at, v.reason) for v in first})
+    numbered_on, _ = _versions(other, later)
+    assert {(v.version, v.reason) for v in numbered_on} == {(2, "model_changed")}
 
 
 # ------------------------------------------------------------------------------------------ the quality gate

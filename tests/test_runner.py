@@ -42,7 +42,7 @@ class QuietJournal:
     def announced(self, alert_ids) -> None:
         pass
 
-    def latest_model_versions(self) -> dict:
+    def latest_versions(self) -> dict:
         return {}
 
     def save_versions(self, versions, keep: int = 20, since=None) -> None:

@@ -33,7 +33,8 @@ from linewatch.detect.replayed import RecentResults
 from linewatch.detect.rows import Part
 from linewatch.detect.verdict import MONITORING, Verdicts
 from linewatch.detect.versions import (ACTIVE, FIRST_CALIBRATION, MODEL_CHANGED, RECORDED_AT_UPGRADE, REJECTED,
-                                      SENSORS_CHANGED, Lineage, ModelVersion, implausible_bands, version_id)
+                                      SENSORS_CHANGED, Lineage, ModelVersion, Recorded, implausible_bands,
+                                      version_id)
 from linewatch.detect.versions import NEW_NORMAL as VERSION_NEW_NORMAL
 from linewatch.domain import (EPOCH, ONE_MS, Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, QcResult,
                               RawMessage, Reading, ReadingBlock, Rejection, Severity)
@@ -181,8 +182,9 @@ class Pipeline:
         self._changed_machines: set[str] = set()  # learned something since the last checkpoint
         self._changed_lines: set[str] = set()
         # the store's latest version per (machine, recipe): where a model made afresh numbers on from
-        # (the service fills it at startup, ``AlertStore.latest_model_versions``)
+        # (the service and the runner fill it from ``AlertStore.latest_versions``, see ``versions_on_record``)
         self.version_floor: dict[tuple[str, str | None], int] = {}
+        self.version_record: dict[tuple[str, str | None], Recorded] = {}  # and when and why it was learned
         self.refresh_open_gauge()
 
     # ------------------------------------------------------------ batches
@@ -504,6 +506,15 @@ class Pipeline:
             if ev:
                 self._events_pending.append(ev)
 
+    def versions_on_record(self, records: dict[tuple[str, str | None], Recorded]) -> None:
+        """The store's newest versions (``AlertStore.latest_versions``): models made afresh number on from
+        them, unless they learn one of them again."""
+        with self.lock:
+            for key, rec in records.items():
+                if rec.version >= self.version_floor.get(key, 0):
+                    self.version_floor[key] = rec.version
+                    self.version_record[key] = rec
+
     def _lineage(self, machine: str, recipe: str | None, model: AnomalyModel) -> Lineage:
         """Which version of its normal the model is on. A model made afresh (or restored from a checkpoint
         written before versions were recorded) numbers on from the store's latest version."""
@@ -615,9 +626,19 @@ class Pipeline:
                 learned_what: dict[str, Any], out: BatchOutcome, gate: dict[str, Any] | None = None,
                 status: str = ACTIVE) -> int:
         """Record what the model learned as its next version; its number."""
+        known = self.version_record.get((machine, recipe))
+        if (known is not None and lineage.version == lineage.highest == known.version
+                and known.made_at == learned_what["made_at"]):
+            # a model made afresh learned what the newest version on record learned, from the same readings:
+            # the worker that learned it lost its state before a checkpoint and the partition was read
+            # again (a rebalance, a kill -9). The same version, with the same id, not a new one
+            lineage.version = lineage.highest = known.version - 1
+            learned_what["reason"] = known.reason
         number = lineage.learned(learned_what["made_at"])
         floor = self.version_floor.get((machine, recipe), 0)
-        self.version_floor[(machine, recipe)] = max(floor, lineage.highest)  # a model made afresh numbers on
+        if lineage.highest >= floor:  # a model made afresh numbers on
+            self.version_floor[(machine, recipe)] = lineage.highest
+            self.version_record[(machine, recipe)] = Recorded(number, learned_what["made_at"], learned_what["reason"])
         settings = self.config.detection.anomaly
         own = getattr(model, "settings", None)  # what the model was learned with (an old one's may differ)
         if isinstance(own, type(settings)):

@@ -229,10 +229,7 @@ class Runner:
         wanted, state, store = sorted(keys), self.state, self.store
         stored = None if store is None else (lambda ids: self._retry("load", lambda: store.alerts_by_id(ids)))
         if store is not None:  # a model made afresh for a machine taken over numbers on from the store's versions
-            floor = self._retry("load", store.latest_model_versions)
-            with self.pipeline.lock:
-                for key, n in floor.items():
-                    self.pipeline.version_floor[key] = max(n, self.pipeline.version_floor.get(key, 0))
+            self.pipeline.versions_on_record(self._retry("load", store.latest_versions))
         restored = self.pipeline.import_state(self._retry("load", lambda: state.load(wanted)), stored)
         if store is not None:  # a "new normal" given after those checkpoints is not lost
             self._retry("actions", lambda: renew_since_checkpoint(self.pipeline, store, restored.journal))

@@ -143,7 +143,7 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     normalizer = Normalizer(config, max_bytes=settings.max_payload_bytes, raw_prefix=settings.raw_topic_prefix,
                             qc_topic=settings.qc_topic)
     pipeline = Pipeline(config, metrics, book, normalizer)
-    pipeline.version_floor = store.latest_model_versions()  # a model made afresh numbers its versions on
+    pipeline.versions_on_record(store.latest_versions())  # a model made afresh numbers its versions on
     state = StateStore(store.engine)
     if not hasattr(source, "ownership_changes"):
         # one source of everything: continue where it left off, with the new normals given since

@@ -256,6 +256,10 @@ def test_versions_are_saved_once_and_the_newest_is_the_one_in_use(store):
     assert [v.status for v in store.model_versions("extruder-1", "B")] == ["active"]  # each recipe its own
     assert len(store.model_versions("extruder-1", every_recipe=True)) == 3
     assert store.latest_model_versions() == {("extruder-1", None): 2, ("extruder-1", "B"): 1}
+    latest = store.latest_versions()
+    assert {k: (r.version, r.made_at, r.reason) for k, r in latest.items()} == {
+        ("extruder-1", None): (2, T0 + timedelta(hours=2), "new_normal"),
+        ("extruder-1", "B"): (1, T0 + timedelta(hours=1), "first_calibration")}
     assert store.model_version("extruder-1", 7) is None
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
 
 from linewatch.alerts.verdicts import Judged
-from linewatch.detect.versions import ACTIVE, REJECTED, SUPERSEDED, ModelVersion, version_id
+from linewatch.detect.versions import ACTIVE, REJECTED, SUPERSEDED, ModelVersion, Recorded, version_id
 from linewatch.domain import (Alert, AlertEvent, AlertEventType, AlertKind, AlertStatus, AlertVerdict, Severity,
                               Silence)
 
@@ -759,6 +759,19 @@ class AlertStore:
             ModelVersionRow.machine, ModelVersionRow.recipe)
         with Session(self.engine) as session:
             return {(m, r or None): int(n) for m, r, n in session.execute(stmt)}
+
+    def latest_versions(self) -> dict[tuple[str, str | None], Recorded]:
+        """The newest version per (machine, recipe), with when and why it was learned."""
+        newest = select(ModelVersionRow.machine, ModelVersionRow.recipe,
+                        func.max(ModelVersionRow.version).label("version")).group_by(
+            ModelVersionRow.machine, ModelVersionRow.recipe).subquery()
+        stmt = select(ModelVersionRow.machine, ModelVersionRow.recipe, ModelVersionRow.version,
+                      ModelVersionRow.made_at, ModelVersionRow.reason).join(
+            newest, (ModelVersionRow.machine == newest.c.machine) & (ModelVersionRow.recipe == newest.c.recipe)
+            & (ModelVersionRow.version == newest.c.version)).order_by(ModelVersionRow.made_at)
+        with Session(self.engine) as session:
+            return {(m, r or None): Recorded(int(n), _utc(at), reason)  # type: ignore[arg-type]
+                    for m, r, n, at, reason in session.execute(stmt)}
 
     def open_alerts(self) -> list[Alert]:
         """Alerts not yet resolved: the worker picks these up again after a restart."""

@@ -93,6 +93,17 @@ def implausible_bands(normal_ranges: dict[str, list[float]], plausible: dict[str
     return out
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """The newest version on record for a machine and recipe. A model made afresh numbers on from it,
+    unless it has just learned that very version again from the same readings (the worker that learned
+    it lost its state before a checkpoint, and its partitions were read again)."""
+
+    version: int
+    made_at: datetime  # line time of the last reading it learned from
+    reason: str
+
+
 def version_id(machine: str, recipe: str | None, version: int, made_at: datetime) -> str:
     """Deterministic id of one version: a replay makes the same one."""
     return str(uuid.uuid5(_NAMESPACE, f"{machine}|{recipe or ''}|{version}|{made_at.isoformat()}"))
