@@ -4,6 +4,7 @@ real broker and databases are in tests/integration)."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from datetime import datetime, timezone
 
 from linewatch.alerts.store import Saved
@@ -160,3 +161,115 @@ def test_a_worker_replaying_old_data_does_not_announce_episodes_the_store_has_cl
         assert all(store.get(i).status.value == "resolved" for i in fired)
     finally:
         store.close()
+
+
+class Rebalanced:
+    """A source whose group moves extruder-1's partition to another worker between two polls, as when
+    this worker was paused past its session: the second poll still holds extruder-1's readings."""
+
+    def __init__(self) -> None:
+        from dataclasses import replace
+
+        messages = [replace(m.message, partition=0)
+                    for m in LineSimulator(T0, SimulatorSettings()).messages(600)]
+        self.batches = [messages[300:], messages[:300]]
+        self.settings = SimpleNamespace(raw_topic_prefix="linewatch.raw.", qc_topic="linewatch.qc")
+        self.changes = [[("revoked", {self._tp("linewatch.raw.extruder-1")})],
+                        [("assigned", {self._tp(t) for t in {m.topic for m in messages}})]]
+
+    @staticmethod
+    def _tp(topic: str):
+        from kafka import TopicPartition
+
+        return TopicPartition(topic, 0)
+
+    def partition_count(self, topic: str) -> int:
+        return 1
+
+    def ownership_changes(self):
+        return self.changes.pop() if self.changes else []
+
+    def next_batch(self):
+        return self.batches.pop() if self.batches else []
+
+    def commit(self) -> None:
+        pass
+
+
+def test_readings_of_a_partition_handed_over_in_this_poll_are_left_to_its_new_owner(config):
+    pipeline = Pipeline(config, Metrics())
+    runner = Runner(Rebalanced(), pipeline, Saving())  # type: ignore[arg-type]
+    runner.step()
+    read = {s.machine: s.readings for s in pipeline.snapshot()[0]}
+    assert read["extruder-1"] > 0 and read["cutter-1"] > 0
+
+    runner.step()  # extruder-1 moved away: its readings in this poll are the new owner's to judge
+    after = {s.machine: s.readings for s in pipeline.snapshot()[0]}
+    assert "machine:extruder-1" not in runner.owned
+    assert after["extruder-1"] == read["extruder-1"], "a machine handed over was read on here"
+    assert "extruder-1" not in pipeline.models, "a machine handed over got a model made afresh here"
+    assert after["cutter-1"] > read["cutter-1"]
+
+
+class Doubtful(OneBatch):
+    """A source whose group membership is in doubt at the given calls (a worker back from a pause past
+    its session timeout, before its next poll rejoins the group)."""
+
+    def __init__(self, doubts: list[str | None]) -> None:
+        super().__init__()
+        self.doubts = doubts
+        self.given_back: list = []
+        self.rewound: set | None = None
+
+    def membership_in_doubt(self) -> str | None:
+        return self.doubts.pop(0) if self.doubts else None
+
+    def give_back(self, batch) -> None:
+        self.given_back.extend(batch)
+
+    def assignment(self) -> set:
+        return {"every partition"}
+
+    def rewind(self, partitions, learned) -> None:
+        self.rewound = set(partitions)
+
+
+class NoCheckpoints:
+    def load(self, keys=None) -> dict:
+        return {}
+
+
+class Saving(QuietJournal):
+    """A store that takes every write and records what it was given."""
+
+    def __init__(self) -> None:
+        self.saved: list = []
+
+    def save(self, events) -> Saved:
+        self.saved.extend(events)
+        return Saved(list(events))
+
+
+def test_a_worker_in_doubt_of_its_group_membership_judges_nothing_and_gives_the_batch_back(config):
+    source, pipeline = Doubtful(["no heartbeat answered for longer than the session timeout"]), Pipeline(config, Metrics())
+    batch = list(source.batches[0])
+    store = Saving()
+    runner = Runner(source, pipeline, store, state=NoCheckpoints())  # type: ignore[arg-type]
+    assert runner.step() is None
+    assert not store.saved, "a worker in doubt of its membership wrote alerts"
+    assert source.given_back == batch, "the batch was not handed back to be read again"
+    assert all(s.readings == 0 for s in pipeline.snapshot()[0])
+    assert source.commits == 0
+
+
+def test_a_batch_judged_while_membership_fell_into_doubt_is_not_written_and_its_machines_go_back_to_their_checkpoints(config):
+    source, pipeline = Doubtful([None, "the group coordinator no longer knows this worker"]), Pipeline(config, Metrics())
+    store = Saving()
+    runner = Runner(source, pipeline, store, state=NoCheckpoints())  # type: ignore[arg-type]
+    runner.owned = {f"machine:{m}" for m in config.machines}
+    assert runner.step() is None
+    assert not store.saved, "alerts judged while membership was in doubt were written"
+    assert source.rewound == {"every partition"}, "the partitions were not read again from the checkpoints"
+    assert not pipeline.book.open, "an alert judged in doubt stayed open, unwritten"
+    assert not pipeline.models, "the models kept what they learned from a batch judged in doubt"
+    assert source.commits == 0

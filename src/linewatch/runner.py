@@ -119,6 +119,7 @@ class Runner:
         self.stats = RunStats()
         self._holding = 0  # messages in the batch held while a write is retried (for the log)
         self.failing: set[str] = set()  # the writes (WRITES keys) being retried right now
+        self._doubted = False  # group membership in doubt at the last step (see _in_doubt)
 
     def store_failing(self) -> bool:
         """Whether a write to the database is failing right now (a full disk, a read-only database): the
@@ -155,15 +156,20 @@ class Runner:
 
     def step(self) -> BatchOutcome | None:
         batch = self.source.next_batch()
-        rewound = self._take_over()
-        if rewound:  # read again from the checkpoint's offsets: what the poll returned for them comes later
-            batch = [m for m in batch if (m.topic, m.partition) not in rewound]
+        skipped = self._take_over()
+        if skipped:  # taken over: read again from the checkpoint's offsets, so what the poll returned for
+            # them comes later; handed over: another worker reads them now, and this one must not judge them
+            batch = [m for m in batch if (m.topic, m.partition) not in skipped]
+        if self._in_doubt(batch):
+            return None
         # acks, resolves and new normals done through any worker's API, before this batch decides
         if self.store is not None:
             self._retry("actions", lambda: sync_people_actions(self.pipeline, self.store))
         lag = self._lag()  # asked once per step: it feeds stale-stream judgement and the lag gauge
         if not batch:
             idle = self.pipeline.idle(self._behind(lag))  # silence is news too: streams go stale
+            if idle.events and self._judged_in_doubt():
+                return None
             if idle.events:
                 self._make_durable(idle)
                 self._count(idle)
@@ -175,6 +181,8 @@ class Runner:
                 self.checkpoint()
             return None
         outcome = self.pipeline.process(batch, self._behind(lag))
+        if self._judged_in_doubt():
+            return None
         self._observe(batch)
         self._holding = len(batch)
         if self.silencer and outcome.events:
@@ -196,9 +204,13 @@ class Runner:
 
     def _take_over(self) -> set[tuple[str, int]]:
         """After a rebalance: forget what moved away, load the checkpoint of what arrived, and read
-        what arrived from the offsets that checkpoint matches. Returns those (topic, partition)s."""
+        what arrived from the offsets that checkpoint matches. Returns the (topic, partition)s whose
+        messages in this step's poll are not to be read: those that arrived (they are read again from
+        their checkpoint) and those that moved away (a worker that was paused past its session may
+        hold a poll of partitions the group has since given to another)."""
         changes = getattr(self.source, "ownership_changes", None)
         rewound: set[tuple[str, int]] = set()
+        gone: set[tuple[str, int]] = set()
         if changes is None:
             return rewound
         from linewatch.sources.kafka import owners
@@ -212,16 +224,62 @@ class Runner:
                                      self.source.partition_count, stations)  # type: ignore[attr-defined]
             keys = {f"machine:{m}" for m in machines} | {f"line:{line}" for line in lines}
             self.owned = self.owned - keys if change == "revoked" else self.owned | keys
+            moved = {(tp.topic, tp.partition) for tp in partitions}
             if change == "revoked":
+                gone |= moved
                 self.pipeline.release(machines, lines)
                 log.info("handed over %s", sorted(keys))
-            elif self.state is not None:
+                continue
+            gone -= moved  # given back in the same rebalance (an eager one revokes everything first)
+            if self.state is not None:
                 self._load(keys, partitions)
-                rewound |= {(tp.topic, tp.partition) for tp in partitions}
+                rewound |= moved
                 log.info("took over %s from their checkpoints", sorted(keys))
         if changed:  # machines and lines other workers own are theirs to judge and update
             self.pipeline.own(self.owned)
-        return rewound
+        return rewound | gone
+
+    def _doubt(self) -> str | None:
+        """Why the group may have given this worker's partitions to another, or None while it surely
+        holds them. A worker without checkpoints has nothing another could have read on from."""
+        ask = getattr(self.source, "membership_in_doubt", None)
+        return None if ask is None or self.state is None else ask()
+
+    def _in_doubt(self, batch: list) -> bool:
+        """A worker back from a pause past its session (SIGSTOP, a VM migration, a stalled disk) still
+        thinks it owns its partitions until its next poll rejoins the group; meanwhile another may own
+        them. It judges nothing then, not even silence (its own pause looks like the machines'), and
+        hands the batch back to be read again if the partitions turn out to be still its own."""
+        doubt = self._doubt()
+        if doubt is None:
+            if self._doubted:
+                log.info("group membership confirmed again; reading on")
+                self._doubted = False
+            return False
+        if not self._doubted:
+            log.warning("%s: the group may have given this worker's partitions to another; judging nothing "
+                        "until it rejoins", doubt)
+            self._doubted = True
+        self.source.give_back(batch)  # type: ignore[attr-defined]
+        return True
+
+    def _judged_in_doubt(self) -> bool:
+        """Whether membership fell into doubt while this step judged (the pause came mid-step). Then
+        what it judged is not written: its machines go back to their checkpoints and their partitions
+        to the offsets those match, as in a take-over; the rejoin that follows settles who owns them."""
+        doubt = self._doubt()
+        if doubt is None:
+            return False
+        log.warning("%s while judging a batch: not writing it; back to the last checkpoint", doubt)
+        self._doubted = True
+        keys = set(self.owned)
+        self.pipeline.own(set())  # the open alerts too: those checkpointed come back with the load
+        self.pipeline.release({k.partition(":")[2] for k in keys if k.startswith("machine:")},
+                              {k.partition(":")[2] for k in keys if k.startswith("line:")})
+        source = self.source
+        self._load(keys, source.assignment())  # type: ignore[attr-defined]
+        self.pipeline.own(self.owned)
+        return True
 
     def _load(self, keys: set[str], partitions: set) -> None:
         """Load the checkpoints of ``keys`` and read ``partitions`` on from where they left off."""

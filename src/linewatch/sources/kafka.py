@@ -21,6 +21,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.base import Generation
 from kafka.partitioner.default import murmur2
 from kafka.admin import NewTopic
 from kafka.errors import (CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError,
@@ -153,6 +154,35 @@ class KafkaSource:
                     self._next[tp] = position
             out[(tp.topic, tp.partition)] = -1 if high is None or position is None else max(0, high - position)
         return out
+
+    def membership_in_doubt(self) -> str | None:
+        """Why the group may have given this consumer's partitions to another, or None while it surely
+        holds them: no heartbeat answered for longer than the session timeout (the broker drops a member
+        then), or the coordinator said it no longer knows this member. kafka-python tells only its own
+        rejoin logic, so this reads the coordinator's heartbeat and generation."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        if coordinator is None or not self.consumer.assignment():
+            return None
+        if coordinator.heartbeat.session_timeout_expired():
+            return (f"no heartbeat answered for longer than the session timeout "
+                    f"({self.settings.session_timeout_ms / 1000:g} s)")
+        group = coordinator.group_metadata()
+        if Generation(group.generation_id, group.member_id, None).is_lost():
+            return "the group coordinator no longer knows this worker"
+        return None
+
+    def give_back(self, batch: Iterable[RawMessage]) -> None:
+        """Read these messages again at the next polls: each partition goes back to its first offset here
+        (those no longer assigned are the new owner's, who reads them from its own position)."""
+        first: dict[TopicPartition, int] = {}
+        for m in batch:
+            tp = TopicPartition(m.topic, m.partition)
+            first[tp] = min(m.offset, first.get(tp, m.offset))
+        assigned = self.consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+                self._next[tp] = offset
 
     def rewind(self, partitions: set[TopicPartition], learned: dict[tuple[str, int], int]) -> None:
         """Read these partitions on from where the checkpoints just loaded left off.
