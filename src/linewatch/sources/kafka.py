@@ -87,6 +87,8 @@ class KafkaSource:
         # the next offset of each partition as far as records were handed out: asking the consumer for
         # every partition's position on every batch costs more than normalising a hundred readings
         self._next: dict[TopicPartition, int] = {}
+        # (since when, generation, member id, why) while group membership is in doubt: see membership_in_doubt
+        self._doubt: tuple[float, int, str, str] | None = None
         self._next_since = time.monotonic()  # asked afresh now and then (see lag)
         self._changes: list[tuple[str, set[TopicPartition]]] = []
         self._changes_lock = threading.Lock()
@@ -159,17 +161,32 @@ class KafkaSource:
         """Why the group may have given this consumer's partitions to another, or None while it surely
         holds them: no heartbeat answered for longer than the session timeout (the broker drops a member
         then), or the coordinator said it no longer knows this member. kafka-python tells only its own
-        rejoin logic, so this reads the coordinator's heartbeat and generation."""
+        rejoin logic, so this reads the coordinator's heartbeat and generation.
+
+        Once in doubt, it stays in doubt until the group confirms: a heartbeat answered since, or a new
+        generation (a rejoin, whose assignment the rebalance listener has reported). Finding the
+        coordinator again resets the heartbeat's clock, which proves nothing about the membership."""
         coordinator = getattr(self.consumer, "_coordinator", None)
         if coordinator is None or not self.consumer.assignment():
+            self._doubt = None
             return None
-        if coordinator.heartbeat.session_timeout_expired():
-            return (f"no heartbeat answered for longer than the session timeout "
-                    f"({self.settings.session_timeout_ms / 1000:g} s)")
-        group = coordinator.group_metadata()
-        if Generation(group.generation_id, group.member_id, None).is_lost():
-            return "the group coordinator no longer knows this worker"
-        return None
+        heartbeat, group = coordinator.heartbeat, coordinator.group_metadata()
+        expired = heartbeat.session_timeout_expired()
+        lost = Generation(group.generation_id, group.member_id, None).is_lost()
+        if self._doubt is None:
+            if not (expired or lost):
+                return None
+            why = (f"no heartbeat answered for longer than the session timeout "
+                   f"({self.settings.session_timeout_ms / 1000:g} s)" if expired
+                   else "the group coordinator no longer knows this worker")
+            self._doubt = (time.monotonic(), group.generation_id, group.member_id, why)
+            return why
+        since, generation, member, why = self._doubt
+        rejoined = (group.generation_id, group.member_id) != (generation, member)
+        if not (expired or lost) and (rejoined or heartbeat.last_receive > since):
+            self._doubt = None
+            return None
+        return why
 
     def give_back(self, batch: Iterable[RawMessage]) -> None:
         """Read these messages again at the next polls: each partition goes back to its first offset here
