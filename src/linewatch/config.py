@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from linewatch.detect.mewma import MewmaSettings
+from linewatch.detect.settings import AnomalySettings
 
 
 class ConfigProblem(BaseModel):
@@ -95,42 +95,6 @@ class LineSpec(_Strict):
 class AreaSpec(_Strict):
     name: str
     lines: list[LineSpec]
-
-
-class AnomalySettings(_Strict):
-    warmup_readings: int = Field(400, ge=50)
-    calibration_readings: int = Field(300, ge=50)
-    threshold_quantile: float = Field(0.995, gt=0.5, lt=1.0)
-    threshold_margin: float = Field(1.05, ge=1.0)
-    debounce_k: int = Field(3, ge=1)
-    debounce_n: int = Field(5, ge=1)
-    clear_after_seconds: float = Field(120.0, gt=0)
-    # ... and after at least this many readings in a row under the threshold (one over it, even without
-    # the debounce, starts the count again): at a slow cadence (a reading per batch, every few minutes)
-    # the first quiet reading already comes after clear_after_seconds; a fault that shows on one reading
-    # in seven leaves a given 30 readings all quiet about 1 % of the time
-    clear_after_readings: int = Field(30, ge=1)
-    # which per-machine model: a multivariate EWMA with Hotelling's T² (detect/mewma.py: persistent
-    # shifts, slow drifts, broken correlations, spikes; the default since issue 11, see docs/evaluation.md),
-    # or river's Half-Space Trees with a per-sensor deviation (detect/anomaly.py)
-    model: Literal["halfspace", "mewma"] = "mewma"
-    # every time a machine's model finishes learning, what it learned is stored as a version (with its
-    # state, for a rollback); past this many per machine and recipe, the oldest versions' states are
-    # dropped (never the one in use), their records kept
-    keep_versions: int = Field(20, ge=1)
-    # the quality gate: a normal relearned while another was in use (a person's "new normal") first
-    # scores this many readings in shadow, raising nothing, and goes live only if it would have raised an
-    # alert on at most shadow_max_alarm_share of them and every sensor's normal band is plausible for the
-    # catalogue; otherwise the model in use before stays (0: no gate, live at once)
-    shadow_readings: int = Field(300, ge=0)
-    shadow_max_alarm_share: float = Field(0.02, ge=0.0, le=1.0)
-    mewma: MewmaSettings = Field(default_factory=MewmaSettings)  # its knobs when model is mewma
-
-    @model_validator(mode="after")
-    def _k_le_n(self) -> "AnomalySettings":
-        if self.debounce_k > self.debounce_n:
-            raise ValueError(f"debounce_k ({self.debounce_k}) must not exceed debounce_n ({self.debounce_n})")
-        return self
 
 
 class FailureRateSettings(_Strict):

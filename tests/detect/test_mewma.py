@@ -208,7 +208,7 @@ def test_knobs_come_from_the_plant_settings_when_they_carry_them():
 
 
 def test_importing_the_model_does_not_import_the_config():
-    # config.py is to import MewmaSettings from linewatch.detect.mewma: that must not be a cycle
+    # the models' settings live in detect/settings.py, below config.py, so no import circle
     # (nor scoring: Verdicts lives in detect/verdict.py, beside Verdict, not in the other model's module)
     code = ("import sys, types, linewatch.detect.mewma as m; "
             "assert 'linewatch.config' not in sys.modules and 'linewatch.detect.anomaly' not in sys.modules; "
@@ -452,3 +452,19 @@ def test_a_reading_that_overflows_does_not_poison_the_thresholds():
     model.score_batch(normal_readings(250, seed=27))
     model.score_batch([dict(normal_readings(1, seed=28)[0], flow=1e200)])
     assert model.score_sums is not None and np.isfinite(model.score_sums.sums).all()
+
+
+def test_checkpoints_written_while_the_settings_lived_in_config_and_mewma_still_restore():
+    import pickle
+
+    from linewatch.detect.settings import AnomalySettings
+
+    model = MewmaModel("pump-1", AnomalySettings(warmup_readings=60, calibration_readings=60))
+    model.score_batch([{"a": float(i % 7), "b": float(i % 5)} for i in range(80)])
+    written = pickle.dumps(model, protocol=2)  # names classes as text: "c<module>\n<name>\n"
+    for new, old in ((b"clinewatch.detect.settings\nAnomalySettings\n", b"clinewatch.config\nAnomalySettings\n"),
+                     (b"clinewatch.detect.settings\nMewmaSettings\n", b"clinewatch.detect.mewma\nMewmaSettings\n")):
+        assert new in written
+        written = written.replace(new, old)
+    restored = pickle.loads(written)
+    assert restored.settings == model.settings and restored.mewma == model.mewma and restored.seen == 80

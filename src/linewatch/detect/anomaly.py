@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from linewatch.config import AnomalySettings
+from linewatch.detect.settings import AnomalySettings
 from linewatch.detect.halfspace import HalfSpaceForest
 from linewatch.detect.moments import SensorMoments, scale
 from linewatch.detect.rows import Part, first_sensors, model_rows

@@ -29,7 +29,8 @@ FORMAT_VERSION = 1
 ALLOWED = frozenset({
     ("collections", "deque"),
     ("datetime", "datetime"), ("datetime", "timedelta"), ("datetime", "timezone"),
-    ("linewatch.config", "AnomalySettings"),
+    ("linewatch.detect.settings", "AnomalySettings"), ("linewatch.detect.settings", "MewmaSettings"),
+    ("linewatch.config", "AnomalySettings"),  # where the settings lived in files exported before
     ("linewatch.detect.anomaly", "MachineModel"), ("linewatch.detect.halfspace", "HalfSpaceForest"),
     ("linewatch.detect.moments", "SensorMoments"),
     ("linewatch.detect.mewma", "MewmaModel"), ("linewatch.detect.mewma", "MewmaSettings"),

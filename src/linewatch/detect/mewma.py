@@ -76,17 +76,15 @@ import logging
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from linewatch.detect.verdict import CALIBRATING, MONITORING, WARMING_UP, Contribution, Phase, Verdict, Verdicts
 from linewatch.detect.rows import Part, first_sensors, model_rows
 from linewatch.detect.thresholds import ScoreSums, chi2_quantile_for, robust_chi2_quantile, upper_mean, upper_variance
 
-if TYPE_CHECKING:  # config.py imports MewmaSettings from here: no runtime import of config (an import circle)
-    from linewatch.config import AnomalySettings
+from linewatch.detect.settings import AnomalySettings, MewmaSettings
 
 __all__ = ["MewmaModel", "MewmaSettings"]
 
@@ -96,57 +94,6 @@ log = logging.getLogger(__name__)
 # millionth of its level so that float noise on a large constant value is not an infinite deviation).
 SCALE_FLOOR_ABS, SCALE_FLOOR_REL = 1e-9, 1e-6
 MIN_THRESHOLD = 1e-9  # calibration on perfectly constant readings gives s = 0; never divide by zero
-
-
-class MewmaSettings(BaseModel):
-    """The MEWMA model's knobs; defaults are the ones that reach issue 4's SKAB targets.
-
-    The phase lengths are ``AnomalySettings.warmup_readings`` and ``calibration_readings``, shared
-    with the Half-Space Trees model.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # λ of the EWMA: weight of the newest reading. Small λ finds small persistent shifts, large λ
-    # reacts to large sudden ones; 0.25 is in the range Lowry et al. recommend (0.1-0.3).
-    smoothing: float = Field(0.25, gt=0.0, le=1.0)
-    # threshold = the T² that a reading exceeds with probability false_alarm_per_reading under the
-    # normal scores' distribution (a scaled χ², Box 1954) whose mean and variance are the upper
-    # threshold_confidence bounds of their estimates, given how many independent readings they rest on
-    # (detect/thresholds.py: a few hundred autocorrelated scores can hold ten), and at least margin x
-    # the largest score seen while calibrating. Every threshold_update_readings monitored readings the
-    # thresholds are set again from every normal reading so far (0: never), so they tighten as the
-    # machine shows its normal. Before: margin 1.25 and the estimates themselves, which gave 135 false
-    # alarm episodes in 80 hours of the simulated line without a fault (docs/evaluation.md)
-    threshold_margin: float = Field(1.0, ge=1.0)
-    false_alarm_per_reading: float = Field(1e-5, gt=0.0, lt=0.5)
-    threshold_confidence: float = Field(0.95, ge=0.5, lt=1.0)
-    threshold_update_readings: int = Field(300, ge=0)
-    # the alarm clears after this many consecutive readings at or below the threshold
-    off_delay_readings: int = Field(5, ge=1)
-    # how fast the mean follows readings taken while the alarm is off (0 = never). Slow on purpose: at
-    # 0.01 per reading the mean kept up with any drift slower than about one scale per 100 readings,
-    # so a slow drift was rarely found (synthetic process set, docs/evaluation.md), while a normal
-    # that wanders (a NAB-style series) is still followed
-    mean_learning_rate: float = Field(0.002, ge=0.0, lt=1.0)
-    # also score each reading's own Hotelling T² (the EWMA averages a spike or a one-reading glitch
-    # away); its threshold is calibrated like the EWMA's
-    shewhart: bool = True
-    # weight of the newest reading in the dispersion chart, an EWMA of log(1 + T² / sensors) of each
-    # reading (needs ``shewhart``; 0 = off). It rises when the readings spread more than they did while
-    # the model learned, as when a sensor gets noisy, freezes while its partners move, or leaves the
-    # relation it keeps with the others: changes that keep the readings' average where it was, which the
-    # EWMA of the readings averages away. The logarithm keeps one extreme reading (a heavy-tailed
-    # vibration sensor) from raising it alone; 0.1 is the usual weight of EWMA dispersion charts
-    # (Crowder & Hamilton 1992, MacGregor & Harris 1993)
-    dispersion_smoothing: float = Field(0.1, ge=0.0, le=1.0)
-    # a sensor whose warm-up readings are mostly a straight trend (the share of their variance a line
-    # explains, R², above trend_r2: a machine heating up, a filter fouling) is modelled on its change
-    # from one reading to the next: its level says where in the trend the machine is, not whether it is normal
-    difference_trending: bool = True
-    trend_r2: float = Field(0.5, gt=0.0, lt=1.0)
-    # sensors left out of the model (e.g. slow thermal sensors that trend through every run)
-    exclude_sensors: tuple[str, ...] = ()
 
 
 class MewmaModel:

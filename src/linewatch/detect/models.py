@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from linewatch.config import AnomalySettings
+from linewatch.detect.settings import AnomalySettings
 from linewatch.detect.anomaly import MachineModel
-from linewatch.detect.mewma import MewmaModel, MewmaSettings
+from linewatch.detect.mewma import MewmaModel
+from linewatch.detect.settings import MewmaSettings
 from linewatch.detect.rows import Part
 from linewatch.detect.verdict import Phase, Verdict, Verdicts
 

@@ -24,7 +24,7 @@ from collections import deque
 
 from river import anomaly, compose, preprocessing
 
-from linewatch.config import AnomalySettings
+from linewatch.detect.settings import AnomalySettings
 from linewatch.detect.verdict import (HST_LIMIT, MIN_DEVIATION_THRESHOLD, N_TREES, TREE_HEIGHT, WINDOW_SIZE, Contribution,
                                      Phase, Verdict, quantile)
 
