@@ -79,8 +79,8 @@ def test_without_a_token_no_generated_change_is_accepted_and_nothing_changes(wor
         def refused(case, authorization):
             headers = {} if authorization is None else {"Authorization": authorization}
             response = case.call(headers=headers, params={**(case.query or {}), "access_token": TOKEN})
-            assert response.status_code in (401, 413), (operation.path, authorization, response.status_code,
-                                                        response.text[:200])
+            assert response.status_code in (401, 413), (
+                operation.path, authorization, response.status_code, response.text[:200])  # noqa: B023 - run at once, here
 
         refused()
     after = (store.last_action_seq(), [a.to_dict() for a in store.query(limit=500)], [s.id for s in store.silences()])

@@ -110,6 +110,6 @@ def test_the_p_chart_keeps_the_last_subgroups_and_old_checkpoints_load():
     old.__setstate__(state)
     restored = pickle.loads(pickle.dumps(old))
     assert restored.chart() == []
-    for i in range(SUBGROUP_UNITS):
+    for _ in range(SUBGROUP_UNITS):
         restored.observe(True, t0)
     assert len(restored.chart()) == 1
