@@ -349,13 +349,11 @@ class Pipeline:
             out.events.append(self.book.raise_(AlertKind.DATA_QUALITY, reading.line, reading.machine, p.sensor,
                                                reading.ts, Severity.WARNING, p.summary,
                                                {"check": p.check, "sensor": p.sensor, "value": p.value}))
-        open_ = self.book.open
-        for sensor in (*fine, CLOCK, SCHEMA):
-            if (AlertKind.DATA_QUALITY, reading.line, reading.machine, sensor) in open_:
-                ev = self.book.clear(AlertKind.DATA_QUALITY, reading.line, reading.machine, sensor, reading.ts,
-                                     self.dq_clear)
-                if ev:
-                    out.events.append(ev)
+        for sensor in (*fine, CLOCK, SCHEMA):  # what is fine again clears its open alert (none: nothing)
+            ev = self.book.clear(AlertKind.DATA_QUALITY, reading.line, reading.machine, sensor, reading.ts,
+                                 self.dq_clear)
+            if ev:
+                out.events.append(ev)
         if reading.values:
             self._to_score.setdefault((reading.machine, reading.recipe), []).append(reading)
 
@@ -372,7 +370,7 @@ class Pipeline:
         n = len(block)
         machine = self.normalizer.machines[block.machine]
         kept = None if machine.manufacturer in self.aggregators else self.quality.clean_run(block, machine)
-        if kept is None or any((AlertKind.DATA_QUALITY, block.line, block.machine, sensor) in self.book.open
+        if kept is None or any(self.book.is_open(AlertKind.DATA_QUALITY, block.line, block.machine, sensor)
                                for sensor in (*self.quality.expected(machine), CLOCK, SCHEMA)):
             return False
         out.readings += n
@@ -390,11 +388,7 @@ class Pipeline:
         status.last_arrival = self._batch_wall
         if self.newest is None or last > self.newest[0]:
             self.newest = (last, self._batch_wall)
-        key = (AlertKind.STALE_STREAM, block.line, block.machine, None)
-        if key in self.book.open:
-            ev = self.book.resolve(key, block.ts(0))
-            if ev:
-                self._events_pending.append(ev)
+        self._events_pending += self.book.end(AlertKind.STALE_STREAM, block.line, block.machine, None, block.ts(0))
         self._to_score.setdefault((block.machine, block.recipe), []).append(block)
         return True
 
@@ -474,7 +468,7 @@ class Pipeline:
             live[quiet_until:end] = True
             raise_, quiet, disturbed = raise_ & live, quiet & live, disturbed & live
         key = (AlertKind.ANOMALY, line, machine, None)
-        if not raise_.any() and key not in self.book.open:
+        if not raise_.any() and not self.book.is_open(*key):
             return None if rest is None else readings.since(rest)
         for i in np.flatnonzero(raise_ | quiet | disturbed).tolist():
             reading = readings[i]
@@ -482,7 +476,7 @@ class Pipeline:
                 out.events.append(self._anomaly_event(reading, verdicts[i], lineage.version))
             elif disturbed[i]:
                 self.book.disturbed(key)
-            elif key in self.book.open:
+            elif self.book.is_open(*key):
                 ev = self.book.clear(AlertKind.ANOMALY, line, machine, None, reading.ts, self.anomaly_clear,
                                      self.anomaly_clear_readings)
                 if ev:
@@ -500,11 +494,8 @@ class Pipeline:
         status.last_arrival = self._batch_wall
         if self.newest is None or reading.ts > self.newest[0]:
             self.newest = (reading.ts, self._batch_wall)
-        key = (AlertKind.STALE_STREAM, reading.line, reading.machine, None)
-        if key in self.book.open:
-            ev = self.book.resolve(key, reading.ts)
-            if ev:
-                self._events_pending.append(ev)
+        self._events_pending += self.book.end(AlertKind.STALE_STREAM, reading.line, reading.machine, None,
+                                              reading.ts)
 
     def versions_on_record(self, records: dict[tuple[str, str | None], Recorded]) -> None:
         """The store's newest versions (``AlertStore.latest_versions``): models made afresh number on from
@@ -595,10 +586,7 @@ class Pipeline:
         key = (AlertKind.MODEL, line, machine, None)
         if passed:
             self._record(machine, recipe, model, lineage, learned_what, out, gate=gate)
-            if key in self.book.open:  # an earlier candidate's rejection is answered now
-                ev = self.book.resolve(key, at)
-                if ev:
-                    out.events.append(ev)
+            out.events += self.book.end(*key, at)  # an earlier candidate's rejection is answered now
             return True
         alarms, tried = lineage.shadow_alarms, lineage.shadow_readings
         number = self._record(machine, recipe, model, lineage, learned_what, out, gate=gate, status=REJECTED)
@@ -682,7 +670,7 @@ class Pipeline:
         }
         # the episode's worst reading so far, for the sentence once it is over
         now = {"score": details["score"], "at": reading.ts.isoformat(), "sensors": details["sensors"][:3]}
-        open_ = self.book.open.get((AlertKind.ANOMALY, reading.line, reading.machine, None))
+        open_ = self.book.open_for(AlertKind.ANOMALY, reading.line, reading.machine)
         peak = open_.details.get("peak") if open_ is not None else None
         details["peak"] = now if peak is None or now["score"] >= peak["score"] else peak
         summary = anomaly_summary(reading.machine, top, catalogue)
@@ -743,8 +731,7 @@ class Pipeline:
                     continue
             if st.machine in pending:
                 continue
-            key = (AlertKind.STALE_STREAM, st.line, st.machine, None)
-            if key in self.book.open:
+            if self.book.is_open(AlertKind.STALE_STREAM, st.line, st.machine):
                 continue
             silent = (line_now - st.last_reading_at).total_seconds()
             out.events.append(self.book.raise_(
@@ -778,11 +765,7 @@ class Pipeline:
         if v.alarm:
             out.events.append(self._rate_event(qc, v))
         elif v.phase == "monitoring":
-            key = (AlertKind.FAILURE_RATE, qc.line, None, None)
-            if key in self.book.open:
-                ev = self.book.resolve(key, qc.ts)
-                if ev:
-                    out.events.append(ev)
+            out.events += self.book.end(AlertKind.FAILURE_RATE, qc.line, None, None, qc.ts)
         if self._per_machine_rates:
             rates = self._machine_rates(qc.line)
             verdicts = rates.observe(qc)
@@ -793,11 +776,7 @@ class Pipeline:
                 if mv.alarm:
                     out.events.append(self._rate_event(qc, mv, machine))
                 elif mv.phase == "monitoring":
-                    key = (AlertKind.FAILURE_RATE, qc.line, machine, None)
-                    if key in self.book.open:
-                        ev = self.book.resolve(key, qc.ts)
-                        if ev:
-                            out.events.append(ev)
+                    out.events += self.book.end(AlertKind.FAILURE_RATE, qc.line, machine, None, qc.ts)
 
     def _machine_rates(self, line: str) -> MachineFailureRates:
         rates = self.machine_rates.get(line)
@@ -1233,7 +1212,7 @@ class Pipeline:
             if status is None:
                 return None
             points = list(status.trend)
-            alert = self.book.open.get((AlertKind.ANOMALY, status.line, machine, None))
+            alert = self.book.open_for(AlertKind.ANOMALY, status.line, machine)
         sensors = (alert.details.get("sensors") or []) if alert is not None else []
         profile = self.config.profiles.get(status.manufacturer)
         sensor = sensors[0]["sensor"] if sensors else (profile.sensors[0].sensor if profile and profile.sensors else None)
@@ -1256,7 +1235,7 @@ class Pipeline:
             points = monitor.chart() if monitor is not None else []
             baseline = monitor.baseline if monitor is not None else None
             ucl = monitor.upper_control_limit(SUBGROUP_UNITS) if monitor is not None else None
-            alert = self.book.open.get((AlertKind.FAILURE_RATE, line, None, None))
+            alert = self.book.open_for(AlertKind.FAILURE_RATE, line)
             since = alert.details.get("since") if alert is not None else None
         return {"line": line, "subgroup_units": SUBGROUP_UNITS, "baseline": baseline, "upper_control_limit": ucl,
                 "alarm_since": since,

@@ -99,3 +99,17 @@ def test_a_reading_over_the_threshold_that_does_not_raise_starts_the_quiet_count
     quiet(book, T0 + 7 * every, 3)
     book.drop(key)  # a person's "new normal": closed here without an event
     assert book.open == {} and book.quiet == {}
+
+
+def test_the_book_answers_whether_an_alert_is_open_and_ends_it_once():
+    book = AlertBook()
+    fired = fire(book, T0)
+    assert book.is_open(AlertKind.ANOMALY, "line-1", "extruder-1")
+    assert not book.is_open(AlertKind.ANOMALY, "line-1", "cutter-1")
+    assert not book.is_open(AlertKind.STALE_STREAM, "line-1", "extruder-1")
+    assert book.open_for(AlertKind.ANOMALY, "line-1", "extruder-1").id == fired.alert.id
+    assert book.open_for(AlertKind.FAILURE_RATE, "line-1") is None
+    [ended] = book.end(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + CLEAR)
+    assert ended.type is AlertEventType.RESOLVED and ended.alert.ended_at == T0 + CLEAR
+    assert book.end(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + 2 * CLEAR) == []  # nothing open
+    assert not book.is_open(AlertKind.ANOMALY, "line-1", "extruder-1")

@@ -101,6 +101,21 @@ class AlertBook:
         if alert is not None:
             self.quiet.pop(alert.id, None)
 
+    def is_open(self, kind: AlertKind, line: str, machine: str | None = None, sensor: str | None = None) -> bool:
+        """Whether an alert of this kind is open for this line, machine and sensor."""
+        return (kind, line, machine, sensor) in self.open
+
+    def open_for(self, kind: AlertKind, line: str, machine: str | None = None,
+                 sensor: str | None = None) -> Alert | None:
+        """The open alert of this kind for this line, machine and sensor, if any."""
+        return self.open.get((kind, line, machine, sensor))
+
+    def end(self, kind: AlertKind, line: str, machine: str | None, sensor: str | None,
+            ts: datetime) -> list[AlertEvent]:
+        """The condition is over at ``ts``: the open alert's resolution, or nothing if none is open."""
+        ev = self.resolve((kind, line, machine, sensor), ts)
+        return [] if ev is None else [ev]
+
     def resolve(self, key: AlertKey, ts: datetime) -> AlertEvent | None:
         alert = self.open.pop(key, None)
         if alert is None:
