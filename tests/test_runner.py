@@ -163,7 +163,56 @@ def test_a_worker_replaying_old_data_does_not_announce_episodes_the_store_has_cl
         store.close()
 
 
-class Rebalanced:
+class GroupMember:
+    """What a consumer group's member answers besides its batches (sources.contracts.PartitionedSource):
+    nothing moves, nothing is behind, membership is sure."""
+
+    settings = SimpleNamespace(raw_topic_prefix="linewatch.raw.", qc_topic="linewatch.qc")
+
+    def next_batch(self) -> list:
+        return []
+
+    def commit(self) -> None:
+        pass
+
+    def ownership_changes(self) -> list:
+        return []
+
+    def partition_count(self, topic: str) -> int:
+        return 1
+
+    def assignment(self) -> set:
+        return set()
+
+    def lag(self) -> dict:
+        return {}
+
+    def end_offsets(self, partitions) -> dict:
+        return {}
+
+    def rewind(self, partitions, learned) -> None:
+        pass
+
+    def membership_in_doubt(self) -> str | None:
+        return None
+
+    def give_back(self, batch) -> None:
+        pass
+
+    def keep_alive(self, seconds: float, stop) -> None:
+        stop.wait(seconds)
+
+    def resume(self) -> None:
+        pass
+
+
+def test_the_fakes_are_what_the_runner_takes_for_a_group_member():
+    from linewatch.sources.contracts import PartitionedSource
+
+    assert isinstance(GroupMember(), PartitionedSource) and not isinstance(OneBatch(), PartitionedSource)
+
+
+class Rebalanced(GroupMember):
     """A source whose group moves extruder-1's partition to another worker between two polls, as when
     this worker was paused past its session: the second poll still holds extruder-1's readings."""
 
@@ -173,7 +222,6 @@ class Rebalanced:
         messages = [replace(m.message, partition=0)
                     for m in LineSimulator(T0, SimulatorSettings()).messages(600)]
         self.batches = [messages[300:], messages[:300]]
-        self.settings = SimpleNamespace(raw_topic_prefix="linewatch.raw.", qc_topic="linewatch.qc")
         self.changes = [[("revoked", {self._tp("linewatch.raw.extruder-1")})],
                         [("assigned", {self._tp(t) for t in {m.topic for m in messages}})]]
 
@@ -182,9 +230,6 @@ class Rebalanced:
         from kafka import TopicPartition
 
         return TopicPartition(topic, 0)
-
-    def partition_count(self, topic: str) -> int:
-        return 1
 
     def ownership_changes(self):
         return self.changes.pop() if self.changes else []
@@ -211,7 +256,7 @@ def test_readings_of_a_partition_handed_over_in_this_poll_are_left_to_its_new_ow
     assert after["cutter-1"] > read["cutter-1"]
 
 
-class Doubtful(OneBatch):
+class Doubtful(OneBatch, GroupMember):
     """A source whose group membership is in doubt at the given calls (a worker back from a pause past
     its session timeout, before its next poll rejoins the group)."""
 

@@ -29,6 +29,7 @@ from linewatch.alerts.sync import renew_since_checkpoint, sync_people_actions
 from linewatch.detect.state import StateStore
 from linewatch.domain import AlertEvent, AlertEventType, RawMessage, Rejection
 from linewatch.pipeline import BatchOutcome, Pipeline
+from linewatch.sources.contracts import PartitionedSource, Source
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,6 @@ class StoppedDuringOutage(Exception):
     offsets stay uncommitted and whoever consumes the partitions next replays it."""
 
 
-class Source(Protocol):
-    def next_batch(self) -> list[RawMessage]: ...
-
-    def commit(self) -> None: ...
-
-
 class Sink(Protocol):
     def write(self, rejections: Sequence[Rejection], events: Sequence[AlertEvent]) -> None: ...
 
@@ -101,6 +96,8 @@ class Runner:
                  state: StateStore | None = None, checkpoint_seconds: float = 5.0,
                  stop: threading.Event | None = None):
         self.source = source
+        # a consumer group's member (Kafka): machines and lines move between workers with its partitions
+        self.group: PartitionedSource | None = source if isinstance(source, PartitionedSource) else None
         self.pipeline = pipeline
         self.store = store
         self.sinks = list(sinks)
@@ -208,20 +205,20 @@ class Runner:
         messages in this step's poll are not to be read: those that arrived (they are read again from
         their checkpoint) and those that moved away (a worker that was paused past its session may
         hold a poll of partitions the group has since given to another)."""
-        changes = getattr(self.source, "ownership_changes", None)
+        group = self.group
         rewound: set[tuple[str, int]] = set()
         gone: set[tuple[str, int]] = set()
-        if changes is None:
+        if group is None:
             return rewound
         from linewatch.sources.kafka import owners
 
-        settings = self.source.settings  # type: ignore[attr-defined]
+        settings = group.settings
         stations = {m.id: m.line for m in self.pipeline.config.machines.values()
                     if (p := self.pipeline.config.profiles.get(m.manufacturer)) and p.qc}
-        changed = changes()
+        changed = group.ownership_changes()
         for change, partitions in changed:
             machines, lines = owners(partitions, settings.raw_topic_prefix, settings.qc_topic,
-                                     self.source.partition_count, stations)  # type: ignore[attr-defined]
+                                     group.partition_count, stations)
             keys = {f"machine:{m}" for m in machines} | {f"line:{line}" for line in lines}
             self.owned = self.owned - keys if change == "revoked" else self.owned | keys
             moved = {(tp.topic, tp.partition) for tp in partitions}
@@ -242,8 +239,7 @@ class Runner:
     def _doubt(self) -> str | None:
         """Why the group may have given this worker's partitions to another, or None while it surely
         holds them. A worker without checkpoints has nothing another could have read on from."""
-        ask = getattr(self.source, "membership_in_doubt", None)
-        return None if ask is None or self.state is None else ask()
+        return None if self.group is None or self.state is None else self.group.membership_in_doubt()
 
     def _in_doubt(self, batch: list) -> bool:
         """A worker back from a pause past its session (SIGSTOP, a VM migration, a stalled disk) still
@@ -260,7 +256,8 @@ class Runner:
             log.warning("%s: the group may have given this worker's partitions to another; judging nothing "
                         "until it rejoins", doubt)
             self._doubted = True
-        self.source.give_back(batch)  # type: ignore[attr-defined]
+        assert self.group is not None  # only a group's member can be in doubt of its membership
+        self.group.give_back(batch)
         return True
 
     def _judged_in_doubt(self) -> bool:
@@ -276,8 +273,8 @@ class Runner:
         self.pipeline.own(set())  # the open alerts too: those checkpointed come back with the load
         self.pipeline.release({k.partition(":")[2] for k in keys if k.startswith("machine:")},
                               {k.partition(":")[2] for k in keys if k.startswith("line:")})
-        source = self.source
-        self._load(keys, source.assignment())  # type: ignore[attr-defined]
+        assert self.group is not None
+        self._load(keys, self.group.assignment())
         self.pipeline.own(self.owned)
         return True
 
@@ -294,8 +291,9 @@ class Runner:
         # a partition kept through an eager rebalance kept its position, which may be past the
         # checkpoint just loaded: every partition taken over reads on from where its checkpoint
         # (or its commit, if later) left off
-        source = self.source
-        self._retry("rewind", lambda: source.rewind(partitions, restored.positions))  # type: ignore[attr-defined]
+        group = self.group
+        assert group is not None  # checkpoints are loaded at start-up for a source of its own (service.py)
+        self._retry("rewind", lambda: group.rewind(partitions, restored.positions))
         # the checkpoint may be ahead of the committed offsets (its owner stopped before it could
         # commit): commit the position read on from, or the group's lag stays as if nothing were read
         self.uncommitted = True
@@ -305,8 +303,9 @@ class Runner:
         """Refused rows whose stored offset is past the end of its partition come from an earlier topic of
         the same name (deleted and created again, its offsets starting afresh): no worker can have read
         that far, so they are overwritten. Returns the refusals that stand."""
-        source = self.source
-        ends = self._retry("ends", lambda: source.end_offsets({(t, p) for t, p, _ in refused.values()}))  # type: ignore[attr-defined]
+        group = self.group
+        assert group is not None  # only a group's member is fenced
+        ends = self._retry("ends", lambda: group.end_offsets({(t, p) for t, p, _ in refused.values()}))
         earlier = {k for k, (t, p, o) in refused.items() if (t, p) in ends and o > ends[(t, p)]}
         if earlier:
             log.warning("the stored state of %s had learned past the end of its partition (a topic deleted and "
@@ -351,7 +350,7 @@ class Runner:
             state = self.state
             # fenced where partitions can move between workers; a source of its own (the in-process
             # simulation) has nobody to be fenced from
-            everything = frozenset() if hasattr(self.source, "rewind") else frozenset(states)
+            everything = frozenset() if self.group is not None else frozenset(states)
             refused = self._retry("checkpoint", lambda: state.save(states, positions, everything))
             if refused:
                 refused = self._earlier_topics(refused, states, positions)
@@ -367,10 +366,9 @@ class Runner:
     def _lag(self) -> dict[tuple[str, int], int]:
         """Unread messages per assigned partition (empty for sources without partitions), also
         published as linewatch_consumer_lag_messages."""
-        lag_of = getattr(self.source, "lag", None)
-        if lag_of is None:
+        if self.group is None:
             return {}
-        lag = lag_of()
+        lag = self.group.lag()
         gauge = self.pipeline.metrics.consumer_lag
         current = {(topic, str(partition)): n for (topic, partition), n in lag.items() if n >= 0}
         for labels in self._lag_labels - current.keys():  # partitions this worker no longer owns
@@ -385,7 +383,8 @@ class Runner:
         a partition not fetched yet)."""
         if not lag:
             return frozenset()
-        prefix = self.source.settings.raw_topic_prefix  # type: ignore[attr-defined]
+        assert self.group is not None  # only a group's member has a lag
+        prefix = self.group.settings.raw_topic_prefix
         return frozenset(topic[len(prefix):] for (topic, _), n in lag.items() if n != 0 and topic.startswith(prefix))
 
     def _observe(self, batch: list[RawMessage]) -> None:
@@ -470,39 +469,16 @@ class Runner:
             return result
 
     def _hold(self, seconds: float) -> None:
-        """Wait ``seconds`` (less if a stop is requested) without reading on.
-
-        A Kafka consumer must keep polling or it leaves its group after max.poll.interval.ms (5 min),
-        so its partitions are paused and it polls for nothing; a rebalance meanwhile is recorded and
-        applied at the next checkpoint. A partition assigned during such a poll is not paused yet:
-        whatever it returns is handed back with a seek to its first offset, unread.
-        """
-        consumer = getattr(self.source, "consumer", None)
-        if consumer is None or not hasattr(consumer, "pause"):
+        """Wait ``seconds`` (less if a stop is requested) without reading on; a group's member keeps its
+        place in the group meanwhile (``PartitionedSource.keep_alive``)."""
+        if self.group is None:
             self.stop_requested.wait(seconds)
-            return
-        deadline = time.monotonic() + seconds
-        while not self.stop_requested.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                consumer.pause(*consumer.assignment())
-                records = consumer.poll(timeout_ms=int(min(left, 1.0) * 1000))
-                for tp, msgs in records.items():
-                    if msgs:
-                        consumer.seek(tp, msgs[0].offset)
-                        consumer.pause(tp)
-            except Exception as exc:  # noqa: BLE001 - the broker may be away too: just wait
-                log.debug("keep-alive poll failed (%s: %s)", type(exc).__name__, exc)
-                self.stop_requested.wait(min(left, 1.0))
+        else:
+            self.group.keep_alive(seconds, self.stop_requested)
 
     def _resume(self) -> None:
-        consumer = getattr(self.source, "consumer", None)
-        if consumer is not None and hasattr(consumer, "resume"):
-            paused = consumer.paused()
-            if paused:
-                consumer.resume(*paused)
+        if self.group is not None:
+            self.group.resume()
 
     def _set_ready(self) -> None:
         self.not_ready_reason = None

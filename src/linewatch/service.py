@@ -34,7 +34,8 @@ from linewatch.detect.state import StateStore
 from linewatch.metrics import Metrics
 from linewatch.normalize.normalizer import Normalizer
 from linewatch.pipeline import Pipeline
-from linewatch.runner import Runner, Sink, Source
+from linewatch.runner import Runner, Sink
+from linewatch.sources.contracts import PartitionedSource, Source
 from linewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,14 +146,14 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     pipeline = Pipeline(config, metrics, book, normalizer)
     pipeline.versions_on_record(store.latest_versions())  # a model made afresh numbers its versions on
     state = StateStore(store.engine)
-    if not hasattr(source, "ownership_changes"):
+    if not isinstance(source, PartitionedSource):
         # one source of everything: continue where it left off, with the new normals given since
         renew_since_checkpoint(pipeline, store, pipeline.import_state(state.load(), store.alerts_by_id).journal)
     # a Kafka worker loads the state of the partitions it is assigned, when they are assigned
     runner = Runner(source, pipeline, store, sinks, announce, silencer, state, settings.checkpoint_seconds, stop)
     http = publisher = None
     if with_http:
-        if hasattr(source, "ownership_changes"):  # a Kafka worker: people's actions go to the alerts topic too
+        if isinstance(source, PartitionedSource):  # a Kafka worker: people's actions go to the alerts topic too
             publisher = KafkaActionPublisher(settings.kafka_bootstrap, settings.alerts_topic)
         app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,
                          on_silences_changed=silencer.invalidate, api_token=settings.api_token,

@@ -241,8 +241,39 @@ class KafkaSource:
         except (CommitFailedError, RebalanceInProgressError) as exc:
             log.warning("offsets not committed, the group is rebalancing (%s); the new owner replays them", exc)
 
-    def assignment(self) -> set:
+    def assignment(self) -> set[TopicPartition]:
         return self.consumer.assignment()
+
+    def keep_alive(self, seconds: float, stop: threading.Event) -> None:
+        """Wait ``seconds`` (less once ``stop`` is set) without reading on, while a write is retried.
+
+        A Kafka consumer must keep polling or it leaves its group after max.poll.interval.ms (5 min),
+        so its partitions are paused and it polls for nothing; a rebalance meanwhile is recorded and
+        applied at the next checkpoint. A partition assigned during such a poll is not paused yet:
+        whatever it returns is handed back with a seek to its first offset, unread.
+        """
+        consumer = self.consumer
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                consumer.pause(*consumer.assignment())
+                records = consumer.poll(timeout_ms=int(min(left, 1.0) * 1000))
+                for tp, msgs in records.items():
+                    if msgs:
+                        consumer.seek(tp, msgs[0].offset)
+                        consumer.pause(tp)
+            except Exception as exc:  # noqa: BLE001 - the broker may be away too: just wait
+                log.debug("keep-alive poll failed (%s: %s)", type(exc).__name__, exc)
+                stop.wait(min(left, 1.0))
+
+    def resume(self) -> None:
+        """Read on from every partition ``keep_alive`` paused."""
+        paused = self.consumer.paused()
+        if paused:
+            self.consumer.resume(*paused)
 
     def close(self) -> None:
         self.consumer.close(autocommit=False, timeout_ms=int(CLOSE_TIMEOUT_SECONDS * 1000))
