@@ -535,7 +535,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from linewatch.alerts.publish import FileDeadLetters, TerminalPrinter
     from linewatch.demo_operator import DemoOperator
+    from linewatch.runner import Sink
     from linewatch.service import build_service, install_stop_signals, settle_memory
+    from linewatch.sources.contracts import Source
     from linewatch.sources.inprocess import PacedSimulation
     from linewatch.sources.simulator import SimulatorSettings
 
@@ -559,6 +561,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                  raw_prefix=settings.raw_topic_prefix, qc_topic=settings.qc_topic)
     producer_thread = None
     closers = []
+    source: Source
+    sink: Sink
     if settings.kafka_bootstrap:
         from linewatch.sources.kafka import KafkaSink, KafkaSource, ensure_topics
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
@@ -490,7 +491,7 @@ def _raw_manufacturer(path: Path) -> str:
         return ""
 
 
-def _plain(err: dict[str, Any]) -> str:
+def _plain(err: Mapping[str, Any]) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         return "unknown setting (check the spelling)"

@@ -168,7 +168,7 @@ class Pipeline:
         self.owned: set[str] | None = None
         self._events_pending: list[AlertEvent] = []  # stale streams resolved while reading
         # this batch's readings per (machine, recipe), scored together
-        self._to_score: dict[tuple[str, str | None], list[Reading]] = {}
+        self._to_score: dict[tuple[str, str | None], list[Reading | ReadingBlock]] = {}
         # metrics are updated once per batch, not per reading: a labelled update costs as much as normalising
         self._readings_in_batch: dict[str, int] = {}
         self._in_blocks_in_batch: dict[str, int] = {}
@@ -1072,7 +1072,7 @@ class Pipeline:
                 if kind == "machine":
                     if not isinstance(st["model"], self._model_type):  # the plant switched models: start afresh
                         st["model"] = None
-                    recipes = {r: mdl for r, mdl in (st.get("recipe_models") or {}).items()
+                    recipes: dict[str, AnomalyModel] = {r: mdl for r, mdl in (st.get("recipe_models") or {}).items()
                                if isinstance(mdl, self._model_type)}
                     if recipes:
                         self.recipe_models[name] = recipes
@@ -1093,10 +1093,10 @@ class Pipeline:
                             status.model_version = restored_lineage.version
                             status.model_version_at = restored_lineage.made_at
                             self.metrics.model_version.labels(status.line, name).set(restored_lineage.version)
-                    status = self.machines.get(name)
-                    if status is not None and st["last_ts"] is not None and (
-                            status.last_reading_at is None or status.last_reading_at < st["last_ts"]):
-                        status.last_reading_at = st["last_ts"]  # silent since then, as far as anyone read
+                    known = self.machines.get(name)
+                    if known is not None and st["last_ts"] is not None and (
+                            known.last_reading_at is None or known.last_reading_at < st["last_ts"]):
+                        known.last_reading_at = st["last_ts"]  # silent since then, as far as anyone read
                     if st.get("actions_seen") is not None:
                         restored.journal[name] = st["actions_seen"]
                 elif kind == "line":
@@ -1162,14 +1162,14 @@ class Pipeline:
                     "machine_calibration": {"scale": scale, "offset": offset} if f.sensor in cal else None})
             raw = self.normalizer.last_raw.get(machine.id)
             status = self.machines.get(machine.id)
-            spec = profile.spec
+            given = profile.spec
             return {
                 "machine": machine.id, "line": machine.line, "area": machine.area, "kind": machine.kind,
                 "vendor_ids": list(machine.vendor_ids),
                 "profile": {"manufacturer": profile.manufacturer, "payload": profile.payload,
-                            "machine_id": {"from": spec.machine_id.from_, "path": spec.machine_id.path},
-                            "timestamp": spec.timestamp.model_dump(),
-                            "aggregate": spec.aggregate.model_dump() if spec.aggregate else None},
+                            "machine_id": {"from": given.machine_id.from_, "path": given.machine_id.path},
+                            "timestamp": given.timestamp.model_dump(),
+                            "aggregate": given.aggregate.model_dump() if given.aggregate else None},
                 "mapping": mapping,
                 "unmapped_fields_seen": sorted(self.normalizer.fields_seen.get(machine.id, ())),
                 "last_raw": None if raw is None else raw[:4096].decode("utf-8", "replace"),

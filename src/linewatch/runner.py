@@ -14,6 +14,7 @@ back-off up to 10 s; when the write succeeds it resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -418,7 +419,7 @@ class Runner:
                         sorted({ev.alert.id for ev in saved.withheld}))
             outcome.events = saved.announce
         for sink in self.sinks:
-            self._retry("sinks", lambda sink=sink: sink.write(outcome.rejections, outcome.events))
+            self._retry("sinks", functools.partial(sink.write, outcome.rejections, outcome.events))
         resolved = {ev.alert.id for ev in outcome.events if ev.type is AlertEventType.RESOLVED}
         if resolved:  # from now on a replay of these resolutions is not announced again
             self._retry("store", lambda: self.store.announced(resolved))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 class HttpServer:
     """uvicorn in a background thread, so the consumer loop keeps the main thread (and Ctrl-C)."""
 
-    def __init__(self, app: object, host: str, port: int, request_timeout: float = 10.0, idle_timeout: float = 5.0,
+    def __init__(self, app: Any, host: str, port: int, request_timeout: float = 10.0, idle_timeout: float = 5.0,
                  max_connections: int | None = 1000):
         # Live event streams (wall boards) never finish by themselves: give open responses one second
         # on shutdown, then close them, so boards notice the restart and reconnect. A connection that
@@ -53,7 +54,7 @@ class HttpServer:
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                    access_log=False, lifespan="off", timeout_graceful_shutdown=1,
                                                    http=with_request_deadline(request_timeout),
-                                                   timeout_keep_alive=idle_timeout,
+                                                   timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # a float is fine
                                                    limit_concurrency=max_connections))
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
         self.host = host
@@ -154,6 +155,7 @@ def build_service(settings: Settings, config: PlantConfig, source: Source, sinks
     http = publisher = None
     if with_http:
         if isinstance(source, PartitionedSource):  # a Kafka worker: people's actions go to the alerts topic too
+            assert settings.kafka_bootstrap  # it consumes from there
             publisher = KafkaActionPublisher(settings.kafka_bootstrap, settings.alerts_topic)
         app = create_app(store, pipeline, metrics, is_ready=runner.ready.is_set, broadcaster=broadcaster,
                          on_silences_changed=silencer.invalidate, api_token=settings.api_token,

@@ -84,7 +84,7 @@ def summarise(alerts: Iterable[Judged], per_version: bool = False) -> list[Verdi
     for a in alerts:
         if per_version and a.model_version is None:
             continue
-        groups.setdefault((a.line, a.machine or "", a.model_version if per_version else -1), []).append(a)
+        groups.setdefault((a.line, a.machine or "", (a.model_version or 0) if per_version else -1), []).append(a)
     out = []
     for (line, machine, version), mine in sorted(groups.items()):
         verdicts: dict[str, int] = {}

@@ -156,7 +156,7 @@ def create_app(store: AlertStore, pipeline: Pipeline, metrics: Metrics,
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
-        return JSONResponse({"message": f"{where}: {first['msg']}", "detail": jsonable(errors)}, status_code=422)
+        return JSONResponse({"message": f"{where}: {first['msg']}", "detail": jsonable(list(errors))}, status_code=422)
 
     # ------------------------------------------------------------ health and metrics
 

@@ -177,6 +177,7 @@ class FailureRateMonitor:
         if failed and self.first_unit is None and not self.alarm:
             self.first_unit = unit_id
         ucl = self.upper_control_limit(len(self.recent))
+        assert self.baseline is not None  # armed above
         self.backstop.update(float(failed))
         drifted_up = self.backstop.drift_detected and self.backstop.estimation > BACKSTOP_RATIO * self.baseline
         if not self.alarm and (self.s > self.h or drifted_up):

@@ -305,7 +305,7 @@ class MewmaModel:
             self._set_thresholds(tighten_only=True)
             self.since_update = 0
 
-    def _run(self, rows: np.ndarray, calibrating: bool) -> tuple[np.ndarray, ...]:
+    def _run(self, rows: np.ndarray, calibrating: bool) -> tuple[Any, ...]:
         """The recursion over ``rows`` (as the model sees them): the EWMA's T², each row's own T²,
         alarm, EWMA vector and the mean each row was scored against.
 
@@ -480,7 +480,7 @@ class MewmaModel:
         memory = math.ceil(3.0 / smoothing)
         broken = ~np.isfinite(scores).all(axis=1)
 
-        def clean_of(disturbed: np.ndarray) -> np.ndarray:
+        def clean_of(disturbed: Any) -> np.ndarray:
             near = np.convolve((disturbed | broken).astype(float), np.ones(2 * memory + 1))[memory:memory + n] > 0
             return ~near if (~near).sum() >= max(30, n / 3) else everything
 

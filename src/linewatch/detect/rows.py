@@ -9,6 +9,7 @@ jump to zero.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ def first_sensors(part: Part) -> tuple[str, ...]:
 def model_rows(sensors: tuple[str, ...], last: dict[str, float], parts: Sequence[Part]) -> tuple[np.ndarray, dict[str, float]]:
     """The parts' readings as rows of ``sensors``, and each sensor's last value after them."""
     arrays = []
-    previous = [last.get(s, 0.0) for s in sensors]
+    previous: list[Any] = [last.get(s, 0.0) for s in sensors]  # floats: a None is replaced as it comes
     for part in parts:
         if isinstance(part, tuple):
             names, values = part

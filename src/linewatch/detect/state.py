@@ -79,7 +79,7 @@ class StateStore:
                                             StateRow.next_offset).where(StateRow.key.in_(list(states)))
                                      .with_for_update()).all()
             refused = {key: (topic, partition, offset) for key, topic, partition, offset in stored
-                       if key not in force and offset is not None
+                       if key not in force and offset is not None and topic is not None and partition is not None
                        and newer((topic, partition, offset), positions.get(key))}
             keys = [k for k in states if k not in refused]
             if keys:

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,7 @@ NO_DETECTION_THRESHOLD = 1.1
 _SIGMOID_STEEPNESS = 5.0  # S(x) = 2 * sigmoid(-5 x) - 1
 _FAR_PAST_WINDOW = 3.0  # beyond 3 window-widths a false positive costs the full -1
 
-TimestampLike = str | datetime | pd.Timestamp | np.datetime64
+TimestampLike: TypeAlias = str | datetime | pd.Timestamp | np.datetime64
 Window = tuple[pd.Timestamp, pd.Timestamp]
 WindowsByFile = Mapping[str, Sequence[tuple[TimestampLike, TimestampLike]]]
 StrPath = str | PathLike[str]

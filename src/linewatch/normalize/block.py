@@ -309,9 +309,9 @@ def _times(profile: Any, payloads: list[dict[str, Any]], previous: datetime | No
             return None
         return ms
     raw = _column(payloads, profile.ts_keys)
-    ms = _iso_times(raw, profile.tz)
-    if ms is not None or alone:
-        return ms
+    iso = _iso_times(raw, profile.tz)
+    if iso is not None or alone:
+        return iso
     out = np.empty(len(payloads), dtype=np.int64)
     last = previous
     try:

@@ -60,6 +60,7 @@ class Normalizer:
         self.clock = clock
         dq = config.detection.data_quality
         self.max_future = None if dq.max_future_seconds is None else timedelta(seconds=dq.max_future_seconds)
+        self._future_limit_seconds = dq.max_future_seconds or 0.0  # for the message: a horizon needs a limit
         self.earliest = dq.earliest_timestamp  # before it: a reset clock
         self.earliest_ms = math.ceil((dq.earliest_timestamp - EPOCH) / ONE_MS)  # the first millisecond not before it
         self.profiles = {name: CompiledProfile(spec, config.catalogue) for name, spec in config.profiles.items()}
@@ -137,7 +138,7 @@ class Normalizer:
         if ts > self._horizon and ts > self._refresh_horizon():
             ahead = ts.timestamp() - self.clock()
             raise PayloadError("future_timestamp", f"timestamp {ts:%Y-%m-%d %H:%M:%S}Z is {ahead:,.0f} s ahead of this "
-                                                   f"server's clock (limit {self.max_future.total_seconds():.0f} s): "
+                                                   f"server's clock (limit {self._future_limit_seconds:.0f} s): "
                                                    f"is {machine.id}'s clock or time zone set right?")
         if is_qc:
             return self._qc(profile, payload, machine, ts, source)
@@ -213,7 +214,7 @@ class Normalizer:
         """Notice fields the profile does not map; cheap on the hot path, thorough now and then."""
         if profile.payload == "tags":
             tags = dig(payload, profile.tags_keys) or []
-            names = {t.get("tag") for t in tags if isinstance(t, dict) and isinstance(t.get("tag"), str)}
+            names: set[str] = {t["tag"] for t in tags if isinstance(t, dict) and isinstance(t.get("tag"), str)}
             new = {n for n in names if n not in profile.known_tags}
         else:
             keys = frozenset(payload)
@@ -222,7 +223,7 @@ class Normalizer:
             if keys == self.top_keys.get(machine.id) and (profile.payload == "flat" or count % SCHEMA_CHECK_EVERY):
                 return
             self.top_keys[machine.id] = keys
-            paths = set(map(str, keys)) if profile.payload == "flat" else leaf_paths(payload)
+            paths: set[str] = set(map(str, keys)) if profile.payload == "flat" else leaf_paths(payload)
             new = {p for p in paths if p not in profile.known_fields}
         seen = self.fields_seen.setdefault(machine.id, set())
         fresh = new - seen

@@ -198,7 +198,7 @@ class CompiledProfile:
             fm = by_tag.get(tag) if type(tag) is str else None
             if fm is None:
                 continue
-            value = item.get("value")
+            value: Any = item.get("value")
             t = type(value)
             if not ((t is float or t is int) and value - value == 0):
                 value = _number(value, fm.sensor, fm.tag or "")

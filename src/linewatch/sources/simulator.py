@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -188,6 +188,7 @@ class LineSimulator:
         vid = self.settings.vendor_ids[machine]
         topic = f"{self.raw_prefix}{machine}"
         kind = kind_of(machine)
+        body: dict[str, Any]
         if kind == "extruder":  # Extrutec: flat JSON, epoch ms, imperial units
             body = {"machineId": vid, "tsMs": int(ts.timestamp() * 1000),
                     "barrelTempF": round(v["barrel_temperature"] * 9 / 5 + 32, 2),
