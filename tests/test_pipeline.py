@@ -647,3 +647,20 @@ def test_a_normal_band_outside_the_catalogues_plausible_range_fails_the_gate():
     assert implausible_bands({"motor_load": [-200.0, 200.0]}, plausible) == [
         "motor_load -200–200 (plausible 0–130)"]  # wider than the whole range: learned from noise
     assert implausible_bands({"motor_load": [-1.0, 7.0]}, plausible) == []  # idling near its limit
+
+
+def test_a_machine_released_to_another_worker_leaves_nothing_of_its_state_behind(config):
+    # every per-machine store, checkpointed or not, forgets the machine: what stays would be stale by
+    # the time the machine comes back, and a checkpoint of it would overwrite the new owner's
+    msgs = [m.message for m in LineSimulator(T0, SimulatorSettings(faults=())).messages(300)]
+    pipeline = Pipeline(config, Metrics(), columnar=False)
+    pipeline.process(msgs)
+    n = pipeline.normalizer
+    stores = {"models": pipeline.models, "quality": pipeline.quality.state, "last_ts": n.last_ts,
+              "fields_seen": n.fields_seen, "top_keys": n.top_keys, "schema_counter": n.schema_counter,
+              "last_raw": n.last_raw}
+    assert {name for name, store in stores.items() if "extruder-1" in store} == set(stores)
+    pipeline.release({"extruder-1"}, set())
+    assert {name for name, store in stores.items() if "extruder-1" in store} == set()
+    assert "cutter-1" in n.last_raw and "cutter-1" in pipeline.models  # the others are untouched
+    assert pipeline.machines["extruder-1"].phase == "handed over"

@@ -1119,7 +1119,7 @@ class Pipeline:
             n = self.normalizer
             for m in machines:
                 for store in (self.models, self.recipe_models, self.quality.state, self.machine_aggregators, n.last_ts,
-                              n.fields_seen, n.top_keys):
+                              n.fields_seen, n.top_keys, n.schema_counter, n.last_raw):
                     store.pop(m, None)
                 if m in self.machines:
                     self.machines[m].phase = "handed over"

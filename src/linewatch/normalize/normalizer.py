@@ -73,12 +73,16 @@ class Normalizer:
                 self.aliases[vid] = m.id
         self.calibration = {m.id: {s: (c.scale, c.offset) for s, c in m.calibration.items()}
                             for m in config.machines.values() if m.calibration}
+        # per machine, checkpointed and handed over with it (Pipeline.export_state / import_state)
         self.last_ts: dict[str, datetime] = {}
         self.fields_seen: dict[str, set[str]] = {}
         self.top_keys: dict[str, frozenset[str]] = {}
+        # per machine, not checkpointed on purpose (Pipeline.release forgets them with the rest): how often
+        # the full schema check was skipped (a sampling counter: starting again from 0 only checks sooner)
+        # and the last raw payload (what the machine page shows; the next message brings it back)
         self.schema_counter: dict[str, int] = {}
-        self.schema_drift: list[SchemaDrift] = []  # drained by the pipeline
         self.last_raw: dict[str, bytes] = {}
+        self.schema_drift: list[SchemaDrift] = []  # drained by the pipeline
         self._context: tuple[str, str | None] = ("", None)
         self._by_key_topic: dict[tuple[bytes | None, str], Machine] = {}
         self._horizon = datetime.min.replace(tzinfo=timezone.utc)  # readings later than this are from the future
