@@ -349,11 +349,8 @@ class Pipeline:
             out.events.append(self.book.raise_(AlertKind.DATA_QUALITY, reading.line, reading.machine, p.sensor,
                                                reading.ts, Severity.WARNING, p.summary,
                                                {"check": p.check, "sensor": p.sensor, "value": p.value}))
-        for sensor in (*fine, CLOCK, SCHEMA):  # what is fine again clears its open alert (none: nothing)
-            ev = self.book.clear(AlertKind.DATA_QUALITY, reading.line, reading.machine, sensor, reading.ts,
-                                 self.dq_clear)
-            if ev:
-                out.events.append(ev)
+        out.events += self.book.clear_each(AlertKind.DATA_QUALITY, reading.line, reading.machine,
+                                           (*fine, CLOCK, SCHEMA), reading.ts, self.dq_clear)
         if reading.values:
             self._to_score.setdefault((reading.machine, reading.recipe), []).append(reading)
 

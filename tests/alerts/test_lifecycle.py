@@ -113,3 +113,13 @@ def test_the_book_answers_whether_an_alert_is_open_and_ends_it_once():
     assert ended.type is AlertEventType.RESOLVED and ended.alert.ended_at == T0 + CLEAR
     assert book.end(AlertKind.ANOMALY, "line-1", "extruder-1", None, T0 + 2 * CLEAR) == []  # nothing open
     assert not book.is_open(AlertKind.ANOMALY, "line-1", "extruder-1")
+
+
+def test_clearing_each_sensor_touches_only_the_open_alerts():
+    book = AlertBook()
+    book.raise_(AlertKind.DATA_QUALITY, "line-1", "extruder-1", "die_pressure", T0, Severity.WARNING, "stuck", {})
+    events = book.clear_each(AlertKind.DATA_QUALITY, "line-1", "extruder-1", ("melt_temperature", "die_pressure"),
+                             T0 + CLEAR, CLEAR)
+    assert [(e.type, e.alert.sensor) for e in events] == [(AlertEventType.RESOLVED, "die_pressure")]
+    assert book.clear_each(AlertKind.DATA_QUALITY, "line-1", "extruder-1", ("die_pressure",), T0 + 2 * CLEAR,
+                           CLEAR) == []

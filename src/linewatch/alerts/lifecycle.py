@@ -112,9 +112,26 @@ class AlertBook:
 
     def end(self, kind: AlertKind, line: str, machine: str | None, sensor: str | None,
             ts: datetime) -> list[AlertEvent]:
-        """The condition is over at ``ts``: the open alert's resolution, or nothing if none is open."""
-        ev = self.resolve((kind, line, machine, sensor), ts)
+        """The condition is over at ``ts``: the open alert's resolution, or nothing if none is open.
+        Asked once per reading (a stale stream ends with any reading), so nothing open costs one look-up."""
+        key = (kind, line, machine, sensor)
+        if key not in self.open:
+            return []
+        ev = self.resolve(key, ts)
         return [] if ev is None else [ev]
+
+    def clear_each(self, kind: AlertKind, line: str, machine: str | None, sensors: Iterable[str | None],
+                   ts: datetime, clear_after: timedelta) -> list[AlertEvent]:
+        """``clear`` for each of these sensors' open alerts; asked once per reading, so a sensor with
+        nothing open costs one look-up."""
+        open_ = self.open
+        out = []
+        for sensor in sensors:
+            if (kind, line, machine, sensor) in open_:
+                ev = self.clear(kind, line, machine, sensor, ts, clear_after)
+                if ev:
+                    out.append(ev)
+        return out
 
     def resolve(self, key: AlertKey, ts: datetime) -> AlertEvent | None:
         alert = self.open.pop(key, None)
