@@ -270,14 +270,18 @@ class Runner:
             return False
         log.warning("%s while judging a batch: not writing it; back to the last checkpoint", doubt)
         self._doubted = True
-        keys = set(self.owned)
-        self.pipeline.own(set())  # the open alerts too: those checkpointed come back with the load
-        self.pipeline.release({k.partition(":")[2] for k in keys if k.startswith("machine:")},
-                              {k.partition(":")[2] for k in keys if k.startswith("line:")})
         assert self.group is not None
-        self._load(keys, self.group.assignment())
+        self.pipeline.own(set())  # the open alerts too: those checkpointed come back with the load
+        self._reload(set(self.owned), self.group.assignment())
         self.pipeline.own(self.owned)
         return True
+
+    def _reload(self, keys: set[str], partitions: set) -> None:
+        """Drop what this worker holds for ``keys`` and load their stored state instead, reading
+        ``partitions`` on from where it left off."""
+        self.pipeline.release({k.partition(":")[2] for k in keys if k.startswith("machine:")},
+                              {k.partition(":")[2] for k in keys if k.startswith("line:")})
+        self._load(keys, partitions)
 
     def _load(self, keys: set[str], partitions: set) -> None:
         """Load the checkpoints of ``keys`` and read ``partitions`` on from where they left off."""
@@ -332,9 +336,7 @@ class Runner:
                     "%s and loading the stored state", sorted(refused),
                     ", ".join(f"{t}[{p}] at {o}" for t, p, o in sorted(refused.values())), sorted(keys))
         self.pipeline.metrics.refused_checkpoints.inc(len(refused))
-        self.pipeline.release({k.partition(":")[2] for k in keys if k.startswith("machine:")},
-                              {k.partition(":")[2] for k in keys if k.startswith("line:")})
-        self._load(keys, {TopicPartition(t, p) for t, p in affected})
+        self._reload(keys, {TopicPartition(t, p) for t, p in affected})
 
     def checkpoint(self) -> None:
         """Save what the detectors have learned, then commit the offsets that state corresponds to.
